@@ -1,0 +1,190 @@
+//! fiber-runtime: a multi-threaded work-stealing runtime for lightweight
+//! concurrency.
+//!
+//! ```
+//! use fiber_runtime::Runtime;
+//!
+//! let rt = Runtime::new().unwrap();
+//! let sum = rt.block_on(async {
+//!     let handles: Vec<_> = (1..=10u64)
+//!         .map(|i| fiber_runtime::spawn(async move { i * i }))
+//!         .collect();
+//!     let mut sum = 0;
+//!     for h in handles {
+//!         sum += h.await.unwrap();
+//!     }
+//!     sum
+//! });
+//! assert_eq!(sum, 385);
+//! ```
+//!
+//! # What it runs
+//!
+//! - **Tasks**: any `Future + Send + 'static`, spawned with [`spawn`] onto a
+//!   work-stealing scheduler (per-worker ring of 256 plus a LIFO slot, a
+//!   global injector, steal-half when idle). Each task is one allocation
+//!   with at most 64 bytes of overhead beyond its future; its
+//!   [`JoinHandle`] is typed (no boxing of the output).
+//! - **Blocking closures**: [`spawn_blocking`] runs them on a pool that
+//!   grows on demand and retires idle threads.
+//! - Two flavors: multi-thread (default; one worker per core) and
+//!   current-thread ([`Builder::new_current_thread`]).
+//!
+//! Stackful fibers, the I/O reactor and timers are being built (see the
+//! README); their names in the public contract will land in `fiber`,
+//! `net`, `io` and `time`.
+//!
+//! # Entry points
+//!
+//! - [`block_on`]: build a default runtime, run one future, drop it;
+//! - [`fiber_main!`]: `fn main` whose body may `.await`;
+//! - [`#[fiber_runtime::main]`](macro@main) and
+//!   [`#[fiber_runtime::test]`](macro@test), with `flavor` and
+//!   `worker_threads` options;
+//! - [`Runtime`] / [`Builder`] / [`Handle`] for full control.
+//!
+//! # Features and targets
+//!
+//! No cargo features yet. Supported targets: Linux on x86_64 and aarch64
+//! (the fiber context switch, when it lands, is written for these two);
+//! the task scheduler itself is portable Rust.
+
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[macro_use]
+mod macros;
+
+mod loom;
+mod runtime;
+mod scheduler;
+mod task;
+mod util;
+
+pub use crate::runtime::{Builder, EnterGuard, Handle, Runtime, RuntimeMetrics, TryCurrentError};
+pub use crate::task::{JoinError, JoinHandle};
+pub use fiber_runtime_macros::{main, test};
+
+use std::future::Future;
+
+/// Runs `future` to completion on a new default runtime (multi-thread, one
+/// worker per core), then drops the runtime, cancelling any task still
+/// running. The future may borrow locals (no `Send` or `'static` bound).
+///
+/// # Panics
+///
+/// Panics if the runtime cannot be built (the OS refused a thread), or if
+/// called from a thread that already drives a runtime.
+///
+/// # Examples
+///
+/// ```
+/// let name = String::from("world");
+/// let greeting = fiber_runtime::block_on(async { format!("hello {name}") });
+/// assert_eq!(greeting, "hello world");
+/// ```
+#[track_caller]
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    let rt = Runtime::new().unwrap_or_else(|e| panic!("failed to build the fiber-runtime runtime: {e}"));
+    rt.block_on(future)
+}
+
+/// Spawns a task onto the current runtime and returns its [`JoinHandle`].
+///
+/// The task starts running at once, in the background; awaiting the
+/// handle yields its output. Dropping the handle detaches the task.
+///
+/// # Panics
+///
+/// Panics if there is no current runtime: call it from a task, inside
+/// [`Runtime::block_on`] or `#[fiber_runtime::main]`, or after
+/// [`Runtime::enter`].
+///
+/// # Examples
+///
+/// ```
+/// fiber_runtime::block_on(async {
+///     let h = fiber_runtime::spawn(async { 1 + 2 });
+///     assert_eq!(h.await.unwrap(), 3);
+/// });
+/// ```
+#[track_caller]
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match runtime::context::with_current(|h| h.spawn(future)) {
+        Ok(join) => join,
+        Err(kind) => panic!("`fiber_runtime::spawn` failed: {}", no_runtime(kind)),
+    }
+}
+
+/// Runs a blocking closure on the current runtime's blocking pool, so it
+/// does not stall a worker, and returns its [`JoinHandle`].
+///
+/// # Panics
+///
+/// Panics if there is no current runtime (see [`spawn`]).
+///
+/// # Examples
+///
+/// ```
+/// fiber_runtime::block_on(async {
+///     let h = fiber_runtime::spawn_blocking(|| std::fs::metadata("/").is_ok());
+///     assert!(h.await.unwrap());
+/// });
+/// ```
+#[track_caller]
+pub fn spawn_blocking<F, R>(f: F) -> JoinHandle<R>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match runtime::context::with_current(|h| h.blocking_spawner().spawn_blocking(f)) {
+        Ok(join) => join,
+        Err(kind) => panic!("`fiber_runtime::spawn_blocking` failed: {}", no_runtime(kind)),
+    }
+}
+
+fn no_runtime(kind: runtime::context::NoRuntime) -> String {
+    match Handle::try_current() {
+        Err(e) => e.to_string(),
+        Ok(_) => format!("{kind:?}"),
+    }
+}
+
+/// Yields to the scheduler once: the task goes to the back of its
+/// worker's queue, so that every other ready task runs before it resumes.
+///
+/// # Examples
+///
+/// ```
+/// fiber_runtime::block_on(async {
+///     for _ in 0..3 {
+///         fiber_runtime::yield_now().await;
+///     }
+/// });
+/// ```
+pub async fn yield_now() {
+    struct YieldNow {
+        yielded: bool,
+    }
+    impl Future for YieldNow {
+        type Output = ();
+        fn poll(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<()> {
+            if self.yielded {
+                return std::task::Poll::Ready(());
+            }
+            self.yielded = true;
+            // Woken during its own poll, the task is resubmitted behind
+            // the others (`Schedule::yield_now`).
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+    YieldNow { yielded: false }.await
+}

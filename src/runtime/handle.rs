@@ -1,0 +1,215 @@
+//! `Handle`: a cheap, cloneable reference to a runtime.
+
+use super::{context, RuntimeMetrics};
+use crate::scheduler;
+use crate::task::JoinHandle;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+
+/// A reference to a runtime, to spawn onto it from anywhere. Cheap to
+/// clone; `Send + Sync`.
+///
+/// A handle does not keep the runtime running: after the [`Runtime`]
+/// is dropped, tasks spawned through it are cancelled at once.
+///
+/// [`Runtime`]: crate::Runtime
+///
+/// # Examples
+///
+/// ```
+/// use fiber_runtime::{Handle, Runtime};
+///
+/// let rt = Runtime::new().unwrap();
+/// rt.block_on(async {
+///     let handle = Handle::current();
+///     let v = std::thread::spawn(move || handle.block_on(async { 1 }))
+///         .join()
+///         .unwrap();
+///     assert_eq!(v, 1);
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) inner: scheduler::Handle,
+}
+
+/// Returned by [`Handle::try_current`] when there is no current runtime.
+///
+/// # Examples
+///
+/// ```
+/// let err = fiber_runtime::Handle::try_current().unwrap_err();
+/// assert!(err.to_string().contains("no fiber-runtime runtime"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TryCurrentError {
+    kind: context::NoRuntime,
+}
+
+impl fmt::Display for TryCurrentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            context::NoRuntime::NoContext => f.write_str(
+                "there is no fiber-runtime runtime on this thread: call this from a task, \
+                 inside `Runtime::block_on` or `#[fiber_runtime::main]`, or after \
+                 `Runtime::enter()`",
+            ),
+            context::NoRuntime::ThreadLocalDestroyed => f.write_str(
+                "the fiber-runtime context of this thread was already destroyed (this thread \
+                 is exiting)",
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TryCurrentError {}
+
+/// Makes a runtime current on this thread until dropped; returned by
+/// [`Runtime::enter`](crate::Runtime::enter) and [`Handle::enter`].
+#[must_use = "the runtime stops being current as soon as the guard is dropped"]
+pub struct EnterGuard<'a> {
+    _guard: context::SetCurrentGuard,
+    _handle: PhantomData<&'a Handle>,
+}
+
+impl fmt::Debug for EnterGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnterGuard")
+    }
+}
+
+impl Handle {
+    /// Returns the handle of the current runtime.
+    ///
+    /// # Panics
+    ///
+    /// Panics if there is no current runtime (see [`try_current`](Self::try_current)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let h = fiber_runtime::Handle::current();
+    ///     assert_eq!(h.spawn(async { 3 }).await.unwrap(), 3);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn current() -> Handle {
+        match Handle::try_current() {
+            Ok(h) => h,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Returns the handle of the current runtime, or an error if there is
+    /// none.
+    ///
+    /// # Errors
+    ///
+    /// [`TryCurrentError`] if no runtime is current on this thread.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert!(fiber_runtime::Handle::try_current().is_err());
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _g = rt.enter();
+    /// assert!(fiber_runtime::Handle::try_current().is_ok());
+    /// ```
+    pub fn try_current() -> Result<Handle, TryCurrentError> {
+        context::with_current(|h| Handle { inner: h.clone() }).map_err(|kind| TryCurrentError { kind })
+    }
+
+    /// Spawns a task onto this runtime; see [`crate::spawn`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let h = rt.handle().spawn(async { 2 });
+    /// assert_eq!(h.join().unwrap(), 2);
+    /// ```
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.spawn(future)
+    }
+
+    /// Runs a blocking closure on this runtime's blocking pool; see
+    /// [`crate::spawn_blocking`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let h = rt.handle().spawn_blocking(|| 2 + 2);
+    /// assert_eq!(h.join().unwrap(), 4);
+    /// ```
+    pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        self.inner.blocking_spawner().spawn_blocking(f)
+    }
+
+    /// Runs `future` to completion on the current thread; see
+    /// [`Runtime::block_on`](crate::Runtime::block_on). On a current-thread
+    /// runtime, this drives its tasks too when no other thread does.
+    ///
+    /// # Panics
+    ///
+    /// Panics if called from a thread that already drives a runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// let h = rt.handle().clone();
+    /// assert_eq!(h.block_on(async { fiber_runtime::spawn(async { 5 }).await.unwrap() }), 5);
+    /// ```
+    #[track_caller]
+    pub fn block_on<F: Future>(&self, future: F) -> F::Output {
+        super::runtime::block_on_handle(&self.inner, future)
+    }
+
+    /// Makes this runtime current on this thread until the guard drops.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let handle = rt.handle().clone();
+    /// let _g = handle.enter();
+    /// assert!(fiber_runtime::Handle::try_current().is_ok());
+    /// ```
+    pub fn enter(&self) -> EnterGuard<'_> {
+        EnterGuard {
+            _guard: context::set_current(&self.inner),
+            _handle: PhantomData,
+        }
+    }
+
+    /// Returns a snapshot of the runtime's metrics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let m = rt.handle().metrics();
+    /// assert!(m.num_workers() >= 1);
+    /// ```
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.inner.metrics()
+    }
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle").field("scheduler", &self.inner).finish()
+    }
+}

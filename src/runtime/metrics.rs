@@ -1,0 +1,215 @@
+//! Runtime metrics: per-worker counters written by their worker, and the
+//! `RuntimeMetrics` snapshot users read.
+
+use crate::loom::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Counters of one worker. Only that worker writes them (in batches, at
+/// maintenance and park time), so plain relaxed stores suffice.
+#[derive(Default)]
+#[repr(align(128))] // own cache line(s): no false sharing between workers
+pub(crate) struct WorkerMetrics {
+    polls: AtomicU64,
+    steals: AtomicU64,
+    parks: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// What a worker accumulates locally between flushes.
+#[derive(Default, Debug)]
+pub(crate) struct LocalMetrics {
+    pub(crate) polls: u64,
+    pub(crate) steals: u64,
+    pub(crate) parks: u64,
+    pub(crate) busy_ns: u64,
+}
+
+impl WorkerMetrics {
+    pub(crate) fn flush(&self, local: &LocalMetrics) {
+        self.polls.store(local.polls, Relaxed);
+        self.steals.store(local.steals, Relaxed);
+        self.parks.store(local.parks, Relaxed);
+        self.busy_ns.store(local.busy_ns, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> WorkerSnapshot {
+        WorkerSnapshot {
+            polls: self.polls.load(Relaxed),
+            steals: self.steals.load(Relaxed),
+            parks: self.parks.load(Relaxed),
+            busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WorkerSnapshot {
+    polls: u64,
+    steals: u64,
+    parks: u64,
+    busy: Duration,
+}
+
+/// A snapshot of a runtime's counters, taken by
+/// [`Runtime::metrics`](crate::Runtime::metrics) or
+/// [`Handle::metrics`](crate::Handle::metrics).
+///
+/// Taking one costs a few atomic loads per worker plus one lock per
+/// owned-task shard. Per-worker counters are published by each worker in
+/// batches (about every 61 polls and whenever it parks), so a snapshot may
+/// trail the truth by that much while a worker is busy.
+///
+/// # Examples
+///
+/// ```
+/// let rt = fiber_runtime::Builder::new_multi_thread()
+///     .worker_threads(2)
+///     .build()
+///     .unwrap();
+/// rt.block_on(rt.spawn(async {})).unwrap();
+/// let m = rt.metrics();
+/// assert_eq!(m.num_workers(), 2);
+/// assert_eq!(m.num_alive_tasks(), 0);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RuntimeMetrics {
+    pub(crate) workers: Vec<WorkerSnapshot>,
+    pub(crate) alive_tasks: usize,
+    pub(crate) alive_fibers: usize,
+    pub(crate) global_queue_depth: usize,
+    pub(crate) blocking_threads: usize,
+}
+
+impl RuntimeMetrics {
+    /// Number of worker threads (1 for the current-thread flavor).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// assert_eq!(rt.metrics().num_workers(), 1);
+    /// ```
+    pub fn num_workers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Number of spawned tasks not yet finished, fibers included (tasks
+    /// of `spawn_blocking` are not counted: see
+    /// [`num_blocking_threads`](Self::num_blocking_threads)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let h = rt.spawn(std::future::pending::<()>());
+    /// assert_eq!(rt.metrics().num_alive_tasks(), 1);
+    /// h.abort();
+    /// let _ = rt.block_on(h);
+    /// assert_eq!(rt.metrics().num_alive_tasks(), 0);
+    /// ```
+    pub fn num_alive_tasks(&self) -> usize {
+        self.alive_tasks
+    }
+
+    /// Number of fibers not yet finished (always 0 until fibers land).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// assert_eq!(rt.metrics().num_alive_fibers(), 0);
+    /// ```
+    pub fn num_alive_fibers(&self) -> usize {
+        self.alive_fibers
+    }
+
+    /// Number of tasks waiting in the global injection queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _ = rt.metrics().global_queue_depth();
+    /// ```
+    pub fn global_queue_depth(&self) -> usize {
+        self.global_queue_depth
+    }
+
+    /// Number of threads currently in the blocking pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// rt.block_on(rt.spawn_blocking(|| ())).unwrap();
+    /// assert!(rt.metrics().num_blocking_threads() <= 1);
+    /// ```
+    pub fn num_blocking_threads(&self) -> usize {
+        self.blocking_threads
+    }
+
+    /// Number of task polls worker `i` has made.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async { fiber_runtime::spawn(async {}).await }).unwrap();
+    /// assert!(rt.metrics().worker_poll_count(0) >= 1);
+    /// ```
+    pub fn worker_poll_count(&self, i: usize) -> u64 {
+        self.workers[i].polls
+    }
+
+    /// Number of times worker `i` stole work from another worker.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _ = rt.metrics().worker_steal_count(0);
+    /// ```
+    pub fn worker_steal_count(&self, i: usize) -> u64 {
+        self.workers[i].steals
+    }
+
+    /// Number of times worker `i` parked (went idle).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _ = rt.metrics().worker_park_count(0);
+    /// ```
+    pub fn worker_park_count(&self, i: usize) -> u64 {
+        self.workers[i].parks
+    }
+
+    /// Total time worker `i` spent not parked.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _ = rt.metrics().worker_busy_duration(0);
+    /// ```
+    pub fn worker_busy_duration(&self, i: usize) -> Duration {
+        self.workers[i].busy
+    }
+}

@@ -1,0 +1,190 @@
+//! Parking a thread: `Parker` (the owner's end) and `Unparker` (anyone's),
+//! with no lost wakeups: an `unpark` before `park` makes that `park` return
+//! at once. Also `block_on_thread`, which drives a future on a plain thread.
+
+use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering::SeqCst};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+const EMPTY: usize = 0;
+const PARKED: usize = 1;
+const NOTIFIED: usize = 2;
+
+struct Inner {
+    state: AtomicUsize,
+    mutex: Mutex<()>,
+    condvar: Condvar,
+}
+
+/// Blocks the owning thread until unparked.
+pub(crate) struct Parker {
+    inner: Arc<Inner>,
+}
+
+/// Wakes the thread of the matching [`Parker`].
+#[derive(Clone)]
+pub(crate) struct Unparker {
+    inner: Arc<Inner>,
+}
+
+impl Parker {
+    pub(crate) fn new() -> Parker {
+        Parker {
+            inner: Arc::new(Inner {
+                state: AtomicUsize::new(EMPTY),
+                mutex: Mutex::new(()),
+                condvar: Condvar::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn unparker(&self) -> Unparker {
+        Unparker {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Blocks until `unpark` is called (or returns at once if it was
+    /// called since the last `park`).
+    pub(crate) fn park(&mut self) {
+        self.park_inner(None)
+    }
+
+    /// As `park`, but returns after `dur` at the latest.
+    #[allow(dead_code)]
+    pub(crate) fn park_timeout(&mut self, dur: Duration) {
+        self.park_inner(Some(dur))
+    }
+
+    fn park_inner(&mut self, dur: Option<Duration>) {
+        let inner = &*self.inner;
+        // Fast path: a notification is pending.
+        if inner
+            .state
+            .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
+            .is_ok()
+        {
+            return;
+        }
+        let mut guard = inner.mutex.lock();
+        match inner.state.compare_exchange(EMPTY, PARKED, SeqCst, SeqCst) {
+            Ok(_) => {}
+            Err(NOTIFIED) => {
+                // Notified between the fast path and the lock.
+                inner.state.store(EMPTY, SeqCst);
+                return;
+            }
+            Err(s) => unreachable!("inconsistent park state {s}"),
+        }
+        loop {
+            guard = match dur {
+                None => inner.condvar.wait(guard),
+                Some(d) => {
+                    let (g, timed_out) = inner.condvar.wait_timeout(guard, d);
+                    if timed_out {
+                        // Back to EMPTY, unless a notification raced in:
+                        // consume it either way.
+                        inner.state.swap(EMPTY, SeqCst);
+                        return;
+                    }
+                    g
+                }
+            };
+            if inner
+                .state
+                .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
+                .is_ok()
+            {
+                return;
+            }
+            // Spurious wakeup: wait again.
+        }
+    }
+}
+
+impl Unparker {
+    pub(crate) fn unpark(&self) {
+        let inner = &*self.inner;
+        match inner.state.swap(NOTIFIED, SeqCst) {
+            EMPTY | NOTIFIED => {}
+            PARKED => {
+                // Taking the lock orders this notify after the parker's
+                // wait began (it holds the lock from CAS to wait).
+                drop(inner.mutex.lock());
+                inner.condvar.notify_one();
+            }
+            s => unreachable!("inconsistent park state {s}"),
+        }
+    }
+}
+
+impl Wake for Unparker {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.unpark();
+    }
+
+    fn wake_by_ref(self: &std::sync::Arc<Self>) {
+        self.unpark();
+    }
+}
+
+impl std::fmt::Debug for Parker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Parker")
+    }
+}
+
+/// Drives `fut` to completion on this thread, parking between polls.
+/// The caller has checked that blocking is allowed here.
+pub(crate) fn block_on_thread<F: Future>(fut: F) -> F::Output {
+    let mut parker = Parker::new();
+    let waker = Waker::from(std::sync::Arc::new(parker.unparker()));
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        parker.park();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loom::{model, thread};
+
+    /// An unpark racing a park is never lost: the park returns.
+    #[test]
+    fn unpark_racing_park_is_not_lost() {
+        model(|| {
+            let mut parker = Parker::new();
+            let unparker = parker.unparker();
+            let th = thread::spawn(move || unparker.unpark());
+            parker.park();
+            th.join().unwrap();
+        });
+    }
+
+    /// Two unparks and two parks: the second park returns too when the
+    /// second unpark comes after the first park.
+    #[test]
+    fn repeated_park_unpark_handshake() {
+        model(|| {
+            let mut parker = Parker::new();
+            let unparker = parker.unparker();
+            let flag = Arc::new(AtomicUsize::new(0));
+            let flag2 = flag.clone();
+            let th = thread::spawn(move || {
+                flag2.store(1, SeqCst);
+                unparker.unpark();
+            });
+            while flag.load(SeqCst) == 0 {
+                parker.park();
+            }
+            th.join().unwrap();
+        });
+    }
+}

@@ -1,0 +1,275 @@
+//! The current-thread scheduler: every task runs on the thread that calls
+//! `block_on`. Tasks woken on that thread go to its local queue; wakes from
+//! other threads go through the injector and unpark the driving thread.
+//!
+//! The `Core` (local queue and parker) is held by whichever thread is in
+//! `block_on`; other threads calling `block_on` meanwhile poll only their
+//! own future and wait for the core to come free.
+
+use crate::loom::{AtomicBool, Mutex, Ordering::*};
+use crate::runtime::context;
+use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
+use crate::runtime::park::{Parker, Unparker};
+use crate::scheduler::{self, blocking, inject::Inject};
+use crate::task::{self, list::OwnedTasks, JoinHandle, Notified, RawTask, Schedule};
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Poll, Wake, Waker};
+use std::time::Instant;
+
+/// Tasks polled between checks of the `block_on` future.
+const EVENT_INTERVAL: u32 = 61;
+/// Every this many ticks the injector goes before the local queue.
+const GLOBAL_POLL_INTERVAL: u32 = 31;
+
+pub(crate) struct Handle {
+    shared: Shared,
+    pub(crate) blocking: blocking::Spawner,
+    /// The core while no thread drives the scheduler.
+    core: Mutex<Option<Box<Core>>>,
+    /// Threads in `block_on` waiting for the core.
+    waiters: Mutex<Vec<Unparker>>,
+}
+
+struct Shared {
+    inject: Inject,
+    owned: OwnedTasks,
+    /// Unparks the thread driving the core.
+    unpark: Unparker,
+    /// The `block_on` future was woken.
+    woken: AtomicBool,
+    is_shutdown: AtomicBool,
+    metrics: WorkerMetrics,
+}
+
+pub(crate) struct Core {
+    tasks: VecDeque<Notified>,
+    park: Parker,
+    tick: u32,
+    metrics: LocalMetrics,
+}
+
+/// The scheduler context installed while a thread drives the core.
+pub(crate) struct Context {
+    handle: Arc<Handle>,
+    core: RefCell<Option<Box<Core>>>,
+}
+
+/// Wakes the `block_on` future: flags it and unparks the driver.
+struct BlockOnWaker(Arc<Handle>);
+
+impl Wake for BlockOnWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.shared.woken.store(true, Release);
+        self.0.shared.unpark.unpark();
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(blocking: blocking::Spawner) -> Arc<Handle> {
+        let park = Parker::new();
+        Arc::new(Handle {
+            shared: Shared {
+                inject: Inject::new(),
+                owned: OwnedTasks::new(1),
+                unpark: park.unparker(),
+                woken: AtomicBool::new(false),
+                is_shutdown: AtomicBool::new(false),
+                metrics: WorkerMetrics::default(),
+            },
+            blocking,
+            core: Mutex::new(Some(Box::new(Core {
+                tasks: VecDeque::with_capacity(64),
+                park,
+                tick: 0,
+                metrics: LocalMetrics::default(),
+            }))),
+            waiters: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (notified, join, raw) = task::new_task(future, me.clone());
+        if me.shared.owned.insert(raw).is_err() {
+            drop(notified);
+            // SAFETY: the owned list refused, so its reference is ours.
+            unsafe { raw.shutdown() };
+            return join;
+        }
+        me.schedule(notified);
+        join
+    }
+
+    /// Runs `fut` to completion, driving the scheduler while this thread
+    /// holds the core. The caller has entered the runtime context.
+    pub(crate) fn block_on<F: Future>(me: &Arc<Handle>, fut: F) -> F::Output {
+        let mut fut = pin!(fut);
+        loop {
+            let core = me.core.lock().take();
+            if let Some(core) = core {
+                let cx = scheduler::Context::CurrentThread(Context {
+                    handle: me.clone(),
+                    core: RefCell::new(None),
+                });
+                let (core, out) = context::set_scheduler(&cx, || {
+                    let scheduler::Context::CurrentThread(cx) = &cx else {
+                        unreachable!()
+                    };
+                    cx.run(core, fut.as_mut())
+                });
+                me.release_core(core);
+                return out;
+            }
+            // Another thread drives: poll our own future until it is done
+            // or the core comes free.
+            let mut parker = Parker::new();
+            me.waiters.lock().push(parker.unparker());
+            let waker = Waker::from(Arc::new(parker.unparker()));
+            if let Poll::Ready(v) = fut
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+            {
+                return v;
+            }
+            // The core may have come free before we registered.
+            if me.core.lock().is_some() {
+                continue;
+            }
+            parker.park();
+        }
+    }
+
+    fn release_core(&self, core: Box<Core>) {
+        *self.core.lock() = Some(core);
+        for w in std::mem::take(&mut *self.waiters.lock()) {
+            w.unpark();
+        }
+    }
+
+    /// Closes the scheduler and cancels every task (runtime drop).
+    pub(crate) fn shutdown(&self) {
+        self.shared.is_shutdown.store(true, Release);
+        self.shared.inject.close();
+        self.shared.owned.close_and_shutdown_all();
+        if let Some(mut core) = self.core.lock().take() {
+            core.tasks.clear();
+        }
+        self.shared.inject.drain();
+        self.shared.owned.close_and_shutdown_all();
+    }
+
+    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics {
+            workers: vec![self.shared.metrics.snapshot()],
+            alive_tasks: self.shared.owned.len(),
+            alive_fibers: 0,
+            global_queue_depth: self.shared.inject.len(),
+            blocking_threads: self.blocking.num_threads(),
+        }
+    }
+}
+
+impl Context {
+    fn run<F: Future>(&self, mut core: Box<Core>, mut fut: Pin<&mut F>) -> (Box<Core>, F::Output) {
+        let shared = &self.handle.shared;
+        let waker = Waker::from(Arc::new(BlockOnWaker(self.handle.clone())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut busy_since = Instant::now();
+        shared.woken.store(true, Release);
+        loop {
+            if shared.woken.swap(false, AcqRel) {
+                let (c, res) = self.enter(core, || fut.as_mut().poll(&mut cx));
+                core = c;
+                if let Poll::Ready(v) = res {
+                    core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
+                    shared.metrics.flush(&core.metrics);
+                    return (core, v);
+                }
+            }
+            let mut ran = 0;
+            while ran < EVENT_INTERVAL {
+                if shared.is_shutdown.load(Acquire) {
+                    break;
+                }
+                core.tick = core.tick.wrapping_add(1);
+                let task = if core.tick % GLOBAL_POLL_INTERVAL == 0 {
+                    shared.inject.pop().or_else(|| core.tasks.pop_front())
+                } else {
+                    core.tasks.pop_front().or_else(|| shared.inject.pop())
+                };
+                let Some(task) = task else { break };
+                core.metrics.polls += 1;
+                core = self.enter(core, || task.run()).0;
+                ran += 1;
+            }
+            if ran == 0 && !shared.woken.load(Acquire) {
+                // Nothing to do: park until a wake (a remote schedule or
+                // the `block_on` waker unparks us).
+                core.metrics.parks += 1;
+                core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
+                shared.metrics.flush(&core.metrics);
+                core.park.park();
+                busy_since = Instant::now();
+            } else if ran == EVENT_INTERVAL {
+                shared.metrics.flush(&core.metrics);
+            }
+        }
+    }
+
+    /// Runs `f` with the core installed in the context, so that tasks it
+    /// wakes are queued locally.
+    fn enter<R>(&self, core: Box<Core>, f: impl FnOnce() -> R) -> (Box<Core>, R) {
+        *self.core.borrow_mut() = Some(core);
+        let r = f();
+        let core = self
+            .core
+            .borrow_mut()
+            .take()
+            .expect("current-thread core lost during a poll");
+        (core, r)
+    }
+}
+
+impl Schedule for Arc<Handle> {
+    fn schedule(&self, task: Notified) {
+        let task = context::with_scheduler(|cx| {
+            if let Some(scheduler::Context::CurrentThread(cx)) = cx {
+                if Arc::ptr_eq(&cx.handle, self) {
+                    if let Ok(mut core) = cx.core.try_borrow_mut() {
+                        if let Some(core) = core.as_mut() {
+                            core.tasks.push_back(task);
+                            return None;
+                        }
+                    }
+                }
+            }
+            Some(task)
+        });
+        if let Some(task) = task {
+            if self.shared.inject.push(task) {
+                self.shared.unpark.unpark();
+            }
+        }
+    }
+
+    fn release(&self, task: RawTask) -> bool {
+        self.shared.owned.remove(task)
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CurrentThread").finish_non_exhaustive()
+    }
+}

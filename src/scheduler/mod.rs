@@ -1,0 +1,61 @@
+//! Schedulers: which thread polls a task, and when.
+//!
+//! `Handle` is the cheap, cloneable reference every task and runtime handle
+//! holds; `Context` is the per-thread state of a thread driving one.
+
+pub(crate) mod blocking;
+pub(crate) mod current_thread;
+pub(crate) mod inject;
+pub(crate) mod multi_thread;
+
+use crate::runtime::metrics::RuntimeMetrics;
+use crate::task::JoinHandle;
+use std::future::Future;
+use std::sync::Arc;
+
+#[derive(Clone, Debug)]
+pub(crate) enum Handle {
+    CurrentThread(Arc<current_thread::Handle>),
+    MultiThread(Arc<multi_thread::Handle>),
+}
+
+pub(crate) enum Context {
+    CurrentThread(current_thread::Context),
+    MultiThread(multi_thread::Context),
+}
+
+impl Handle {
+    pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future),
+            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future),
+        }
+    }
+
+    pub(crate) fn blocking_spawner(&self) -> &blocking::Spawner {
+        match self {
+            Handle::CurrentThread(h) => &h.blocking,
+            Handle::MultiThread(h) => &h.blocking,
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+        match self {
+            Handle::CurrentThread(h) => h.metrics(),
+            Handle::MultiThread(h) => h.metrics(),
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn ptr_eq(&self, other: &Handle) -> bool {
+        match (self, other) {
+            (Handle::CurrentThread(a), Handle::CurrentThread(b)) => Arc::ptr_eq(a, b),
+            (Handle::MultiThread(a), Handle::MultiThread(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! The multi-thread, work-stealing scheduler: `worker.rs` (run loop and
+//! shutdown), `queue.rs` (the per-worker ring), `idle.rs` (who searches,
+//! who is parked).
+
+pub(crate) mod idle;
+pub(crate) mod queue;
+mod worker;
+
+pub(crate) use worker::{create, run, Context, Handle};

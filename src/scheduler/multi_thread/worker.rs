@@ -1,0 +1,472 @@
+//! The multi-thread scheduler's workers.
+//!
+//! # Run loop
+//!
+//! Each worker owns a `Core` (local queue, LIFO slot, parker) and loops:
+//!
+//! 1. every `GLOBAL_POLL_INTERVAL` ticks, take a task from the injector
+//!    first, so that remote work is not starved by local work;
+//! 2. otherwise run the LIFO slot (the task most recently woken or spawned
+//!    by the previous one: it is likely hot in cache), then the local queue,
+//!    then a batch from the injector;
+//! 3. with nothing local, become a *searcher* (at most half the workers)
+//!    and steal half of a random peer's queue;
+//! 4. with nothing to steal, park. The last searcher to park re-checks all
+//!    queues first, so a task pushed while it was giving up is not stranded.
+//!
+//! After polling a task the worker polls whatever landed in the LIFO slot,
+//! at most `MAX_LIFO_POLLS_PER_TICK` times in a row, so two tasks waking
+//! each other cannot monopolise it. A task that wakes itself (`yield_now`)
+//! goes to the back of the local queue, behind everything else.
+//!
+//! # Shutdown
+//!
+//! 1. `Handle::shutdown` closes the injector, sets `is_shutdown` and
+//!    unparks every worker.
+//! 2. Each worker sees the flag (at its next maintenance tick or unpark),
+//!    stops polling, and hands its core to `shutdown_cores`.
+//! 3. The thread dropping the runtime joins the workers, then
+//!    `Handle::finalize` closes the owned-task list and cancels every task
+//!    in it (dropping each future once, never polling it again), and drops
+//!    the queue entries left in cores and injector.
+
+use super::idle::Idle;
+use super::queue::{self, Local, Steal, LOCAL_QUEUE_CAPACITY};
+use crate::loom::{AtomicBool, Mutex, Ordering::*};
+use crate::runtime::context;
+use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
+use crate::runtime::park::{Parker, Unparker};
+use crate::scheduler::{self, blocking, inject::Inject};
+use crate::task::{self, list::OwnedTasks, JoinHandle, Notified, RawTask, Schedule};
+use crate::util::FastRand;
+use std::cell::RefCell;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Ticks between injector checks and maintenance (prime, as in tokio, so
+/// it does not resonate with task patterns).
+const GLOBAL_POLL_INTERVAL: u32 = 61;
+const MAINTENANCE_INTERVAL: u32 = 61;
+/// LIFO-slot polls in a row before the task goes to the queue instead.
+const MAX_LIFO_POLLS_PER_TICK: usize = 3;
+
+/// Shared by all workers and every task of the runtime.
+pub(crate) struct Handle {
+    pub(crate) shared: Shared,
+    pub(crate) blocking: blocking::Spawner,
+}
+
+pub(crate) struct Shared {
+    remotes: Box<[Remote]>,
+    inject: Inject,
+    idle: Idle,
+    owned: OwnedTasks,
+    is_shutdown: AtomicBool,
+    /// Cores handed back by exited workers, drained by `finalize`.
+    shutdown_cores: Mutex<Vec<Box<Core>>>,
+}
+
+/// What other threads may touch of a worker.
+struct Remote {
+    steal: Steal,
+    unpark: Unparker,
+    metrics: WorkerMetrics,
+}
+
+/// What only the worker itself touches.
+pub(crate) struct Core {
+    index: usize,
+    tick: u32,
+    lifo_slot: Option<Notified>,
+    run_queue: Local,
+    is_searching: bool,
+    is_shutdown: bool,
+    park: Parker,
+    rand: FastRand,
+    metrics: LocalMetrics,
+    busy_since: Instant,
+}
+
+/// A worker's scheduler context, installed in the thread-local while it
+/// runs; `schedule` uses it to push locally.
+pub(crate) struct Context {
+    handle: Arc<Handle>,
+    core: RefCell<Option<Box<Core>>>,
+}
+
+/// Builds the shared state and one core per worker.
+pub(crate) fn create(num_workers: usize, blocking: blocking::Spawner) -> (Arc<Handle>, Vec<Box<Core>>) {
+    let mut cores = Vec::with_capacity(num_workers);
+    let mut remotes = Vec::with_capacity(num_workers);
+    for index in 0..num_workers {
+        let (steal, run_queue) = queue::local();
+        let park = Parker::new();
+        remotes.push(Remote {
+            steal,
+            unpark: park.unparker(),
+            metrics: WorkerMetrics::default(),
+        });
+        cores.push(Box::new(Core {
+            index,
+            tick: 0,
+            lifo_slot: None,
+            run_queue,
+            is_searching: false,
+            is_shutdown: false,
+            park,
+            rand: FastRand::new(index as u64 + 1),
+            metrics: LocalMetrics::default(),
+            busy_since: Instant::now(),
+        }));
+    }
+    let handle = Arc::new(Handle {
+        shared: Shared {
+            remotes: remotes.into_boxed_slice(),
+            inject: Inject::new(),
+            idle: Idle::new(num_workers),
+            owned: OwnedTasks::new(num_workers * 4),
+            is_shutdown: AtomicBool::new(false),
+            shutdown_cores: Mutex::new(Vec::new()),
+        },
+        blocking,
+    });
+    (handle, cores)
+}
+
+/// The body of a worker thread.
+pub(crate) fn run(handle: Arc<Handle>, core: Box<Core>) {
+    let sched_handle = scheduler::Handle::MultiThread(handle.clone());
+    let _enter = context::enter_runtime(&sched_handle);
+    let cx = scheduler::Context::MultiThread(Context {
+        handle,
+        core: RefCell::new(None),
+    });
+    context::set_scheduler(&cx, || {
+        let scheduler::Context::MultiThread(cx) = &cx else {
+            unreachable!()
+        };
+        cx.run(core)
+    });
+}
+
+impl Context {
+    fn run(&self, mut core: Box<Core>) {
+        core.busy_since = Instant::now();
+        while !core.is_shutdown {
+            core.tick = core.tick.wrapping_add(1);
+            if core.tick % MAINTENANCE_INTERVAL == 0 {
+                self.maintenance(&mut core);
+            }
+            if let Some(task) = core.next_task(&self.handle) {
+                core = self.run_task(task, core);
+            } else if let Some(task) = core.steal_work(&self.handle) {
+                core = self.run_task(task, core);
+            } else {
+                core = self.park(core);
+            }
+        }
+        core.flush_metrics(&self.handle);
+        self.handle.shared.shutdown_cores.lock().push(core);
+    }
+
+    fn maintenance(&self, core: &mut Core) {
+        core.flush_metrics(&self.handle);
+        if self.handle.shared.is_shutdown.load(Acquire) {
+            core.is_shutdown = true;
+        }
+    }
+
+    fn run_task(&self, task: Notified, mut core: Box<Core>) -> Box<Core> {
+        core.transition_from_searching(&self.handle);
+        core.metrics.polls += 1;
+        *self.core.borrow_mut() = Some(core);
+        task.run();
+        let mut lifo_polls = 0;
+        loop {
+            let mut core = self
+                .core
+                .borrow_mut()
+                .take()
+                .expect("worker core lost during a poll");
+            let Some(task) = core.lifo_slot.take() else {
+                return core;
+            };
+            if lifo_polls >= MAX_LIFO_POLLS_PER_TICK {
+                // Let the rest of the queue run first.
+                core.run_queue
+                    .push_back_or_overflow(task, &self.handle.shared.inject);
+                return core;
+            }
+            lifo_polls += 1;
+            core.metrics.polls += 1;
+            *self.core.borrow_mut() = Some(core);
+            task.run();
+        }
+    }
+
+    fn park(&self, mut core: Box<Core>) -> Box<Core> {
+        if !core.transition_to_parked(&self.handle) {
+            return core;
+        }
+        loop {
+            core.metrics.parks += 1;
+            core.metrics.busy_ns += core.busy_since.elapsed().as_nanos() as u64;
+            core.flush_metrics(&self.handle);
+            core.park.park();
+            core.busy_since = Instant::now();
+            if self.handle.shared.is_shutdown.load(Acquire) {
+                core.is_shutdown = true;
+                return core;
+            }
+            if core.transition_from_parked(&self.handle) {
+                return core;
+            }
+        }
+    }
+}
+
+impl Core {
+    fn next_task(&mut self, handle: &Handle) -> Option<Notified> {
+        let inject = &handle.shared.inject;
+        if self.tick % GLOBAL_POLL_INTERVAL == 0 {
+            if let Some(task) = inject.pop() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = self.lifo_slot.take() {
+            return Some(task);
+        }
+        if let Some(task) = self.run_queue.pop() {
+            return Some(task);
+        }
+        if inject.is_empty() {
+            return None;
+        }
+        // Take a fair share of the injector into the local queue.
+        let n = (inject.len() / handle.shared.remotes.len() + 1)
+            .min(self.run_queue.remaining())
+            .min(LOCAL_QUEUE_CAPACITY / 2)
+            .max(1);
+        let mut first = None;
+        let run_queue = &mut self.run_queue;
+        inject.pop_n(n, |task| {
+            if first.is_none() {
+                first = Some(task);
+            } else {
+                run_queue.push_back_or_overflow(task, inject);
+            }
+        });
+        first
+    }
+
+    fn steal_work(&mut self, handle: &Handle) -> Option<Notified> {
+        if !self.transition_to_searching(handle) {
+            return None;
+        }
+        let remotes = &handle.shared.remotes;
+        let n = remotes.len();
+        let start = self.rand.below(n);
+        for i in 0..n {
+            let victim = (start + i) % n;
+            if victim == self.index {
+                continue;
+            }
+            if let Some(task) = remotes[victim].steal.steal_into(&mut self.run_queue) {
+                self.metrics.steals += 1;
+                return Some(task);
+            }
+        }
+        handle.shared.inject.pop()
+    }
+
+    fn transition_to_searching(&mut self, handle: &Handle) -> bool {
+        if !self.is_searching {
+            self.is_searching = handle.shared.idle.transition_worker_to_searching();
+        }
+        self.is_searching
+    }
+
+    fn transition_from_searching(&mut self, handle: &Handle) {
+        if !self.is_searching {
+            return;
+        }
+        self.is_searching = false;
+        if handle.shared.idle.transition_worker_from_searching() {
+            // We were the last searcher and found work: there may be more,
+            // so hand the search to a parked worker.
+            handle.notify_parked();
+        }
+    }
+
+    /// Returns `false` if the worker should not park after all.
+    fn transition_to_parked(&mut self, handle: &Handle) -> bool {
+        if self.lifo_slot.is_some() || !self.run_queue.is_empty() {
+            return false;
+        }
+        let was_last_searcher = handle
+            .shared
+            .idle
+            .transition_worker_to_parking(self.index, self.is_searching);
+        self.is_searching = false;
+        if was_last_searcher {
+            handle.notify_if_work_pending();
+        }
+        true
+    }
+
+    /// Returns `true` if the worker was really woken (not spuriously).
+    fn transition_from_parked(&mut self, handle: &Handle) -> bool {
+        if handle.shared.idle.is_parked(self.index) {
+            return false;
+        }
+        // `worker_to_notify` counted us as searching.
+        self.is_searching = true;
+        true
+    }
+
+    fn flush_metrics(&mut self, handle: &Handle) {
+        let now = Instant::now();
+        self.metrics.busy_ns += now.duration_since(self.busy_since).as_nanos() as u64;
+        self.busy_since = now;
+        handle.shared.remotes[self.index].metrics.flush(&self.metrics);
+    }
+}
+
+impl Handle {
+    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (notified, join, raw) = task::new_task(future, me.clone());
+        if me.shared.owned.insert(raw).is_err() {
+            // Shutting down: the task is cancelled before it ever runs.
+            drop(notified);
+            // SAFETY: the owned list refused, so its reference is ours.
+            unsafe { raw.shutdown() };
+            return join;
+        }
+        me.schedule_task(notified, false);
+        join
+    }
+
+    fn schedule_task(self: &Arc<Self>, task: Notified, is_yield: bool) {
+        let task = context::with_scheduler(|cx| {
+            if let Some(scheduler::Context::MultiThread(cx)) = cx {
+                if Arc::ptr_eq(&cx.handle, self) {
+                    if let Ok(mut core) = cx.core.try_borrow_mut() {
+                        if let Some(core) = core.as_mut() {
+                            self.schedule_local(core, task, is_yield);
+                            return None;
+                        }
+                    }
+                }
+            }
+            Some(task)
+        });
+        if let Some(task) = task {
+            // From outside a worker of ours: through the injector.
+            if self.shared.inject.push(task) {
+                self.notify_parked();
+            }
+        }
+    }
+
+    fn schedule_local(&self, core: &mut Core, task: Notified, is_yield: bool) {
+        let should_notify = if is_yield {
+            core.run_queue
+                .push_back_or_overflow(task, &self.shared.inject);
+            true
+        } else {
+            match core.lifo_slot.replace(task) {
+                Some(prev) => {
+                    core.run_queue
+                        .push_back_or_overflow(prev, &self.shared.inject);
+                    true
+                }
+                // Only the LIFO slot, which peers cannot steal: no one to
+                // wake for it.
+                None => false,
+            }
+        };
+        if should_notify {
+            self.notify_parked();
+        }
+    }
+
+    fn notify_parked(&self) {
+        if let Some(index) = self.shared.idle.worker_to_notify() {
+            self.shared.remotes[index].unpark.unpark();
+        }
+    }
+
+    fn notify_if_work_pending(&self) {
+        let pending = self.shared.remotes.iter().any(|r| !r.steal.is_empty())
+            || !self.shared.inject.is_empty();
+        if pending {
+            self.notify_parked();
+        }
+    }
+
+    /// Step 1 of shutdown (see the module doc).
+    pub(crate) fn shutdown(&self) {
+        self.shared.is_shutdown.store(true, Release);
+        if self.shared.inject.close() {
+            for (i, remote) in self.shared.remotes.iter().enumerate() {
+                self.shared.idle.unpark_worker_by_id(i);
+                remote.unpark.unpark();
+            }
+        }
+    }
+
+    /// Step 3 of shutdown, after the worker threads have exited.
+    pub(crate) fn finalize(&self) {
+        self.shared.owned.close_and_shutdown_all();
+        let cores = std::mem::take(&mut *self.shared.shutdown_cores.lock());
+        for mut core in cores {
+            drop(core.lifo_slot.take());
+            while core.run_queue.pop().is_some() {}
+        }
+        self.shared.inject.drain();
+        // Cancelling may have spawned (refused) or woken tasks; drain again.
+        self.shared.owned.close_and_shutdown_all();
+    }
+
+    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics {
+            workers: self
+                .shared
+                .remotes
+                .iter()
+                .map(|r| r.metrics.snapshot())
+                .collect(),
+            alive_tasks: self.shared.owned.len(),
+            alive_fibers: 0,
+            global_queue_depth: self.shared.inject.len(),
+            blocking_threads: self.blocking.num_threads(),
+        }
+    }
+}
+
+impl Schedule for Arc<Handle> {
+    fn schedule(&self, task: Notified) {
+        self.schedule_task(task, false);
+    }
+
+    fn yield_now(&self, task: Notified) {
+        self.schedule_task(task, true);
+    }
+
+    fn release(&self, task: RawTask) -> bool {
+        self.shared.owned.remove(task)
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MultiThread")
+            .field("workers", &self.shared.remotes.len())
+            .finish()
+    }
+}

@@ -1,0 +1,306 @@
+//! The typed functions behind a task's vtable: poll, complete, cancel,
+//! read the output, dealloc. Each receives the `NonNull<Header>` of a
+//! `Cell<F, S>` and casts it back (the header is the cell's first field).
+
+use super::core::{Cell, Header, Stage, Vtable};
+use super::error::JoinError;
+use super::state::{TransitionToIdle, TransitionToRunning};
+use super::waker::waker_ref;
+use super::{Notified, RawTask, Schedule};
+use std::future::Future;
+use std::mem;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context, Poll, Waker};
+
+pub(super) fn vtable<F: Future, S: Schedule>() -> &'static Vtable {
+    &Vtable {
+        poll: poll::<F, S>,
+        schedule: schedule::<F, S>,
+        dealloc: dealloc::<F, S>,
+        try_read_output: try_read_output::<F, S>,
+        drop_join_handle_slow: drop_join_handle_slow::<F, S>,
+        shutdown: shutdown::<F, S>,
+    }
+}
+
+/// # Safety
+///
+/// `ptr` points to a live `Cell<F, S>` (the vtable it carries was made for
+/// exactly these types, so every caller going through the vtable meets this).
+unsafe fn cell<'a, F: Future, S>(ptr: NonNull<Header>) -> &'a Cell<F, S> {
+    // SAFETY: the header is the first field of the `#[repr(C)]` cell and the
+    // caller guarantees the cell is alive.
+    unsafe { ptr.cast::<Cell<F, S>>().as_ref() }
+}
+
+/// Polls the task, consuming the caller's `Notified` reference.
+///
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>` and the caller owns a `Notified` reference.
+unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the cell alive.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    match cell.header.state.transition_to_running() {
+        TransitionToRunning::Success => {
+            // SAFETY: the task is alive while we hold RUNNING (we still own
+            // the reference the `Notified` gave us).
+            let waker = unsafe { waker_ref(ptr) };
+            let mut cx = Context::from_waker(&waker);
+            if poll_future(cell, &mut cx).is_ready() {
+                complete(cell, ptr);
+                return;
+            }
+            match cell.header.state.transition_to_idle() {
+                TransitionToIdle::Ok => {}
+                TransitionToIdle::OkNotified => {
+                    // SAFETY: `transition_to_idle` moved our reference into
+                    // this new queue entry.
+                    let task = unsafe { Notified::from_raw(RawTask::from_raw(ptr)) };
+                    cell.scheduler.yield_now(task);
+                }
+                // SAFETY: that was the last reference.
+                TransitionToIdle::OkDealloc => unsafe { dealloc::<F, S>(ptr) },
+                TransitionToIdle::Cancelled => {
+                    cancel_task(cell);
+                    complete(cell, ptr);
+                }
+            }
+        }
+        TransitionToRunning::Cancelled => {
+            cancel_task(cell);
+            complete(cell, ptr);
+        }
+        TransitionToRunning::Failed => {}
+        // SAFETY: that was the last reference.
+        TransitionToRunning::Dealloc => unsafe { dealloc::<F, S>(ptr) },
+    }
+}
+
+/// Polls the future under `catch_unwind`; stores the output when ready.
+/// The caller holds `RUNNING`.
+fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()> {
+    /// Drops the future if its `poll` unwinds, so a panicking future is
+    /// dropped inside the task and never polled again.
+    struct DropOnUnwind<'a, F: Future, S>(&'a Cell<F, S>);
+    impl<F: Future, S> Drop for DropOnUnwind<'_, F, S> {
+        fn drop(&mut self) {
+            set_stage(self.0, Stage::Consumed);
+        }
+    }
+
+    let res = panic::catch_unwind(AssertUnwindSafe(|| {
+        let guard = DropOnUnwind(cell);
+        let res = cell.stage.with_mut(|stage| {
+            // SAFETY: RUNNING gives us exclusive access to the stage; the
+            // future is never moved out while `Running` (it lives in the
+            // heap cell until dropped in place), so pinning is sound.
+            match unsafe { &mut *stage } {
+                Stage::Running(fut) => unsafe { Pin::new_unchecked(fut) }.poll(cx),
+                _ => unreachable!("polled a task whose future is gone"),
+            }
+        });
+        mem::forget(guard);
+        res
+    }));
+    let output = match res {
+        Ok(Poll::Pending) => return Poll::Pending,
+        Ok(Poll::Ready(out)) => Ok(out),
+        Err(payload) => Err(JoinError::panic(payload)),
+    };
+    // Dropping the finished future may panic too; the output wins then.
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+        set_stage(cell, Stage::Finished(output));
+    }));
+    Poll::Ready(())
+}
+
+/// Replaces the stage, dropping the old value. The caller owns the stage
+/// (holds `RUNNING`, or is the `JoinHandle` of a complete task, or is the
+/// last reference).
+fn set_stage<F: Future, S>(cell: &Cell<F, S>, stage: Stage<F>) {
+    // SAFETY: exclusive access per the caller's contract above.
+    cell.stage.with_mut(|ptr| unsafe { *ptr = stage });
+}
+
+/// Drops the future and stores the cancellation error (or the panic of the
+/// future's destructor). The caller holds `RUNNING`.
+fn cancel_task<F: Future, S>(cell: &Cell<F, S>) {
+    let res = panic::catch_unwind(AssertUnwindSafe(|| set_stage(cell, Stage::Consumed)));
+    let err = match res {
+        Ok(()) => JoinError::cancelled(),
+        Err(payload) => JoinError::panic(payload),
+    };
+    set_stage(cell, Stage::Finished(Err(err)));
+}
+
+/// Publishes the output. The caller holds `RUNNING` and one reference.
+fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    let snapshot = cell.header.state.transition_to_complete();
+    // Dropping the output or waking the joiner may panic: contain it.
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+        if !snapshot.is_join_interested() {
+            // No `JoinHandle`: the output is ours to drop.
+            set_stage(cell, Stage::Consumed);
+        } else if snapshot.is_join_waker_set() {
+            // SAFETY: JOIN_WAKER is set and COMPLETE now too, so the
+            // `JoinHandle` will never write the waker again (rule 4).
+            cell.trailer.waker.with(|w| {
+                if let Some(w) = unsafe { &*w } {
+                    w.wake_by_ref();
+                }
+            });
+        }
+    }));
+    // Our reference, plus the owned list's if the scheduler held it.
+    let released = cell.scheduler.release(RawTask::from_raw(ptr));
+    let count = 1 + usize::from(released);
+    if cell.header.state.transition_to_terminal(count) {
+        // SAFETY: those were the last references.
+        unsafe { dealloc::<F, S>(ptr) };
+    }
+}
+
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>` and the caller owns a reference it gives up.
+unsafe fn schedule<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the cell alive and moves into
+    // the `Notified`.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    let task = unsafe { Notified::from_raw(RawTask::from_raw(ptr)) };
+    cell.scheduler.schedule(task);
+}
+
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>` and no reference to it remains.
+unsafe fn dealloc<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the cell was allocated as a `Box<Cell<F, S>>` in
+    // `Cell::allocate`, and the reference count reached zero, so nothing
+    // else can reach it.
+    drop(unsafe { Box::from_raw(ptr.cast::<Cell<F, S>>().as_ptr()) });
+}
+
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>`, the caller is its `JoinHandle`, and `dst`
+/// points to a `Poll<Result<F::Output, JoinError>>`.
+unsafe fn try_read_output<F: Future, S: Schedule>(
+    ptr: NonNull<Header>,
+    dst: NonNull<()>,
+    waker: &Waker,
+) {
+    // SAFETY: the `JoinHandle`'s reference keeps the cell alive.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    if can_read_output(cell, waker) {
+        // SAFETY: COMPLETE with JOIN_INTEREST: the stage is the
+        // `JoinHandle`'s (rule 3).
+        let stage = cell
+            .stage
+            .with_mut(|s| unsafe { mem::replace(&mut *s, Stage::Consumed) });
+        let out = match stage {
+            Stage::Finished(out) => out,
+            _ => panic!("`JoinHandle` polled after it returned `Ready`"),
+        };
+        // SAFETY: the caller passes a pointer of exactly this type.
+        unsafe { *dst.cast::<Poll<Result<F::Output, JoinError>>>().as_ptr() = Poll::Ready(out) };
+    }
+}
+
+/// Returns `true` if the task is complete; otherwise makes sure `waker` is
+/// the stored join waker and returns `false`.
+fn can_read_output<F: Future, S>(cell: &Cell<F, S>, waker: &Waker) -> bool {
+    let state = &cell.header.state;
+    let snapshot = state.load();
+    debug_assert!(snapshot.is_join_interested());
+    if snapshot.is_complete() {
+        return true;
+    }
+    let res = if snapshot.is_join_waker_set() {
+        // SAFETY: with JOIN_WAKER set, the runtime only reads the waker
+        // (rule 4); reading it here too is fine.
+        let same = cell
+            .trailer
+            .waker
+            .with(|w| unsafe { &*w }.as_ref().is_some_and(|w| w.will_wake(waker)));
+        if same {
+            return false;
+        }
+        // Take the field back, then store the new waker.
+        state
+            .unset_waker()
+            .and_then(|_| set_join_waker(cell, waker.clone()))
+    } else {
+        set_join_waker(cell, waker.clone())
+    };
+    match res {
+        Ok(_) => false,
+        Err(snapshot) => {
+            debug_assert!(snapshot.is_complete());
+            true
+        }
+    }
+}
+
+fn set_join_waker<F: Future, S>(
+    cell: &Cell<F, S>,
+    waker: Waker,
+) -> Result<super::state::Snapshot, super::state::Snapshot> {
+    // SAFETY: JOIN_WAKER is clear, so only the `JoinHandle` (us) touches
+    // the field (rule 4).
+    cell.trailer
+        .waker
+        .with_mut(|w| unsafe { *w = Some(waker) });
+    let res = cell.header.state.set_join_waker();
+    if res.is_err() {
+        // Completed meanwhile: the runtime never saw the bit, the field is
+        // still ours.
+        // SAFETY: as above.
+        cell.trailer.waker.with_mut(|w| unsafe { *w = None });
+    }
+    res
+}
+
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>` and the caller is its `JoinHandle`, giving up
+/// its reference.
+unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the `JoinHandle`'s reference keeps the cell alive.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    let mut panic = None;
+    if cell.header.state.unset_join_interested().is_err() {
+        // Complete: the output is ours to drop, here on the `JoinHandle`'s
+        // thread (the output need not be `Send`-safe to drop elsewhere).
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| set_stage(cell, Stage::Consumed)))
+        {
+            panic = Some(p);
+        }
+    }
+    if cell.header.state.ref_dec() {
+        // SAFETY: last reference.
+        unsafe { dealloc::<F, S>(ptr) };
+    }
+    if let Some(p) = panic {
+        panic::resume_unwind(p);
+    }
+}
+
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>`; the caller gives up one reference.
+unsafe fn shutdown<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the caller's reference keeps the cell alive.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    if cell.header.state.transition_to_shutdown() {
+        // We own RUNNING now: drop the future here.
+        cancel_task(cell);
+        complete(cell, ptr);
+    } else if cell.header.state.ref_dec() {
+        // SAFETY: last reference.
+        unsafe { dealloc::<F, S>(ptr) };
+    }
+}

@@ -1,0 +1,150 @@
+//! `JoinHandle<T>`: the typed owner of a task's output.
+
+use super::error::JoinError;
+use super::RawTask;
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::ptr::NonNull;
+use std::task::{Context, Poll};
+
+/// An owned permission to join a task (or, later, a fiber): await it for
+/// the task's output.
+///
+/// `JoinHandle<T>` is a [`Future`] whose output is `Result<T, JoinError>`:
+/// `Ok` with the task's value, or a [`JoinError`] if it panicked or was
+/// cancelled. Outside async code, [`join`](JoinHandle::join) blocks instead.
+///
+/// Dropping a `JoinHandle` *detaches* the task: it runs on, and its output
+/// is dropped when it finishes. Use [`abort`](JoinHandle::abort) to cancel.
+///
+/// # Examples
+///
+/// ```
+/// let rt = fiber_runtime::Runtime::new().unwrap();
+/// let handle = rt.spawn(async { 6 * 7 });
+/// assert_eq!(rt.block_on(handle).unwrap(), 42);
+/// ```
+#[must_use = "dropping a JoinHandle detaches the task; `.await` it or call `.abort()`"]
+pub struct JoinHandle<T> {
+    raw: RawTask,
+    _output: PhantomData<T>,
+}
+
+// SAFETY: the handle only moves `T` out of the task (never shares it), so
+// `T: Send` suffices; the raw task is shared through atomics.
+unsafe impl<T: Send> Send for JoinHandle<T> {}
+// SAFETY: `&JoinHandle` only reads the atomic state (`is_finished`) or
+// requests cancellation; it never touches `T`.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
+impl<T> Unpin for JoinHandle<T> {}
+
+impl<T> JoinHandle<T> {
+    /// Takes over the `JoinHandle` reference of a newly spawned task.
+    pub(crate) fn new(raw: RawTask) -> JoinHandle<T> {
+        JoinHandle {
+            raw,
+            _output: PhantomData,
+        }
+    }
+
+    /// Cancels the task.
+    ///
+    /// If the task has not finished, its future is dropped at the next
+    /// point it is not being polled (right away if idle), and awaiting the
+    /// handle returns a [`JoinError`] for which
+    /// [`is_cancelled`](JoinError::is_cancelled) holds. A task that already
+    /// finished keeps its output. Calling `abort` twice is harmless.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let handle = rt.spawn(std::future::pending::<()>());
+    /// handle.abort();
+    /// assert!(rt.block_on(handle).unwrap_err().is_cancelled());
+    /// ```
+    pub fn abort(&self) {
+        self.raw.remote_abort();
+    }
+
+    /// Returns `true` once the task has finished (completed, panicked or
+    /// been cancelled); awaiting the handle then returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let handle = rt.spawn(async {});
+    /// let handle = rt.block_on(async move {
+    ///     while !handle.is_finished() {
+    ///         fiber_runtime::yield_now().await;
+    ///     }
+    ///     handle
+    /// });
+    /// assert!(handle.is_finished());
+    /// ```
+    pub fn is_finished(&self) -> bool {
+        self.raw.header().state.load().is_complete()
+    }
+
+    /// Waits for the task in blocking style and returns its output.
+    ///
+    /// On a thread outside any runtime, this blocks the thread. (Inside a
+    /// fiber, it suspends the fiber: see the `fiber` module, once it lands.)
+    ///
+    /// # Panics
+    ///
+    /// Panics if called from an async task or `block_on` on a runtime
+    /// thread, where blocking would stall the worker: use `.await` there.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let handle = rt.spawn(async { "done" });
+    /// assert_eq!(handle.join().unwrap(), "done");
+    /// ```
+    #[track_caller]
+    pub fn join(self) -> Result<T, JoinError> {
+        crate::runtime::context::assert_blocking_allowed(
+            "JoinHandle::join",
+            "`.await` the JoinHandle",
+        );
+        crate::runtime::park::block_on_thread(self)
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
+        let dst = NonNull::from(&mut out).cast::<()>();
+        // SAFETY: we are the task's `JoinHandle` and `dst` points to a
+        // `Poll<Result<T, JoinError>>` where `T` is the task's output type
+        // (fixed when the handle was created by `spawn`).
+        unsafe { (self.raw.header().vtable.try_read_output)(self.raw.ptr(), dst, cx.waker()) };
+        out
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    fn drop(&mut self) {
+        if self.raw.header().state.drop_join_handle_fast().is_ok() {
+            return;
+        }
+        // SAFETY: we are the `JoinHandle` and give up its reference.
+        unsafe { (self.raw.header().vtable.drop_join_handle_slow)(self.raw.ptr()) };
+    }
+}
+
+impl<T> fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

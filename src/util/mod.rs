@@ -1,0 +1,7 @@
+//! Small helpers with no runtime knowledge.
+
+mod sync_wrapper;
+pub(crate) use sync_wrapper::SyncWrapper;
+
+mod rand;
+pub(crate) use rand::FastRand;

@@ -1,0 +1,2 @@
+#[fiber_runtime::main(flavor = "single_thread")]
+async fn main() {}

@@ -1,0 +1,2 @@
+#[fiber_runtime::main]
+fn main() {}

@@ -1,0 +1,2 @@
+#[fiber_runtime::main(current_thread)]
+async fn main() {}

@@ -1,0 +1,5 @@
+#[fiber_runtime::test]
+#[test]
+async fn twice() {}
+
+fn main() {}

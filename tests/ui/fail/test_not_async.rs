@@ -1,0 +1,4 @@
+#[fiber_runtime::test]
+fn not_async() {}
+
+fn main() {}

@@ -1,0 +1,2 @@
+#[fiber_runtime::main(flavour = "current_thread")]
+async fn main() {}

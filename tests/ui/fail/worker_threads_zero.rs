@@ -1,0 +1,2 @@
+#[fiber_runtime::main(worker_threads = 0)]
+async fn main() {}
