@@ -85,7 +85,8 @@ use std::future::Future;
 /// ```
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {
-    let rt = Runtime::new().unwrap_or_else(|e| panic!("failed to build the fiber-runtime runtime: {e}"));
+    let rt =
+        Runtime::new().unwrap_or_else(|e| panic!("failed to build the fiber-runtime runtime: {e}"));
     rt.block_on(future)
 }
 
@@ -143,7 +144,10 @@ where
 {
     match runtime::context::with_current(|h| h.blocking_spawner().spawn_blocking(f)) {
         Ok(join) => join,
-        Err(kind) => panic!("`fiber_runtime::spawn_blocking` failed: {}", no_runtime(kind)),
+        Err(kind) => panic!(
+            "`fiber_runtime::spawn_blocking` failed: {}",
+            no_runtime(kind)
+        ),
     }
 }
 

@@ -4,8 +4,8 @@ use super::Runtime;
 use crate::scheduler::{self, blocking, current_thread, multi_thread};
 use std::fmt;
 use std::io;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// The most worker threads a runtime may have.
 pub(crate) const MAX_WORKER_THREADS: usize = 32_767;
@@ -194,13 +194,13 @@ impl Builder {
                     "worker_threads({n}) is not supported by the current_thread flavor, which \
                      runs every task on the thread calling block_on; use \
                      Builder::new_multi_thread()"
-                )))
+                )));
             }
             (Kind::CurrentThread, None) => 1,
             (Kind::MultiThread, Some(n)) if n == 0 || n > MAX_WORKER_THREADS => {
                 return Err(invalid(format!(
                     "worker_threads must be between 1 and {MAX_WORKER_THREADS}, got {n}"
-                )))
+                )));
             }
             (Kind::MultiThread, Some(n)) => n,
             (Kind::MultiThread, None) => std::thread::available_parallelism()
@@ -287,7 +287,9 @@ impl Builder {
 }
 
 /// Blocking threads share the workers' name, with a counter.
-fn blocking_name(base: Arc<dyn Fn() -> String + Send + Sync>) -> Arc<dyn Fn() -> String + Send + Sync> {
+fn blocking_name(
+    base: Arc<dyn Fn() -> String + Send + Sync>,
+) -> Arc<dyn Fn() -> String + Send + Sync> {
     let counter = AtomicUsize::new(0);
     Arc::new(move || format!("{}-blocking-{}", base(), counter.fetch_add(1, Relaxed)))
 }

@@ -1,6 +1,6 @@
 //! `Handle`: a cheap, cloneable reference to a runtime.
 
-use super::{context, RuntimeMetrics};
+use super::{RuntimeMetrics, context};
 use crate::scheduler;
 use crate::task::JoinHandle;
 use std::fmt;
@@ -119,7 +119,8 @@ impl Handle {
     /// assert!(fiber_runtime::Handle::try_current().is_ok());
     /// ```
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        context::with_current(|h| Handle { inner: h.clone() }).map_err(|kind| TryCurrentError { kind })
+        context::with_current(|h| Handle { inner: h.clone() })
+            .map_err(|kind| TryCurrentError { kind })
     }
 
     /// Spawns a task onto this runtime; see [`crate::spawn`].
@@ -210,6 +211,8 @@ impl Handle {
 
 impl fmt::Debug for Handle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle").field("scheduler", &self.inner).finish()
+        f.debug_struct("Handle")
+            .field("scheduler", &self.inner)
+            .finish()
     }
 }

@@ -158,7 +158,7 @@ mod tests {
 
     /// An unpark racing a park is never lost: the park returns.
     #[test]
-    fn unpark_racing_park_is_not_lost() {
+    fn loom_unpark_racing_park_is_not_lost() {
         model(|| {
             let mut parker = Parker::new();
             let unparker = parker.unparker();
@@ -171,7 +171,7 @@ mod tests {
     /// Two unparks and two parks: the second park returns too when the
     /// second unpark comes after the first park.
     #[test]
-    fn repeated_park_unpark_handshake() {
+    fn loom_repeated_park_unpark_handshake() {
         model(|| {
             let mut parker = Parker::new();
             let unparker = parker.unparker();

@@ -1,6 +1,6 @@
 //! `Runtime`: owns the worker threads and the blocking pool.
 
-use super::{context, park, Builder, EnterGuard, Handle, RuntimeMetrics};
+use super::{Builder, EnterGuard, Handle, RuntimeMetrics, context, park};
 use crate::scheduler::{self, blocking, current_thread};
 use crate::task::JoinHandle;
 use std::fmt;

@@ -3,10 +3,10 @@
 //! field) can be cast back to the `Cell` by the typed functions behind the
 //! vtable (`harness.rs` relies on this: keep the header first).
 
+use super::Schedule;
 use super::error::JoinError;
 use super::harness;
 use super::state::State;
-use super::Schedule;
 use crate::loom::UnsafeCell;
 use std::future::Future;
 use std::ptr::NonNull;
@@ -116,7 +116,7 @@ mod tests {
     #[test]
     fn overhead_beyond_the_future_is_at_most_64_bytes() {
         // A future of 64 bytes whose output is no larger.
-        struct Big([u64; 8]);
+        struct Big(#[allow(dead_code)] [u64; 8]);
         impl Future for Big {
             type Output = ();
             fn poll(

@@ -94,10 +94,11 @@ fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()
     let res = panic::catch_unwind(AssertUnwindSafe(|| {
         let guard = DropOnUnwind(cell);
         let res = cell.stage.with_mut(|stage| {
-            // SAFETY: RUNNING gives us exclusive access to the stage; the
-            // future is never moved out while `Running` (it lives in the
-            // heap cell until dropped in place), so pinning is sound.
+            // SAFETY: RUNNING gives us exclusive access to the stage.
             match unsafe { &mut *stage } {
+                // SAFETY: the future is never moved out while `Running` (it
+                // lives in the heap cell until dropped in place), so
+                // pinning it is sound.
                 Stage::Running(fut) => unsafe { Pin::new_unchecked(fut) }.poll(cx),
                 _ => unreachable!("polled a task whose future is gone"),
             }
@@ -145,9 +146,9 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
             // No `JoinHandle`: the output is ours to drop.
             set_stage(cell, Stage::Consumed);
         } else if snapshot.is_join_waker_set() {
-            // SAFETY: JOIN_WAKER is set and COMPLETE now too, so the
-            // `JoinHandle` will never write the waker again (rule 4).
             cell.trailer.waker.with(|w| {
+                // SAFETY: JOIN_WAKER is set and COMPLETE now too, so the
+                // `JoinHandle` will never write the waker again (rule 4).
                 if let Some(w) = unsafe { &*w } {
                     w.wake_by_ref();
                 }
@@ -167,9 +168,9 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
 ///
 /// `ptr` is a `Cell<F, S>` and the caller owns a reference it gives up.
 unsafe fn schedule<F: Future, S: Schedule>(ptr: NonNull<Header>) {
-    // SAFETY: the caller's reference keeps the cell alive and moves into
-    // the `Notified`.
+    // SAFETY: the caller's reference keeps the cell alive.
     let cell = unsafe { cell::<F, S>(ptr) };
+    // SAFETY: the caller's reference moves into the `Notified`.
     let task = unsafe { Notified::from_raw(RawTask::from_raw(ptr)) };
     cell.scheduler.schedule(task);
 }
@@ -251,9 +252,7 @@ fn set_join_waker<F: Future, S>(
 ) -> Result<super::state::Snapshot, super::state::Snapshot> {
     // SAFETY: JOIN_WAKER is clear, so only the `JoinHandle` (us) touches
     // the field (rule 4).
-    cell.trailer
-        .waker
-        .with_mut(|w| unsafe { *w = Some(waker) });
+    cell.trailer.waker.with_mut(|w| unsafe { *w = Some(waker) });
     let res = cell.header.state.set_join_waker();
     if res.is_err() {
         // Completed meanwhile: the runtime never saw the bit, the field is
@@ -275,8 +274,7 @@ unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     if cell.header.state.unset_join_interested().is_err() {
         // Complete: the output is ours to drop, here on the `JoinHandle`'s
         // thread (the output need not be `Send`-safe to drop elsewhere).
-        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| set_stage(cell, Stage::Consumed)))
-        {
+        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| set_stage(cell, Stage::Consumed))) {
             panic = Some(p);
         }
     }

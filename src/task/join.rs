@@ -1,7 +1,7 @@
 //! `JoinHandle<T>`: the typed owner of a task's output.
 
-use super::error::JoinError;
 use super::RawTask;
+use super::error::JoinError;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;

@@ -3,8 +3,8 @@
 //! split in shards by address so that spawns on different workers rarely
 //! share a lock.
 
-use super::core::Header;
 use super::RawTask;
+use super::core::Header;
 use crate::loom::{AtomicUsize, Mutex, Ordering::Relaxed};
 use std::ptr::NonNull;
 

@@ -180,5 +180,7 @@ where
     (notified, JoinHandle::new(raw), raw)
 }
 
-#[cfg(all(test, loom))]
-mod loom_tests;
+#[cfg(test)]
+mod loom_task;
+#[cfg(test)]
+pub(crate) mod test_util;

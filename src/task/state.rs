@@ -129,7 +129,9 @@ impl State {
     ) -> Result<Snapshot, Snapshot> {
         let mut curr = self.load();
         loop {
-            let Some(next) = f(curr) else { return Err(curr) };
+            let Some(next) = f(curr) else {
+                return Err(curr);
+            };
             match self
                 .val
                 .compare_exchange_weak(curr.0, next.0, AcqRel, Acquire)
@@ -431,20 +433,29 @@ mod tests {
     #[test]
     fn wake_while_running_is_resubmitted_at_idle() {
         let s = State::new();
-        assert!(matches!(s.transition_to_running(), TransitionToRunning::Success));
+        assert!(matches!(
+            s.transition_to_running(),
+            TransitionToRunning::Success
+        ));
         s.ref_inc(); // a waker
         assert!(matches!(
             s.transition_to_notified_by_val(),
             TransitionToNotifiedByVal::DoNothing
         ));
-        assert!(matches!(s.transition_to_idle(), TransitionToIdle::OkNotified));
+        assert!(matches!(
+            s.transition_to_idle(),
+            TransitionToIdle::OkNotified
+        ));
         assert_eq!(s.load().ref_count(), 3);
     }
 
     #[test]
     fn abort_of_idle_task_submits_it() {
         let s = State::new();
-        assert!(matches!(s.transition_to_running(), TransitionToRunning::Success));
+        assert!(matches!(
+            s.transition_to_running(),
+            TransitionToRunning::Success
+        ));
         assert!(matches!(s.transition_to_idle(), TransitionToIdle::Ok));
         assert_eq!(s.load().ref_count(), 2);
         assert!(s.transition_to_notified_and_cancel());

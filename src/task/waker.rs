@@ -52,8 +52,9 @@ unsafe fn wake_by_ref(ptr: *const ()) {
     let h = header(ptr);
     match h.state.transition_to_notified_by_ref() {
         TransitionToNotifiedByRef::Submit => {
-            // SAFETY: the transition took a fresh reference for the entry.
+            // SAFETY: `ptr` came from a `NonNull<Header>`.
             let nn = unsafe { NonNull::new_unchecked(ptr as *mut Header) };
+            // SAFETY: the transition took a fresh reference for the entry.
             unsafe { (h.vtable.schedule)(nn) }
         }
         TransitionToNotifiedByRef::DoNothing => {}

@@ -6,4 +6,4 @@ pub(crate) mod idle;
 pub(crate) mod queue;
 mod worker;
 
-pub(crate) use worker::{create, run, Context, Handle};
+pub(crate) use worker::{Context, Handle, create, run};

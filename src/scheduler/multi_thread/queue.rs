@@ -17,7 +17,7 @@
 //!
 //! The algorithm is the one tokio's `queue.rs` uses, written afresh here.
 
-use crate::loom::{AtomicU32, AtomicU64, Arc, Ordering::*, UnsafeCell};
+use crate::loom::{Arc, AtomicU32, AtomicU64, Ordering::*, UnsafeCell};
 use crate::scheduler::inject::Inject;
 use crate::task::Notified;
 use std::mem::MaybeUninit;
@@ -139,7 +139,13 @@ impl Local {
     }
 
     /// Moves the older half of a full queue, plus `task`, to `inject`.
-    fn push_overflow(&mut self, task: Notified, head: u32, tail: u32, inject: &Inject) -> Result<(), Notified> {
+    fn push_overflow(
+        &mut self,
+        task: Notified,
+        head: u32,
+        tail: u32,
+        inject: &Inject,
+    ) -> Result<(), Notified> {
         const HALF: u32 = (LOCAL_QUEUE_CAPACITY / 2) as u32;
         debug_assert_eq!(tail.wrapping_sub(head), LOCAL_QUEUE_CAPACITY as u32);
         let prev = pack(head, head);
@@ -280,5 +286,114 @@ impl Steal {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Run under loom with `RUSTFLAGS="--cfg loom"` (capacity 4 there, so
+    //! overflow and wrap-around are reached); plainly, each runs once.
+
+    use super::*;
+    use crate::loom::{model, thread};
+    use crate::task::test_util::TestSched;
+    use std::sync::Arc;
+
+    fn task(sched: &Arc<TestSched>) -> Notified {
+        let (t, join) = sched.spawn(async {});
+        drop(join);
+        t
+    }
+
+    /// Drains a stealer's view into a fresh local queue `rounds` times.
+    fn steal_rounds(steal: Steal, rounds: usize) -> usize {
+        let (_, mut local) = local();
+        let mut n = 0;
+        for _ in 0..rounds {
+            if steal.steal_into(&mut local).is_some() {
+                n += 1;
+            }
+            while local.pop().is_some() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Every task pushed is taken exactly once: by the owner's pops, a
+    /// concurrent stealer, or the injector.
+    #[test]
+    fn loom_queue_push_pop_steal() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let (steal, mut local) = local();
+            let inject = Inject::new();
+            let th = thread::spawn(move || steal_rounds(steal, 2));
+            let mut n = 0;
+            for _ in 0..2 {
+                for _ in 0..2 {
+                    local.push_back_or_overflow(task(&sched), &inject);
+                }
+                if local.pop().is_some() {
+                    n += 1;
+                }
+            }
+            while local.pop().is_some() {
+                n += 1;
+            }
+            while inject.pop().is_some() {
+                n += 1;
+            }
+            n += th.join().unwrap();
+            assert_eq!(n, 4);
+        });
+    }
+
+    /// Pushing past capacity moves half the queue to the injector, also
+    /// while a stealer is active; nothing is lost or duplicated.
+    #[test]
+    fn loom_queue_overflow_to_inject() {
+        const NUM: usize = LOCAL_QUEUE_CAPACITY + 2;
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let (steal, mut local) = local();
+            let inject = Inject::new();
+            let th = thread::spawn(move || steal_rounds(steal, 1));
+            for _ in 0..NUM {
+                local.push_back_or_overflow(task(&sched), &inject);
+            }
+            let mut n = 0;
+            while local.pop().is_some() {
+                n += 1;
+            }
+            while inject.pop().is_some() {
+                n += 1;
+            }
+            n += th.join().unwrap();
+            assert_eq!(n, NUM);
+        });
+    }
+
+    /// Two stealers racing on one queue never take the same task.
+    #[test]
+    fn loom_queue_two_stealers() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let (steal, mut local) = local();
+            let inject = Inject::new();
+            for _ in 0..4 {
+                local.push_back_or_overflow(task(&sched), &inject);
+            }
+            let steal2 = Steal(steal.0.clone());
+            let th1 = thread::spawn(move || steal_rounds(steal, 1));
+            let th2 = thread::spawn(move || steal_rounds(steal2, 1));
+            let mut n = 0;
+            while local.pop().is_some() {
+                n += 1;
+            }
+            n += th1.join().unwrap() + th2.join().unwrap();
+            assert_eq!(n + inject.len(), 4);
+            assert_eq!(inject.len(), 0);
+        });
     }
 }

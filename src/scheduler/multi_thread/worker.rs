@@ -31,13 +31,13 @@
 //!    the queue entries left in cores and injector.
 
 use super::idle::Idle;
-use super::queue::{self, Local, Steal, LOCAL_QUEUE_CAPACITY};
+use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
 use crate::loom::{AtomicBool, Mutex, Ordering::*};
 use crate::runtime::context;
 use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
 use crate::runtime::park::{Parker, Unparker};
 use crate::scheduler::{self, blocking, inject::Inject};
-use crate::task::{self, list::OwnedTasks, JoinHandle, Notified, RawTask, Schedule};
+use crate::task::{self, JoinHandle, Notified, RawTask, Schedule, list::OwnedTasks};
 use crate::util::FastRand;
 use std::cell::RefCell;
 use std::future::Future;
@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     owned: OwnedTasks,
     is_shutdown: AtomicBool,
     /// Cores handed back by exited workers, drained by `finalize`.
+    /// (Boxed because a core moves in and out of the worker context on
+    /// every poll; a box keeps that move one pointer wide.)
+    #[allow(clippy::vec_box)]
     shutdown_cores: Mutex<Vec<Box<Core>>>,
 }
 
@@ -96,7 +99,11 @@ pub(crate) struct Context {
 }
 
 /// Builds the shared state and one core per worker.
-pub(crate) fn create(num_workers: usize, blocking: blocking::Spawner) -> (Arc<Handle>, Vec<Box<Core>>) {
+#[allow(clippy::vec_box)] // see `Shared::shutdown_cores`
+pub(crate) fn create(
+    num_workers: usize,
+    blocking: blocking::Spawner,
+) -> (Arc<Handle>, Vec<Box<Core>>) {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
     for index in 0..num_workers {
@@ -244,10 +251,8 @@ impl Core {
             return None;
         }
         // Take a fair share of the injector into the local queue.
-        let n = (inject.len() / handle.shared.remotes.len() + 1)
-            .min(self.run_queue.remaining())
-            .min(LOCAL_QUEUE_CAPACITY / 2)
-            .max(1);
+        let cap = self.run_queue.remaining().min(LOCAL_QUEUE_CAPACITY / 2);
+        let n = (inject.len() / handle.shared.remotes.len() + 1).clamp(1, cap.max(1));
         let mut first = None;
         let run_queue = &mut self.run_queue;
         inject.pop_n(n, |task| {
@@ -329,7 +334,9 @@ impl Core {
         let now = Instant::now();
         self.metrics.busy_ns += now.duration_since(self.busy_since).as_nanos() as u64;
         self.busy_since = now;
-        handle.shared.remotes[self.index].metrics.flush(&self.metrics);
+        handle.shared.remotes[self.index]
+            .metrics
+            .flush(&self.metrics);
     }
 }
 

@@ -1,0 +1,172 @@
+//! Models of the task state machine racing against itself: run with
+//! `RUSTFLAGS="--cfg loom" cargo test --lib --release loom_` to explore the
+//! interleavings; without loom each test runs once.
+
+use super::test_util::TestSched;
+use crate::loom::{AtomicUsize, Mutex, Ordering::SeqCst, model, thread};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+/// Counts drops of whatever holds it.
+struct DropCount(Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Pending until `open` is set; stores its waker for the opener.
+struct Gate {
+    open: Arc<AtomicUsize>,
+    waker: Arc<Mutex<Option<Waker>>>,
+    _drop: DropCount,
+}
+
+impl Future for Gate {
+    type Output = DropCount;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DropCount> {
+        *self.waker.lock() = Some(cx.waker().clone());
+        if self.open.load(SeqCst) == 1 {
+            Poll::Ready(DropCount(self._drop.0.clone()))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+fn poll_once<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+    let waker = futures_noop_waker();
+    Pin::new(f).poll(&mut Context::from_waker(&waker))
+}
+
+fn futures_noop_waker() -> Waker {
+    struct Noop;
+    impl std::task::Wake for Noop {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+    Waker::from(std::sync::Arc::new(Noop))
+}
+
+/// A wake from another thread while the task is being polled is never
+/// lost: the task is polled again and completes.
+#[test]
+fn loom_wake_during_poll() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Mutex::new(None::<Waker>));
+        let (first, mut join) = sched.spawn(Gate {
+            open: open.clone(),
+            waker: slot.clone(),
+            _drop: DropCount(drops.clone()),
+        });
+        let th = {
+            let (open, slot) = (open.clone(), slot.clone());
+            thread::spawn(move || {
+                open.store(1, SeqCst);
+                let w = slot.lock().take();
+                if let Some(w) = w {
+                    w.wake();
+                }
+            })
+        };
+        first.run();
+        th.join().unwrap();
+        sched.run_all();
+        // The gate is open and any wake has been processed: done.
+        let out = match poll_once(&mut join) {
+            Poll::Ready(out) => out.expect("task failed"),
+            Poll::Pending => panic!("wake lost: task not complete"),
+        };
+        // The future (with its DropCount) was dropped exactly once.
+        assert_eq!(drops.load(SeqCst), 1);
+        drop(out);
+        assert_eq!(drops.load(SeqCst), 2);
+        drop(join);
+        drop(slot.lock().take());
+    });
+}
+
+/// `abort` racing the completing poll: either the output or a
+/// cancellation, never both, and the future is dropped exactly once.
+#[test]
+fn loom_abort_racing_completion() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let d = DropCount(drops.clone());
+        let (first, mut join) = sched.spawn(async move {
+            let _d = d;
+            7u32
+        });
+        let th = {
+            let sched = sched.clone();
+            thread::spawn(move || {
+                first.run();
+                sched.run_all();
+            })
+        };
+        join.abort();
+        th.join().unwrap();
+        sched.run_all();
+        match poll_once(&mut join) {
+            Poll::Ready(Ok(v)) => assert_eq!(v, 7),
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            Poll::Pending => panic!("task neither completed nor cancelled"),
+        }
+        assert_eq!(drops.load(SeqCst), 1);
+    });
+}
+
+/// Dropping the `JoinHandle` while the task completes: the output is
+/// dropped exactly once, by one side, and the task memory is freed.
+#[test]
+fn loom_join_handle_drop_racing_completion() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let out_drops = drops.clone();
+        let (first, join) = sched.spawn(async move { DropCount(out_drops) });
+        let th = thread::spawn(move || first.run());
+        drop(join);
+        th.join().unwrap();
+        assert_eq!(drops.load(SeqCst), 1, "output dropped once");
+        // Only our `drops` handle is left: the task (and the Arc clone it
+        // held) is gone.
+        assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
+    });
+}
+
+/// A task whose wakers are dropped and woken concurrently from two
+/// threads is polled to completion and freed.
+#[test]
+fn loom_concurrent_wakers() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Mutex::new(None::<Waker>));
+        let (first, mut join) = sched.spawn(Gate {
+            open: open.clone(),
+            waker: slot.clone(),
+            _drop: DropCount(drops.clone()),
+        });
+        first.run();
+        let w1 = slot.lock().clone().expect("waker stored");
+        let w2 = w1.clone();
+        open.store(1, SeqCst);
+        let th = thread::spawn(move || w1.wake());
+        w2.wake_by_ref();
+        drop(w2);
+        th.join().unwrap();
+        sched.run_all();
+        assert!(matches!(poll_once(&mut join), Poll::Ready(Ok(_))));
+        drop(slot.lock().take());
+        drop(join);
+        assert_eq!(drops.load(SeqCst), 2);
+    });
+}

@@ -1,0 +1,47 @@
+//! A scheduler for unit and loom tests: a plain queue that the test drains.
+
+use super::{JoinHandle, Notified, RawTask, Schedule, new_task};
+use crate::loom::Mutex;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+
+#[derive(Default)]
+pub(crate) struct TestSched {
+    queue: Mutex<VecDeque<Notified>>,
+}
+
+impl Schedule for Arc<TestSched> {
+    fn schedule(&self, task: Notified) {
+        self.queue.lock().push_back(task);
+    }
+
+    fn release(&self, _task: RawTask) -> bool {
+        false
+    }
+}
+
+impl TestSched {
+    /// Spawns a task not tracked by an owned list; returns its first entry.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, fut: F) -> (Notified, JoinHandle<F::Output>)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (notified, join, raw) = new_task(fut, self.clone());
+        // No owned list: give up its reference (never the last).
+        assert!(!raw.header().state.ref_dec());
+        (notified, join)
+    }
+
+    pub(crate) fn pop(&self) -> Option<Notified> {
+        self.queue.lock().pop_front()
+    }
+
+    /// Runs queued tasks until the queue is empty.
+    pub(crate) fn run_all(&self) {
+        while let Some(t) = self.pop() {
+            t.run();
+        }
+    }
+}
