@@ -7,12 +7,28 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use fiber_runtime::Handle;
+
 const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[fiber_runtime::main]
 async fn default_flavor() -> u32 {
     let handle = fiber_runtime::spawn(async { 20 });
     handle.await.expect("the task should complete") + 1
+}
+
+/// Returns the thread `block_on` ran on and the thread a spawned task ran on.
+#[fiber_runtime::main]
+async fn default_flavor_threads() -> (thread::ThreadId, thread::ThreadId) {
+    let task_thread = fiber_runtime::spawn(async { thread::current().id() })
+        .await
+        .expect("the task should complete");
+    (thread::current().id(), task_thread)
+}
+
+#[fiber_runtime::main(worker_threads = 3)]
+async fn three_workers() -> usize {
+    Handle::current().metrics().num_workers()
 }
 
 #[fiber_runtime::main(flavor = "multi_thread")]
@@ -29,6 +45,7 @@ async fn multi_thread() -> u64 {
 
 #[fiber_runtime::main(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_in_parallel() -> Result<u32, mpsc::RecvTimeoutError> {
+    assert_eq!(Handle::current().metrics().num_workers(), 2);
     // Completes only if the two tasks run simultaneously on different
     // worker threads.
     let (tx, rx) = mpsc::channel::<u32>();
@@ -42,6 +59,7 @@ async fn two_workers_in_parallel() -> Result<u32, mpsc::RecvTimeoutError> {
 
 #[fiber_runtime::main(flavor = "current_thread")]
 async fn current_thread() -> (thread::ThreadId, Vec<thread::ThreadId>) {
+    assert_eq!(Handle::current().metrics().num_workers(), 1);
     let caller = thread::current().id();
     let handles: Vec<_> = (0..8)
         .map(|_| fiber_runtime::spawn(async { thread::current().id() }))
@@ -82,6 +100,20 @@ async fn early_return() -> &'static str {
 #[test]
 fn main_default_flavor_returns_the_body_value() {
     assert_eq!(default_flavor(), 21);
+}
+
+#[test]
+fn main_default_flavor_is_multi_thread() {
+    // Tasks of a multi-thread runtime run on worker threads, not on the
+    // thread that called the generated function.
+    let (block_on_thread, task_thread) = default_flavor_threads();
+    assert_eq!(block_on_thread, thread::current().id());
+    assert_ne!(task_thread, block_on_thread);
+}
+
+#[test]
+fn main_worker_threads_sets_the_number_of_workers() {
+    assert_eq!(three_workers(), 3);
 }
 
 #[test]

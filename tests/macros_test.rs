@@ -4,6 +4,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
+use fiber_runtime::Handle;
+
 /// Generous bound for cross-thread hand-offs, so that a slow, loaded machine
 /// does not cause spurious failures while a real deadlock still fails.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -16,6 +18,7 @@ async fn default_flavor_runs_the_body() {
 
 #[fiber_runtime::test]
 async fn default_flavor_is_current_thread() {
+    assert_eq!(Handle::current().metrics().num_workers(), 1);
     // A current-thread runtime runs spawned tasks on the thread that called
     // `block_on`, which for a test is the test's own thread.
     let test_thread = thread::current().id();
@@ -27,6 +30,7 @@ async fn default_flavor_is_current_thread() {
 
 #[fiber_runtime::test(flavor = "current_thread")]
 async fn explicit_current_thread_runs_tasks_on_the_test_thread() {
+    assert_eq!(Handle::current().metrics().num_workers(), 1);
     let test_thread = thread::current().id();
     let handles: Vec<_> = (0..16)
         .map(|_| fiber_runtime::spawn(async { thread::current().id() }))
@@ -44,6 +48,21 @@ async fn spawned_task_value_comes_back_through_the_join_handle() {
 }
 
 #[fiber_runtime::test(flavor = "multi_thread")]
+async fn multi_thread_runs_tasks_on_worker_threads() {
+    // The multi-thread flavor runs tasks on its worker threads, never on the
+    // thread blocked in `block_on` (the test's thread).
+    let test_thread = thread::current().id();
+    let (task_thread, task_thread_name) = fiber_runtime::spawn(async {
+        let current = thread::current();
+        (current.id(), current.name().map(String::from))
+    })
+    .await
+    .expect("the task should complete");
+    assert_ne!(task_thread, test_thread);
+    assert_eq!(task_thread_name.as_deref(), Some("fiber-runtime-worker"));
+}
+
+#[fiber_runtime::test(flavor = "multi_thread")]
 async fn multi_thread_spawned_values_come_back() {
     let handles: Vec<_> = (0..100u64)
         .map(|i| fiber_runtime::spawn(async move { i * 2 }))
@@ -57,6 +76,7 @@ async fn multi_thread_spawned_values_come_back() {
 
 #[fiber_runtime::test(flavor = "multi_thread", worker_threads = 2)]
 async fn multi_thread_with_two_workers_runs_tasks_in_parallel() {
+    assert_eq!(Handle::current().metrics().num_workers(), 2);
     // The first task blocks its worker thread until the second task has run.
     // That can only happen if the two tasks run on different threads at the
     // same time, i.e. the runtime really has (at least) two workers.
@@ -83,6 +103,7 @@ async fn a_test_can_return_ok() -> Result<(), String> {
 
 #[fiber_runtime::test(flavor = "multi_thread", worker_threads = 1)]
 async fn question_mark_propagates_join_errors() -> Result<(), fiber_runtime::JoinError> {
+    assert_eq!(Handle::current().metrics().num_workers(), 1);
     let value = fiber_runtime::spawn(async { 5 }).await?;
     assert_eq!(value, 5);
     Ok(())

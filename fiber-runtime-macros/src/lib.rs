@@ -27,10 +27,9 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::{quote, quote_spanned, ToTokens};
+use quote::{ToTokens, quote, quote_spanned};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::{Attribute, Expr, ExprLit, Ident, ItemFn, Lit, Meta, MetaNameValue, Path, Token};
 
 /// Runs an `async fn` as the program's entry point on a fiber-runtime
@@ -39,9 +38,10 @@ use syn::{Attribute, Expr, ExprLit, Ident, ItemFn, Lit, Meta, MetaNameValue, Pat
 /// The annotated function must be `async` and take no parameters. The macro
 /// rewrites it into a synchronous function with the same name, visibility,
 /// attributes and return type, whose body builds a runtime and blocks on the
-/// original body:
+/// original body; `#[fiber_runtime::main] async fn main() { /* body */ }`
+/// becomes:
 ///
-/// ```ignore
+/// ```
 /// fn main() {
 ///     let body = async move { /* original body */ };
 ///     ::fiber_runtime::Builder::new_multi_thread()
@@ -75,7 +75,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, ItemFn, Lit, Meta, MetaNameValue, Pat
 ///
 /// The default multi-threaded runtime:
 ///
-/// ```no_run
+/// ```
 /// #[fiber_runtime::main]
 /// async fn main() {
 ///     let handle = fiber_runtime::spawn(async { 6 * 7 });
@@ -87,7 +87,7 @@ use syn::{Attribute, Expr, ExprLit, Ident, ItemFn, Lit, Meta, MetaNameValue, Pat
 /// Choosing the flavor and the number of worker threads, and returning a
 /// `Result` from `main`:
 ///
-/// ```no_run
+/// ```
 /// use std::error::Error;
 ///
 /// #[fiber_runtime::main(flavor = "multi_thread", worker_threads = 4)]
@@ -106,13 +106,15 @@ use syn::{Attribute, Expr, ExprLit, Ident, ItemFn, Lit, Meta, MetaNameValue, Pat
 ///
 /// A single-threaded runtime:
 ///
-/// ```no_run
+/// ```
 /// #[fiber_runtime::main(flavor = "current_thread")]
 /// async fn main() {
 ///     let value = fiber_runtime::spawn(async { "hello" }).await.unwrap();
 ///     assert_eq!(value, "hello");
 /// }
 /// ```
+// The first example intentionally shows a bare `fn main`: it is the expansion.
+#[allow(clippy::needless_doctest_main)]
 #[proc_macro_attribute]
 pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(Kind::Main, args.into(), item.into()).into()
@@ -146,6 +148,7 @@ pub fn main(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Examples
 ///
 /// ```no_run
+/// # fn main() {}
 /// #[fiber_runtime::test]
 /// async fn spawned_task_returns_its_value() {
 ///     let handle = fiber_runtime::spawn(async { 1 + 2 });
@@ -218,8 +221,9 @@ struct Config {
 /// Options as written by the user, before cross-option validation.
 #[derive(Default)]
 struct RawOptions {
-    flavor: Option<(Flavor, Span)>,
-    worker_threads: Option<(usize, Span)>,
+    flavor: Option<Flavor>,
+    /// The value, and the `worker_threads = N` tokens for error reporting.
+    worker_threads: Option<(usize, TokenStream2)>,
     crate_path: Option<Path>,
 }
 
@@ -343,11 +347,10 @@ fn parse_options(
         let name = path_to_string(&name_value.path);
         let result = match name.as_str() {
             "flavor" if options.flavor.is_some() => Err(duplicate(&name_value)),
-            "flavor" => parse_flavor(&name_value.value)
-                .map(|flavor| options.flavor = Some((flavor, name_value.span()))),
+            "flavor" => parse_flavor(&name_value.value).map(|flavor| options.flavor = Some(flavor)),
             "worker_threads" if options.worker_threads.is_some() => Err(duplicate(&name_value)),
             "worker_threads" => parse_worker_threads(&name_value.value)
-                .map(|n| options.worker_threads = Some((n, name_value.span()))),
+                .map(|n| options.worker_threads = Some((n, name_value.to_token_stream()))),
             "crate" if seen_crate => Err(duplicate(&name_value)),
             "crate" => {
                 seen_crate = true;
@@ -367,12 +370,10 @@ fn parse_options(
 }
 
 fn build_config(kind: Kind, options: RawOptions, errors: &mut Errors) -> Config {
-    let flavor = options
-        .flavor
-        .map_or(kind.default_flavor(), |(flavor, _)| flavor);
+    let flavor = options.flavor.unwrap_or(kind.default_flavor());
 
     let worker_threads = match (flavor, options.worker_threads) {
-        (Flavor::CurrentThread, Some((_, span))) => {
+        (Flavor::CurrentThread, Some((_, tokens))) => {
             let msg = if options.flavor.is_some() {
                 "`worker_threads` cannot be used with `flavor = \"current_thread\"`, \
                  which always runs on a single thread; remove `worker_threads` or use \
@@ -386,7 +387,7 @@ fn build_config(kind: Kind, options: RawOptions, errors: &mut Errors) -> Config 
                     name = kind.macro_name()
                 )
             };
-            errors.push(syn::Error::new(span, msg));
+            errors.push(syn::Error::new_spanned(tokens, msg));
             None
         }
         (Flavor::CurrentThread, None) => None,
@@ -585,10 +586,10 @@ fn generate(kind: Kind, input: ItemFn, config: &Config, mode: GenerateMode) -> T
         .map_or_else(Span::call_site, |token| token.span());
     let rt_span = Span::call_site().located_at(tail_span);
 
-    let crate_path = match &config.crate_path {
-        Some(path) => path.to_token_stream(),
-        None => quote_spanned!(rt_span=> ::fiber_runtime),
-    };
+    let crate_path = config.crate_path.as_ref().map_or_else(
+        || quote_spanned!(rt_span=> ::fiber_runtime),
+        ToTokens::to_token_stream,
+    );
     let constructor = match config.flavor {
         Flavor::MultiThread => Ident::new("new_multi_thread", rt_span),
         Flavor::CurrentThread => Ident::new("new_current_thread", rt_span),

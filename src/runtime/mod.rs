@@ -5,6 +5,7 @@
 
 mod builder;
 pub(crate) mod context;
+pub(crate) mod coop;
 mod handle;
 pub(crate) mod metrics;
 pub(crate) mod park;

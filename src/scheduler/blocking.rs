@@ -124,7 +124,7 @@ impl Spawner {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(BlockingTask(Some(f)), BlockingSchedule);
+        let (notified, join, raw) = task::new_task(BlockingTask(Some(f)), BlockingSchedule, 0);
         // Blocking tasks are not in an owned list: give up that reference
         // (never the last: the queue entry and the handle hold two more).
         let last = raw.header().state.ref_dec();

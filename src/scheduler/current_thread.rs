@@ -100,7 +100,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(future, me.clone());
+        let (notified, join, raw) = task::new_task(future, me.clone(), 0);
         if me.shared.owned.insert(raw).is_err() {
             drop(notified);
             // SAFETY: the owned list refused, so its reference is ours.

@@ -75,10 +75,10 @@ pub(crate) struct Cell<F: Future, S> {
 
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task in its initial state (`state.rs`, `INITIAL_STATE`).
-    pub(crate) fn allocate(future: F, scheduler: S) -> NonNull<Header> {
+    pub(crate) fn allocate(future: F, scheduler: S, shard: u16) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
-                state: State::new(),
+                state: State::new(shard),
                 vtable: harness::vtable::<F, S>(),
                 owned_prev: UnsafeCell::new(None),
                 owned_next: UnsafeCell::new(None),

@@ -49,7 +49,7 @@ unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
             // the reference the `Notified` gave us).
             let waker = unsafe { waker_ref(ptr) };
             let mut cx = Context::from_waker(&waker);
-            if poll_future(cell, &mut cx).is_ready() {
+            if crate::runtime::coop::budget(|| poll_future(cell, &mut cx)).is_ready() {
                 complete(cell, ptr);
                 return;
             }

@@ -121,12 +121,17 @@ impl<T> Future for JoinHandle<T> {
     type Output = Result<T, JoinError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // A ready `JoinHandle` spends the task's cooperative budget.
+        std::task::ready!(crate::runtime::coop::poll_proceed(cx));
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
         let dst = NonNull::from(&mut out).cast::<()>();
         // SAFETY: we are the task's `JoinHandle` and `dst` points to a
         // `Poll<Result<T, JoinError>>` where `T` is the task's output type
         // (fixed when the handle was created by `spawn`).
         unsafe { (self.raw.header().vtable.try_read_output)(self.raw.ptr(), dst, cx.waker()) };
+        if out.is_pending() {
+            crate::runtime::coop::refund();
+        }
         out
     }
 }

@@ -6,10 +6,12 @@
 use super::RawTask;
 use super::core::Header;
 use crate::loom::{AtomicUsize, Mutex, Ordering::Relaxed};
+use crate::util::CachePadded;
 use std::ptr::NonNull;
 
 pub(crate) struct OwnedTasks {
-    shards: Box<[Mutex<Shard>]>,
+    /// Each shard on cache lines of its own: workers mostly use their own.
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
     mask: usize,
 }
 
@@ -30,11 +32,11 @@ impl OwnedTasks {
         OwnedTasks {
             shards: (0..n)
                 .map(|_| {
-                    Mutex::new(Shard {
+                    CachePadded::new(Mutex::new(Shard {
                         head: None,
                         closed: false,
                         len: AtomicUsize::new(0),
-                    })
+                    }))
                 })
                 .collect(),
             mask: n - 1,
@@ -42,10 +44,7 @@ impl OwnedTasks {
     }
 
     fn shard(&self, task: RawTask) -> &Mutex<Shard> {
-        // Allocations are at least 16-byte aligned; mix the address bits.
-        let addr = task.ptr().as_ptr() as usize;
-        let h = (addr >> 4).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
-        &self.shards[(h >> 40) & self.mask]
+        &self.shards[task.header().state.load().shard() & self.mask]
     }
 
     /// Adds a new task, taking over its owned-list reference. Fails if the

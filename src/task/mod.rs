@@ -164,16 +164,21 @@ impl std::fmt::Debug for Notified {
     }
 }
 
-/// Allocates a task. Returns its first `Notified` (to submit), its
-/// `JoinHandle`, and the raw pointer whose owned-list reference the caller
-/// must hand to an [`list::OwnedTasks`] (or give up with `shutdown`).
-pub(crate) fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
+/// Allocates a task for owned-list shard `shard`. Returns its first
+/// `Notified` (to submit), its `JoinHandle`, and the raw pointer whose
+/// owned-list reference the caller must hand to an [`list::OwnedTasks`]
+/// (or give up with `shutdown`).
+pub(crate) fn new_task<F, S>(
+    future: F,
+    scheduler: S,
+    shard: u16,
+) -> (Notified, JoinHandle<F::Output>, RawTask)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::from_raw(Cell::allocate(future, scheduler));
+    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, shard));
     // SAFETY: the initial state holds three references: one each for the
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };

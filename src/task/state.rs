@@ -39,7 +39,15 @@ const JOIN_WAKER: usize = 1 << 5;
 const LIFECYCLE_MASK: usize = RUNNING | COMPLETE;
 const REF_SHIFT: usize = 6;
 const REF_ONE: usize = 1 << REF_SHIFT;
-const REF_MASK: usize = !(REF_ONE - 1);
+/// The reference count: bits 6..48 (2^42 references before we abort).
+const REF_MASK: usize = ((1 << SHARD_SHIFT) - 1) & !(REF_ONE - 1);
+/// Above the count, set once at allocation and never changed: the
+/// owned-list shard the task belongs to (`list.rs`), so that removal finds
+/// it without hashing and tasks spawned on one worker share that worker's
+/// shard. Reference-count arithmetic never carries into it (overflow
+/// aborts, underflow is a bug caught by the debug assertions).
+const SHARD_SHIFT: usize = 48;
+const MAX_REFS: usize = REF_MASK >> REF_SHIFT;
 
 /// A new task: three references (the owned-task list, the `JoinHandle`, and
 /// the first run-queue entry), a `JoinHandle`, and already notified because
@@ -96,9 +104,10 @@ pub(crate) enum TransitionToNotifiedByRef {
 }
 
 impl State {
-    pub(crate) fn new() -> State {
+    /// A new task belonging to owned-list shard `shard`.
+    pub(crate) fn new(shard: u16) -> State {
         State {
-            val: AtomicUsize::new(INITIAL_STATE),
+            val: AtomicUsize::new(INITIAL_STATE | ((shard as usize) << SHARD_SHIFT)),
         }
     }
 
@@ -301,10 +310,11 @@ impl State {
 
     /// Fast path of dropping a `JoinHandle` right after spawn.
     pub(crate) fn drop_join_handle_fast(&self) -> Result<(), ()> {
+        let shard = self.val.load(Relaxed) & !(usize::MAX >> (usize::BITS as usize - SHARD_SHIFT));
         self.val
             .compare_exchange_weak(
-                INITIAL_STATE,
-                (INITIAL_STATE - REF_ONE) & !JOIN_INTEREST,
+                INITIAL_STATE | shard,
+                ((INITIAL_STATE - REF_ONE) & !JOIN_INTEREST) | shard,
                 Release,
                 Relaxed,
             )
@@ -349,9 +359,9 @@ impl State {
     }
 
     pub(crate) fn ref_inc(&self) {
-        let prev = self.val.fetch_add(REF_ONE, Relaxed);
+        let prev = Snapshot(self.val.fetch_add(REF_ONE, Relaxed));
         // Like `Arc`: an overflow would be a use-after-free later; abort.
-        if prev > isize::MAX as usize {
+        if prev.ref_count() >= MAX_REFS - 1 {
             std::process::abort();
         }
     }
@@ -389,6 +399,9 @@ impl Snapshot {
     pub(crate) fn ref_count(self) -> usize {
         (self.0 & REF_MASK) >> REF_SHIFT
     }
+    pub(crate) fn shard(self) -> usize {
+        self.0 >> SHARD_SHIFT
+    }
     fn ref_inc(&mut self) {
         self.0 += REF_ONE;
     }
@@ -424,7 +437,8 @@ mod tests {
 
     #[test]
     fn initial_state_is_three_refs_notified_with_join_interest() {
-        let s = State::new().load();
+        let s = State::new(7).load();
+        assert_eq!(s.shard(), 7);
         assert_eq!(s.ref_count(), 3);
         assert!(s.is_notified() && s.is_join_interested() && s.is_idle());
         assert!(!s.is_join_waker_set() && !s.is_cancelled());
@@ -432,7 +446,7 @@ mod tests {
 
     #[test]
     fn wake_while_running_is_resubmitted_at_idle() {
-        let s = State::new();
+        let s = State::new(3);
         assert!(matches!(
             s.transition_to_running(),
             TransitionToRunning::Success
@@ -451,7 +465,7 @@ mod tests {
 
     #[test]
     fn abort_of_idle_task_submits_it() {
-        let s = State::new();
+        let s = State::new(3);
         assert!(matches!(
             s.transition_to_running(),
             TransitionToRunning::Success
@@ -464,5 +478,6 @@ mod tests {
             s.transition_to_running(),
             TransitionToRunning::Cancelled
         ));
+        assert_eq!(s.load().shard(), 3);
     }
 }

@@ -5,3 +5,6 @@ pub(crate) use sync_wrapper::SyncWrapper;
 
 mod rand;
 pub(crate) use rand::FastRand;
+
+mod cache_padded;
+pub(crate) use cache_padded::CachePadded;

@@ -38,7 +38,7 @@ use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
 use crate::runtime::park::{Parker, Unparker};
 use crate::scheduler::{self, blocking, inject::Inject};
 use crate::task::{self, JoinHandle, Notified, RawTask, Schedule, list::OwnedTasks};
-use crate::util::FastRand;
+use crate::util::{CachePadded, FastRand};
 use std::cell::RefCell;
 use std::future::Future;
 use std::sync::Arc;
@@ -59,8 +59,9 @@ pub(crate) struct Handle {
 
 pub(crate) struct Shared {
     remotes: Box<[Remote]>,
-    inject: Inject,
-    idle: Idle,
+    /// Hot, written by every worker: on cache lines of their own.
+    inject: CachePadded<Inject>,
+    idle: CachePadded<Idle>,
     owned: OwnedTasks,
     is_shutdown: AtomicBool,
     /// Cores handed back by exited workers, drained by `finalize`.
@@ -95,6 +96,8 @@ pub(crate) struct Core {
 /// runs; `schedule` uses it to push locally.
 pub(crate) struct Context {
     handle: Arc<Handle>,
+    /// This worker's index (also its owned-list shard).
+    index: usize,
     core: RefCell<Option<Box<Core>>>,
 }
 
@@ -130,9 +133,9 @@ pub(crate) fn create(
     let handle = Arc::new(Handle {
         shared: Shared {
             remotes: remotes.into_boxed_slice(),
-            inject: Inject::new(),
-            idle: Idle::new(num_workers),
-            owned: OwnedTasks::new(num_workers * 4),
+            inject: CachePadded::new(Inject::new()),
+            idle: CachePadded::new(Idle::new(num_workers)),
+            owned: OwnedTasks::new(num_workers),
             is_shutdown: AtomicBool::new(false),
             shutdown_cores: Mutex::new(Vec::new()),
         },
@@ -145,8 +148,10 @@ pub(crate) fn create(
 pub(crate) fn run(handle: Arc<Handle>, core: Box<Core>) {
     let sched_handle = scheduler::Handle::MultiThread(handle.clone());
     let _enter = context::enter_runtime(&sched_handle);
+    let index = core.index;
     let cx = scheduler::Context::MultiThread(Context {
         handle,
+        index,
         core: RefCell::new(None),
     });
     context::set_scheduler(&cx, || {
@@ -346,7 +351,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(future, me.clone());
+        let (notified, join, raw) = task::new_task(future, me.clone(), me.spawn_shard());
         if me.shared.owned.insert(raw).is_err() {
             // Shutting down: the task is cancelled before it ever runs.
             drop(notified);
@@ -356,6 +361,27 @@ impl Handle {
         }
         me.schedule_task(notified, false);
         join
+    }
+
+    /// The owned-list shard for a task spawned here: the worker's own when
+    /// spawned on one of ours (so its lock stays in this core's cache),
+    /// else round-robin.
+    fn spawn_shard(self: &Arc<Self>) -> u16 {
+        thread_local! {
+            static NEXT_REMOTE_SHARD: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+        }
+        context::with_scheduler(|cx| match cx {
+            Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, self) => {
+                cx.index as u16
+            }
+            _ => NEXT_REMOTE_SHARD
+                .try_with(|c| {
+                    let v = c.get();
+                    c.set(v.wrapping_add(1));
+                    v
+                })
+                .unwrap_or(0),
+        })
     }
 
     fn schedule_task(self: &Arc<Self>, task: Notified, is_yield: bool) {
