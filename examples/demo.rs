@@ -1,0 +1,156 @@
+//! A quick tour of fiber-runtime: spawn and join typed tasks, run blocking
+//! code off the workers, abort a task, catch a panic as a `JoinError`, and
+//! read the runtime's metrics.
+//!
+//! `cargo run --release --example demo`
+
+use fiber_runtime::{Builder, JoinError};
+use std::time::{Duration, Instant};
+
+/// Prints when dropped: shows that an aborted task's future is dropped.
+struct DropGuard(&'static str);
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        println!("   -> {} dropped", self.0);
+    }
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+fn main() {
+    let start = Instant::now();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(4)
+        .thread_name("demo-worker")
+        .build()
+        .expect("failed to build the runtime");
+    println!(
+        "fiber-runtime demo: multi-thread runtime with {} workers",
+        rt.metrics().num_workers()
+    );
+
+    rt.block_on(async {
+        section("1. spawn tasks, join typed results");
+        let squares: Vec<_> = (1..=8u64)
+            .map(|i| fiber_runtime::spawn(async move { i * i }))
+            .collect();
+        let mut sum = 0;
+        for h in squares {
+            sum += h.await.expect("task failed");
+        }
+        println!("   sum of squares 1..=8 on 8 tasks: {sum}");
+
+        let words = fiber_runtime::spawn(async {
+            let text = "a work stealing runtime for lightweight tasks";
+            text.split(' ')
+                .map(str::to_uppercase)
+                .collect::<Vec<String>>()
+        });
+        println!(
+            "   a task returning Vec<String>: {:?}",
+            words.await.expect("task failed")
+        );
+
+        // Tasks can spawn tasks; the handle's type follows the output.
+        let nested = fiber_runtime::spawn(async {
+            let inner = fiber_runtime::spawn(async { ("inner", 21) });
+            let (name, v) = inner.await.expect("inner failed");
+            format!("{name} said {}", v * 2)
+        });
+        println!("   nested tasks: {}", nested.await.expect("task failed"));
+
+        section("2. spawn_blocking: run blocking code on the blocking pool");
+        let blocking = fiber_runtime::spawn_blocking(|| {
+            std::thread::sleep(Duration::from_millis(20)); // pretend to block on I/O
+            let name = std::thread::current().name().unwrap_or("?").to_string();
+            (name, (1..=20u64).product::<u64>())
+        });
+        let (thread, fact) = blocking.await.expect("blocking task failed");
+        println!("   20! = {fact}, computed on thread {thread:?}");
+
+        section("3. abort a task");
+        let forever = fiber_runtime::spawn(async {
+            let _guard = DropGuard("the endless task's state");
+            loop {
+                fiber_runtime::yield_now().await;
+            }
+        });
+        fiber_runtime::yield_now().await;
+        println!("   endless task finished? {}", forever.is_finished());
+        forever.abort();
+        let err: JoinError = forever.await.expect_err("an aborted task has no output");
+        println!(
+            "   awaiting it: Err({err}), is_cancelled = {}",
+            err.is_cancelled()
+        );
+
+        section("4. a panicking task becomes a JoinError");
+        // Silence the default panic message for this one expected panic.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let failing = fiber_runtime::spawn(async {
+            let v: Vec<u32> = Vec::new();
+            if v.is_empty() {
+                panic!("nothing to divide by");
+            }
+            v[0]
+        });
+        let err = failing.await.expect_err("the task panicked");
+        std::panic::set_hook(hook);
+        println!("   Err({err}), is_panic = {}", err.is_panic());
+        if let Ok(payload) = err.try_into_panic() {
+            if let Some(msg) = payload.downcast_ref::<&str>() {
+                println!("   panic payload: {msg:?} (re-raise with std::panic::resume_unwind)");
+            }
+        }
+        println!(
+            "   the runtime keeps going: {}",
+            fiber_runtime::spawn(async { "still alive" }).await.unwrap()
+        );
+
+        section("5. many tasks, spread over the workers");
+        let t = Instant::now();
+        let handles: Vec<_> = (0..10_000u64)
+            .map(|i| {
+                fiber_runtime::spawn(async move {
+                    fiber_runtime::yield_now().await;
+                    i
+                })
+            })
+            .collect();
+        let mut total = 0;
+        for h in handles {
+            total += h.await.unwrap();
+        }
+        println!(
+            "   10,000 tasks (each yields once): sum {total} in {:.2?}",
+            t.elapsed()
+        );
+    });
+
+    section("6. metrics");
+    std::thread::sleep(Duration::from_millis(5)); // workers publish their counters when idle
+    let m = rt.metrics();
+    println!(
+        "   alive tasks {}, global queue depth {}, blocking threads {}",
+        m.num_alive_tasks(),
+        m.global_queue_depth(),
+        m.num_blocking_threads()
+    );
+    println!("   worker   polls   steals   parks   busy");
+    for i in 0..m.num_workers() {
+        println!(
+            "   {i:<6} {:>7} {:>8} {:>7}   {:.2?}",
+            m.worker_poll_count(i),
+            m.worker_steal_count(i),
+            m.worker_park_count(i),
+            m.worker_busy_duration(i)
+        );
+    }
+
+    drop(rt);
+    println!("\ndone in {:.2?}", start.elapsed());
+}

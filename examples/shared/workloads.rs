@@ -1,0 +1,184 @@
+//! Benchmark workloads, shared by `examples/benchmark.rs` and
+//! `benches/runtime.rs`.
+//!
+//! `workloads!` expands the same source once per runtime (module `fiber`
+//! for fiber-runtime, module `tokio_rt` for tokio), so both run identical
+//! code: only `spawn`, `yield_now` and the handle type differ. Every async
+//! function here must be run inside the runtime (`block_on`); each checks
+//! its own result.
+
+use futures::channel::oneshot;
+
+/// A ping-pong message: a counter, and where to send the reply.
+pub(crate) struct Ping(u64, oneshot::Sender<Ping>);
+
+/// The skynet sum of `0..size` leaves.
+pub(crate) const fn skynet_sum(size: u64) -> u64 {
+    size * (size - 1) / 2
+}
+
+macro_rules! workloads {
+    ($name:ident, $handle:ty, $spawn:path, $yield_now:path) => {
+        pub(crate) mod $name {
+            use super::{skynet_sum, Ping};
+            use futures::channel::oneshot;
+            use std::future::Future;
+            use std::hint::black_box;
+
+            /// `n` tiny tasks spawned from one task, all joined.
+            pub(crate) async fn spawn_many(n: u64) {
+                let sum = $spawn(async move {
+                    let handles: Vec<_> = (0..n)
+                        .map(|i| $spawn(async move { black_box(i) }))
+                        .collect();
+                    let mut sum = 0;
+                    for h in handles {
+                        sum += h.await.unwrap();
+                    }
+                    sum
+                })
+                .await
+                .unwrap();
+                assert_eq!(sum, n * n.saturating_sub(1) / 2);
+            }
+
+            /// Spawns `n` tiny tasks through `handle` from the calling
+            /// (non-runtime) thread right away; the returned future joins
+            /// them all.
+            pub(crate) fn spawn_remote(handle: &$handle, n: u64) -> impl Future<Output = ()> {
+                let handles: Vec<_> = (0..n)
+                    .map(|i| handle.spawn(async move { black_box(i) }))
+                    .collect();
+                async move {
+                    let mut sum = 0;
+                    for h in handles {
+                        sum += h.await.unwrap();
+                    }
+                    assert_eq!(sum, n * n.saturating_sub(1) / 2);
+                }
+            }
+
+            /// `tasks` tasks, each yielding `yields` times.
+            pub(crate) async fn yield_many(tasks: usize, yields: usize) {
+                $spawn(async move {
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|_| {
+                            $spawn(async move {
+                                for _ in 0..yields {
+                                    $yield_now().await;
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.unwrap();
+                    }
+                })
+                .await
+                .unwrap();
+            }
+
+            async fn ping_side(first: oneshot::Sender<Ping>, rounds: u64) -> u64 {
+                let mut to_peer = first;
+                let mut v = 0;
+                for _ in 0..rounds {
+                    let (tx, rx) = oneshot::channel();
+                    assert!(to_peer.send(Ping(v, tx)).is_ok(), "pong side gone");
+                    let Ping(got, reply) = rx.await.expect("pong side gone");
+                    v = got + 1;
+                    to_peer = reply;
+                }
+                v
+            }
+
+            async fn pong_side(first: oneshot::Receiver<Ping>) -> u64 {
+                let mut from_peer = first;
+                let mut count = 0;
+                // Ends when the ping side drops its last sender.
+                while let Ok(Ping(v, reply)) = from_peer.await {
+                    let (tx, rx) = oneshot::channel();
+                    if reply.send(Ping(v + 1, tx)).is_err() {
+                        break;
+                    }
+                    from_peer = rx;
+                    count += 1;
+                }
+                count
+            }
+
+            /// `pairs` pairs of tasks, each doing `rounds` round trips; every
+            /// message is a fresh oneshot carrying the sender of the reply.
+            pub(crate) async fn ping_pong(pairs: usize, rounds: u64) {
+                $spawn(async move {
+                    let mut handles = Vec::with_capacity(pairs);
+                    for _ in 0..pairs {
+                        let (tx, rx) = oneshot::channel();
+                        let pong = $spawn(pong_side(rx));
+                        let ping = $spawn(ping_side(tx, rounds));
+                        handles.push((ping, pong));
+                    }
+                    for (ping, pong) in handles {
+                        assert_eq!(ping.await.unwrap(), 2 * rounds);
+                        assert_eq!(pong.await.unwrap(), rounds);
+                    }
+                })
+                .await
+                .unwrap();
+            }
+
+            fn chain(left: usize, done: oneshot::Sender<()>) {
+                if left == 0 {
+                    let _ = done.send(());
+                } else {
+                    drop($spawn(async move { chain(left - 1, done) }));
+                }
+            }
+
+            /// Each task spawns the next, `depth` deep; the last one
+            /// signals completion.
+            pub(crate) async fn chained_spawn(depth: usize) {
+                let (tx, rx) = oneshot::channel();
+                drop($spawn(async move { chain(depth, tx) }));
+                rx.await.unwrap();
+            }
+
+            fn skynet_node(num: u64, size: u64) -> impl Future<Output = u64> + Send + 'static {
+                async move {
+                    if size == 1 {
+                        return num;
+                    }
+                    let child = size / 10;
+                    let handles: Vec<_> = (0..10)
+                        .map(|i| $spawn(skynet_node(num + i * child, child)))
+                        .collect();
+                    let mut sum = 0;
+                    for h in handles {
+                        sum += h.await.unwrap();
+                    }
+                    sum
+                }
+            }
+
+            /// Skynet: a tree of tasks with fan-out 10 and `size` leaves
+            /// (a power of 10); each leaf returns its number, each node the
+            /// sum of its children.
+            pub(crate) async fn skynet(size: u64) {
+                let sum = $spawn(skynet_node(0, size)).await.unwrap();
+                assert_eq!(sum, skynet_sum(size));
+            }
+        }
+    };
+}
+
+workloads!(
+    fiber,
+    fiber_runtime::Handle,
+    fiber_runtime::spawn,
+    fiber_runtime::yield_now
+);
+workloads!(
+    tokio_rt,
+    tokio::runtime::Handle,
+    tokio::spawn,
+    tokio::task::yield_now
+);
