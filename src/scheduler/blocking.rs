@@ -18,6 +18,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+thread_local! {
+    /// The pool this thread belongs to, if it is a blocking thread.
+    static CURRENT_POOL: std::cell::Cell<*const Inner> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
 /// How long an idle blocking thread waits for work before exiting.
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 
@@ -124,7 +129,7 @@ impl Spawner {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(BlockingTask(Some(f)), BlockingSchedule, 0);
+        let (notified, join, raw) = task::new_task(BlockingTask(Some(f)), BlockingSchedule);
         // Blocking tasks are not in an owned list: give up that reference
         // (never the last: the queue entry and the handle hold two more).
         let last = raw.header().state.ref_dec();
@@ -194,8 +199,12 @@ impl Spawner {
             task.shutdown();
         }
         let deadline = timeout.map(|t| Instant::now() + t);
+        // A runtime dropped inside one of its own blocking closures cannot
+        // wait for the thread it runs on: that one exits after the closure.
+        let me = Arc::as_ptr(&self.inner);
+        let own = usize::from(CURRENT_POOL.try_with(|p| p.get() == me).unwrap_or(false));
         let mut synced = self.inner.synced.lock();
-        while synced.num_threads > 0 {
+        while synced.num_threads > own {
             match deadline {
                 None => synced = self.inner.exited.wait(synced),
                 Some(d) => {
@@ -213,6 +222,7 @@ impl Spawner {
 
 impl Inner {
     fn run(self: Arc<Self>) {
+        let _ = CURRENT_POOL.try_with(|p| p.set(Arc::as_ptr(&self)));
         let handle = self.synced.lock().handle.clone();
         let _current = handle.as_ref().map(context::set_current);
         let mut synced = self.synced.lock();
@@ -249,9 +259,8 @@ impl Inner {
         }
         synced.num_threads -= 1;
         self.num_threads.store(synced.num_threads, Relaxed);
-        if synced.num_threads == 0 {
-            self.exited.notify_all();
-        }
+        // Wake `shutdown`, which may wait for all threads or all but its own.
+        self.exited.notify_all();
     }
 }
 

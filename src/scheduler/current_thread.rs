@@ -100,8 +100,8 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(future, me.clone(), 0);
-        if me.shared.owned.insert(raw).is_err() {
+        let (notified, join, raw) = task::new_task(future, me.clone());
+        if me.shared.owned.insert(raw, 0).is_err() {
             drop(notified);
             // SAFETY: the owned list refused, so its reference is ours.
             unsafe { raw.shutdown() };

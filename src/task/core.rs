@@ -2,34 +2,47 @@
 //! one allocation, `#[repr(C)]` so that a `NonNull<Header>` (the first
 //! field) can be cast back to the `Cell` by the typed functions behind the
 //! vtable (`harness.rs` relies on this: keep the header first).
+//!
+//! The header is 16 bytes (state word, slot word, vtable) and the stage is
+//! an untagged union whose tag lives in the slot word, so a task costs the
+//! future plus 40 bytes on 64-bit targets (56 bytes for a 16-byte future:
+//! a 64-byte malloc chunk).
 
-use super::Schedule;
 use super::error::JoinError;
 use super::harness;
 use super::state::State;
-use crate::loom::UnsafeCell;
+use super::Schedule;
+use crate::loom::{AtomicU32, Ordering::Relaxed, UnsafeCell};
 use std::future::Future;
+use std::mem::ManuallyDrop;
+use std::pin::Pin;
 use std::ptr::NonNull;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 /// The type-erased part every task starts with.
 #[repr(C)]
 pub(crate) struct Header {
     /// Lifecycle flags and reference count (`state.rs`).
     pub(crate) state: State,
+    /// Bits 0..2: which field of the stage union is live (`STAGE_*`);
+    /// written only by the thread that owns the stage (`task/mod.rs`,
+    /// rules 1 and 3). Bits 2..32: the task's slot in the owned-task list
+    /// (`list.rs`), written once before the task is shared.
+    slot: AtomicU32,
     /// The typed functions of this task (`harness.rs`).
     pub(crate) vtable: &'static Vtable,
-    /// Links in the owned-task list (`list.rs`); touched only under the
-    /// lock of the list shard the task hashes to.
-    pub(crate) owned_prev: UnsafeCell<Option<NonNull<Header>>>,
-    pub(crate) owned_next: UnsafeCell<Option<NonNull<Header>>>,
 }
 
-// SAFETY: the header is shared between threads through raw pointers; its
-// fields are an atomic and cells guarded by the owned-list lock.
-unsafe impl Send for Header {}
-// SAFETY: as above.
-unsafe impl Sync for Header {}
+const STAGE_MASK: u32 = 0b11;
+/// The union holds the future.
+const STAGE_RUNNING: u32 = 0;
+/// The union holds the output.
+const STAGE_FINISHED: u32 = 1;
+/// The union holds nothing.
+const STAGE_CONSUMED: u32 = 2;
+const SLOT_SHIFT: u32 = 2;
+/// "Not in an owned list."
+pub(crate) const NO_SLOT: u32 = u32::MAX >> SLOT_SHIFT;
 
 /// The operations that need the concrete future and scheduler types.
 pub(crate) struct Vtable {
@@ -48,11 +61,11 @@ pub(crate) struct Vtable {
     pub(crate) shutdown: unsafe fn(NonNull<Header>),
 }
 
-/// What the future slot holds over the task's life.
-pub(crate) enum Stage<F: Future> {
-    Running(F),
-    Finished(Result<F::Output, JoinError>),
-    Consumed,
+/// The future, later its output; which one is live is the header's stage
+/// tag. No tag byte here: for small futures that saves a word.
+pub(crate) union Stage<F: Future> {
+    future: ManuallyDrop<F>,
+    output: ManuallyDrop<Result<F::Output, JoinError>>,
 }
 
 /// The join waker, after the stage so that the hot header stays small.
@@ -69,27 +82,120 @@ pub(crate) struct Cell<F: Future, S> {
     pub(crate) scheduler: S,
     /// Owned by whoever holds `RUNNING`, or by the `JoinHandle` once
     /// `COMPLETE` is set and `JOIN_INTEREST` too (`task/mod.rs`).
-    pub(crate) stage: UnsafeCell<Stage<F>>,
+    stage: UnsafeCell<Stage<F>>,
     pub(crate) trailer: Trailer,
+}
+
+impl Header {
+    /// The task's owned-list slot, or `NO_SLOT`.
+    pub(crate) fn owned_slot(&self) -> u32 {
+        self.slot.load(Relaxed) >> SLOT_SHIFT
+    }
+
+    /// Records the owned-list slot. Called once, before the task is
+    /// shared with any other thread (by the spawner, under the list lock).
+    pub(crate) fn set_owned_slot(&self, slot: u32) {
+        debug_assert!(slot < NO_SLOT);
+        let tag = self.slot.load(Relaxed) & STAGE_MASK;
+        self.slot.store((slot << SLOT_SHIFT) | tag, Relaxed);
+    }
+
+    fn stage_tag(&self) -> u32 {
+        self.slot.load(Relaxed) & STAGE_MASK
+    }
+
+    /// Only the stage owner calls this; the slot bits never change after
+    /// the task is shared, so a plain store cannot lose an update.
+    fn set_stage_tag(&self, tag: u32) {
+        let slot = self.slot.load(Relaxed) & !STAGE_MASK;
+        self.slot.store(slot | tag, Relaxed);
+    }
 }
 
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task in its initial state (`state.rs`, `INITIAL_STATE`).
-    pub(crate) fn allocate(future: F, scheduler: S, shard: u16) -> NonNull<Header> {
+    pub(crate) fn allocate(future: F, scheduler: S) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
-                state: State::new(shard),
+                state: State::new(),
+                slot: AtomicU32::new((NO_SLOT << SLOT_SHIFT) | STAGE_RUNNING),
                 vtable: harness::vtable::<F, S>(),
-                owned_prev: UnsafeCell::new(None),
-                owned_next: UnsafeCell::new(None),
             },
             scheduler,
-            stage: UnsafeCell::new(Stage::Running(future)),
+            stage: UnsafeCell::new(Stage {
+                future: ManuallyDrop::new(future),
+            }),
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
             },
         });
         NonNull::from(Box::leak(cell)).cast()
+    }
+}
+
+impl<F: Future, S> Cell<F, S> {
+    /// Polls the future.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the stage (holds `RUNNING`) and the future is live.
+    pub(crate) unsafe fn poll_future(&self, cx: &mut Context<'_>) -> Poll<F::Output> {
+        debug_assert_eq!(self.header.stage_tag(), STAGE_RUNNING);
+        self.stage.with_mut(|stage| {
+            // SAFETY: the caller owns the stage and the tag says the future
+            // is live; the future is never moved (it is dropped in place),
+            // so pinning it is sound.
+            unsafe { Pin::new_unchecked(&mut *(*stage).future) }.poll(cx)
+        })
+    }
+
+    /// Drops whatever the stage holds and marks it consumed.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the stage.
+    pub(crate) unsafe fn drop_future_or_output(&self) {
+        let tag = self.header.stage_tag();
+        // Marked first: if a destructor panics, nothing is dropped twice.
+        self.header.set_stage_tag(STAGE_CONSUMED);
+        self.stage.with_mut(|stage| match tag {
+            // SAFETY: the tag said the future is live; the caller owns it.
+            STAGE_RUNNING => unsafe { ManuallyDrop::drop(&mut (*stage).future) },
+            // SAFETY: the tag said the output is live; the caller owns it.
+            STAGE_FINISHED => unsafe { ManuallyDrop::drop(&mut (*stage).output) },
+            _ => {}
+        });
+    }
+
+    /// Stores the output in an emptied stage.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the stage, which is consumed.
+    pub(crate) unsafe fn store_output(&self, output: Result<F::Output, JoinError>) {
+        debug_assert_eq!(self.header.stage_tag(), STAGE_CONSUMED);
+        self.stage.with_mut(|stage| {
+            // SAFETY: the caller owns the stage and nothing live is
+            // overwritten (it is consumed).
+            unsafe { (*stage).output = ManuallyDrop::new(output) }
+        });
+        self.header.set_stage_tag(STAGE_FINISHED);
+    }
+
+    /// Moves the output out, leaving the stage consumed. `None` if it was
+    /// already taken.
+    ///
+    /// # Safety
+    ///
+    /// The caller owns the stage and the future is no longer live.
+    pub(crate) unsafe fn take_output(&self) -> Option<Result<F::Output, JoinError>> {
+        if self.header.stage_tag() != STAGE_FINISHED {
+            return None;
+        }
+        self.header.set_stage_tag(STAGE_CONSUMED);
+        // SAFETY: the tag said the output is live; we now own it and the
+        // tag no longer claims it.
+        Some(self.stage.with_mut(|stage| unsafe { ManuallyDrop::take(&mut (*stage).output) }))
     }
 }
 
@@ -109,8 +215,8 @@ mod tests {
     }
 
     #[test]
-    fn header_is_four_words() {
-        assert_eq!(size_of::<Header>(), 4 * size_of::<usize>());
+    fn header_is_two_words() {
+        assert_eq!(size_of::<Header>(), 2 * size_of::<usize>());
     }
 
     #[test]
@@ -119,14 +225,26 @@ mod tests {
         struct Big(#[allow(dead_code)] [u64; 8]);
         impl Future for Big {
             type Output = ();
-            fn poll(
-                self: std::pin::Pin<&mut Self>,
-                _: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<()> {
-                std::task::Poll::Ready(())
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+                Poll::Ready(())
             }
         }
         let overhead = size_of::<Cell<Big, NoSchedule>>() - size_of::<Big>();
         assert!(overhead <= 64, "overhead is {overhead} bytes");
+        assert_eq!(overhead, 40);
+    }
+
+    #[test]
+    fn a_task_with_a_16_byte_future_fits_in_56_bytes() {
+        struct Tiny(#[allow(dead_code)] std::sync::Arc<()>, #[allow(dead_code)] u64);
+        impl Future for Tiny {
+            type Output = ();
+            fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+                Poll::Pending
+            }
+        }
+        assert_eq!(size_of::<Tiny>(), 16);
+        // 56 bytes: a 64-byte chunk in glibc's malloc.
+        assert_eq!(size_of::<Cell<Tiny, NoSchedule>>(), 56);
     }
 }

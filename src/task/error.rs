@@ -24,7 +24,11 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
-    Panic(SyncWrapper<Box<dyn Any + Send + 'static>>),
+    /// Boxed once more so that `JoinError` is one word: a task's output
+    /// slot holds `Result<T, JoinError>`, and for small `T` this keeps it
+    /// at two words (the panic path pays one allocation).
+    #[allow(clippy::box_collection)]
+    Panic(Box<SyncWrapper<Box<dyn Any + Send + 'static>>>),
 }
 
 impl JoinError {
@@ -36,7 +40,7 @@ impl JoinError {
 
     pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
         JoinError {
-            repr: Repr::Panic(SyncWrapper::new(payload)),
+            repr: Repr::Panic(Box::new(SyncWrapper::new(payload))),
         }
     }
 
@@ -101,7 +105,7 @@ impl JoinError {
     /// ```
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(p) => Ok(p.into_inner()),
+            Repr::Panic(p) => Ok((*p).into_inner()),
             repr => Err(JoinError { repr }),
         }
     }

@@ -2,7 +2,7 @@
 //! read the output, dealloc. Each receives the `NonNull<Header>` of a
 //! `Cell<F, S>` and casts it back (the header is the cell's first field).
 
-use super::core::{Cell, Header, Stage, Vtable};
+use super::core::{Cell, Header, Vtable};
 use super::error::JoinError;
 use super::state::{TransitionToIdle, TransitionToRunning};
 use super::waker::waker_ref;
@@ -10,7 +10,6 @@ use super::{Notified, RawTask, Schedule};
 use std::future::Future;
 use std::mem;
 use std::panic::{self, AssertUnwindSafe};
-use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
 
@@ -87,22 +86,16 @@ fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()
     struct DropOnUnwind<'a, F: Future, S>(&'a Cell<F, S>);
     impl<F: Future, S> Drop for DropOnUnwind<'_, F, S> {
         fn drop(&mut self) {
-            set_stage(self.0, Stage::Consumed);
+            // SAFETY: the poller holds RUNNING, so it owns the stage.
+            unsafe { self.0.drop_future_or_output() };
         }
     }
 
     let res = panic::catch_unwind(AssertUnwindSafe(|| {
         let guard = DropOnUnwind(cell);
-        let res = cell.stage.with_mut(|stage| {
-            // SAFETY: RUNNING gives us exclusive access to the stage.
-            match unsafe { &mut *stage } {
-                // SAFETY: the future is never moved out while `Running` (it
-                // lives in the heap cell until dropped in place), so
-                // pinning it is sound.
-                Stage::Running(fut) => unsafe { Pin::new_unchecked(fut) }.poll(cx),
-                _ => unreachable!("polled a task whose future is gone"),
-            }
-        });
+        // SAFETY: we hold RUNNING and the future is live (a task is only
+        // polled while not complete).
+        let res = unsafe { cell.poll_future(cx) };
         mem::forget(guard);
         res
     }));
@@ -112,29 +105,24 @@ fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()
         Err(payload) => Err(JoinError::panic(payload)),
     };
     // Dropping the finished future may panic too; the output wins then.
-    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
-        set_stage(cell, Stage::Finished(output));
-    }));
+    // SAFETY: we hold RUNNING, so we own the stage.
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }));
+    // SAFETY: as above; the stage is consumed now.
+    unsafe { cell.store_output(output) };
     Poll::Ready(())
-}
-
-/// Replaces the stage, dropping the old value. The caller owns the stage
-/// (holds `RUNNING`, or is the `JoinHandle` of a complete task, or is the
-/// last reference).
-fn set_stage<F: Future, S>(cell: &Cell<F, S>, stage: Stage<F>) {
-    // SAFETY: exclusive access per the caller's contract above.
-    cell.stage.with_mut(|ptr| unsafe { *ptr = stage });
 }
 
 /// Drops the future and stores the cancellation error (or the panic of the
 /// future's destructor). The caller holds `RUNNING`.
 fn cancel_task<F: Future, S>(cell: &Cell<F, S>) {
-    let res = panic::catch_unwind(AssertUnwindSafe(|| set_stage(cell, Stage::Consumed)));
+    // SAFETY: the caller holds RUNNING, so it owns the stage.
+    let res = panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }));
     let err = match res {
         Ok(()) => JoinError::cancelled(),
         Err(payload) => JoinError::panic(payload),
     };
-    set_stage(cell, Stage::Finished(Err(err)));
+    // SAFETY: as above; the stage is consumed now.
+    unsafe { cell.store_output(Err(err)) };
 }
 
 /// Publishes the output. The caller holds `RUNNING` and one reference.
@@ -143,8 +131,10 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
     // Dropping the output or waking the joiner may panic: contain it.
     let _ = panic::catch_unwind(AssertUnwindSafe(|| {
         if !snapshot.is_join_interested() {
-            // No `JoinHandle`: the output is ours to drop.
-            set_stage(cell, Stage::Consumed);
+            // No `JoinHandle`: the output is ours to drop (rule 3).
+            // SAFETY: COMPLETE without JOIN_INTEREST: the completing thread
+            // owns the output.
+            unsafe { cell.drop_future_or_output() };
         } else if snapshot.is_join_waker_set() {
             cell.trailer.waker.with(|w| {
                 // SAFETY: JOIN_WAKER is set and COMPLETE now too, so the
@@ -157,7 +147,7 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
     }));
     // Our reference, plus the owned list's if the scheduler held it.
     let released = cell.scheduler.release(RawTask::from_raw(ptr));
-    let count = 1 + usize::from(released);
+    let count = 1 + u32::from(released);
     if cell.header.state.transition_to_terminal(count) {
         // SAFETY: those were the last references.
         unsafe { dealloc::<F, S>(ptr) };
@@ -182,7 +172,12 @@ unsafe fn dealloc<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the cell was allocated as a `Box<Cell<F, S>>` in
     // `Cell::allocate`, and the reference count reached zero, so nothing
     // else can reach it.
-    drop(unsafe { Box::from_raw(ptr.cast::<Cell<F, S>>().as_ptr()) });
+    let cell = unsafe { Box::from_raw(ptr.cast::<Cell<F, S>>().as_ptr()) };
+    // The union does not drop itself: drop whichever field is live (a
+    // future whose task was never polled, or an output nobody took).
+    // SAFETY: last reference: we own the stage.
+    unsafe { cell.drop_future_or_output() };
+    drop(cell);
 }
 
 /// # Safety
@@ -199,12 +194,8 @@ unsafe fn try_read_output<F: Future, S: Schedule>(
     if can_read_output(cell, waker) {
         // SAFETY: COMPLETE with JOIN_INTEREST: the stage is the
         // `JoinHandle`'s (rule 3).
-        let stage = cell
-            .stage
-            .with_mut(|s| unsafe { mem::replace(&mut *s, Stage::Consumed) });
-        let out = match stage {
-            Stage::Finished(out) => out,
-            _ => panic!("`JoinHandle` polled after it returned `Ready`"),
+        let Some(out) = (unsafe { cell.take_output() }) else {
+            panic!("`JoinHandle` polled after it returned `Ready`")
         };
         // SAFETY: the caller passes a pointer of exactly this type.
         unsafe { *dst.cast::<Poll<Result<F::Output, JoinError>>>().as_ptr() = Poll::Ready(out) };
@@ -274,7 +265,10 @@ unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     if cell.header.state.unset_join_interested().is_err() {
         // Complete: the output is ours to drop, here on the `JoinHandle`'s
         // thread (the output need not be `Send`-safe to drop elsewhere).
-        if let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| set_stage(cell, Stage::Consumed))) {
+        // SAFETY: COMPLETE was set before JOIN_INTEREST was cleared, so
+        // the output is ours (rule 3).
+        let res = panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }));
+        if let Err(p) = res {
             panic = Some(p);
         }
     }

@@ -1,9 +1,9 @@
 //! Stackless task memory.
 //!
 //! A task is one heap allocation (`core.rs`): a [`Header`](core::Header)
-//! (state word, vtable, owned-list links), the scheduler handle, the
-//! *stage* (the future, later its output) and the *trailer* (the join
-//! waker). The state word (`state.rs`) holds lifecycle flags and a
+//! (state word, stage tag and owned-list slot, vtable), the scheduler
+//! handle, the *stage* (the future, later its output) and the *trailer*
+//! (the join waker). The state word (`state.rs`) holds lifecycle flags and a
 //! reference count.
 //!
 //! # Reference kinds
@@ -33,8 +33,9 @@
 //!    `JOIN_WAKER` is clear; the completing thread reads it only after
 //!    seeing `JOIN_WAKER` set together with setting `COMPLETE`, after which
 //!    the `JoinHandle` never writes it again.
-//! 5. The owned-list links are touched only under the lock of the list
-//!    shard the task's address hashes to.
+//! 5. The owned-list slot is written once, by the spawner before the task
+//!    is shared; the slab entry it names is touched only under its shard's
+//!    lock.
 //!
 //! # Safety
 //!
@@ -164,21 +165,16 @@ impl std::fmt::Debug for Notified {
     }
 }
 
-/// Allocates a task for owned-list shard `shard`. Returns its first
-/// `Notified` (to submit), its `JoinHandle`, and the raw pointer whose
-/// owned-list reference the caller must hand to an [`list::OwnedTasks`]
-/// (or give up with `shutdown`).
-pub(crate) fn new_task<F, S>(
-    future: F,
-    scheduler: S,
-    shard: u16,
-) -> (Notified, JoinHandle<F::Output>, RawTask)
+/// Allocates a task. Returns its first `Notified` (to submit), its
+/// `JoinHandle`, and the raw pointer whose owned-list reference the caller
+/// must hand to an [`list::OwnedTasks`] (or give up with `shutdown`).
+pub(crate) fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, shard));
+    let raw = RawTask::from_raw(Cell::allocate(future, scheduler));
     // SAFETY: the initial state holds three references: one each for the
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };

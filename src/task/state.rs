@@ -1,66 +1,63 @@
-//! The task state word: one `AtomicUsize` holding the lifecycle flags in its
+//! The task state word: one `AtomicU32` holding the lifecycle flags in its
 //! low bits and the reference count above them.
 //!
 //! Every transition is a single atomic read-modify-write; each returns a
 //! `#[must_use]` value telling the caller what it now owns and must do. The
 //! rules for who may touch which field under which bit are in `task/mod.rs`.
 
-use crate::loom::{AtomicUsize, Ordering::*};
+use crate::loom::{AtomicU32, Ordering::*};
 use std::fmt;
 
 /// The task is being polled (or cancelled) by exactly one thread, which owns
 /// the stage. Set by `transition_to_running`/`transition_to_shutdown`; cleared
 /// by `transition_to_idle` or `transition_to_complete`. Excludes a second
 /// poll.
-const RUNNING: usize = 1 << 0;
+const RUNNING: u32 = 1 << 0;
 
 /// The future has been dropped and the output (or the cancellation/panic
 /// error) is in the stage. Never cleared. Excludes `RUNNING`.
-const COMPLETE: usize = 1 << 1;
+const COMPLETE: u32 = 1 << 1;
 
 /// The task has been submitted to a run queue, and that queue entry holds one
 /// reference (a `Notified`). Set by wakers and `abort`; cleared when a worker
 /// starts polling it. While set, further wakes are no-ops.
-const NOTIFIED: usize = 1 << 2;
+const NOTIFIED: u32 = 1 << 2;
 
 /// `abort()` or shutdown asked for the task to be cancelled; the next thread
 /// to own `RUNNING` drops the future instead of polling it.
-const CANCELLED: usize = 1 << 3;
+const CANCELLED: u32 = 1 << 3;
 
 /// A `JoinHandle` exists. While set, the output belongs to the `JoinHandle`;
 /// once cleared, whoever completes the task drops the output.
-const JOIN_INTEREST: usize = 1 << 4;
+const JOIN_INTEREST: u32 = 1 << 4;
 
 /// The trailer holds the `JoinHandle`'s waker. While set (and the task is not
 /// complete) only the runtime may read the waker; while clear, only the
 /// `JoinHandle` may write it.
-const JOIN_WAKER: usize = 1 << 5;
+const JOIN_WAKER: u32 = 1 << 5;
 
-const LIFECYCLE_MASK: usize = RUNNING | COMPLETE;
-const REF_SHIFT: usize = 6;
-const REF_ONE: usize = 1 << REF_SHIFT;
-/// The reference count: bits 6..48 (2^42 references before we abort).
-const REF_MASK: usize = ((1 << SHARD_SHIFT) - 1) & !(REF_ONE - 1);
-/// Above the count, set once at allocation and never changed: the
-/// owned-list shard the task belongs to (`list.rs`), so that removal finds
-/// it without hashing and tasks spawned on one worker share that worker's
-/// shard. Reference-count arithmetic never carries into it (overflow
-/// aborts, underflow is a bug caught by the debug assertions).
-const SHARD_SHIFT: usize = 48;
-const MAX_REFS: usize = REF_MASK >> REF_SHIFT;
+const LIFECYCLE_MASK: u32 = RUNNING | COMPLETE;
+const REF_SHIFT: u32 = 6;
+const REF_ONE: u32 = 1 << REF_SHIFT;
+/// The reference count: bits 6..32, so at most 2^26 (67M) references at
+/// once, as tokio has on 32-bit targets; going past it aborts like `Arc`.
+/// A 32-bit word leaves room in the header for the owned-list slot
+/// (`core.rs`), keeping the header at 16 bytes.
+const REF_MASK: u32 = !(REF_ONE - 1);
+const MAX_REFS: u32 = REF_MASK >> REF_SHIFT;
 
 /// A new task: three references (the owned-task list, the `JoinHandle`, and
 /// the first run-queue entry), a `JoinHandle`, and already notified because
 /// spawning submits it.
-const INITIAL_STATE: usize = (REF_ONE * 3) | JOIN_INTEREST | NOTIFIED;
+const INITIAL_STATE: u32 = (REF_ONE * 3) | JOIN_INTEREST | NOTIFIED;
 
 pub(crate) struct State {
-    val: AtomicUsize,
+    val: AtomicU32,
 }
 
 /// A copy of the state word at one instant.
 #[derive(Copy, Clone, PartialEq, Eq)]
-pub(crate) struct Snapshot(usize);
+pub(crate) struct Snapshot(u32);
 
 #[must_use]
 pub(crate) enum TransitionToRunning {
@@ -104,10 +101,9 @@ pub(crate) enum TransitionToNotifiedByRef {
 }
 
 impl State {
-    /// A new task belonging to owned-list shard `shard`.
-    pub(crate) fn new(shard: u16) -> State {
+    pub(crate) fn new() -> State {
         State {
-            val: AtomicUsize::new(INITIAL_STATE | ((shard as usize) << SHARD_SHIFT)),
+            val: AtomicU32::new(INITIAL_STATE),
         }
     }
 
@@ -205,7 +201,7 @@ impl State {
     /// The future finished (or was cancelled) and the output is stored.
     /// Returns the snapshot after the transition.
     pub(crate) fn transition_to_complete(&self) -> Snapshot {
-        const DELTA: usize = RUNNING | COMPLETE;
+        const DELTA: u32 = RUNNING | COMPLETE;
         let prev = Snapshot(self.val.fetch_xor(DELTA, AcqRel));
         debug_assert!(prev.is_running() && !prev.is_complete());
         Snapshot(prev.0 ^ DELTA)
@@ -213,7 +209,7 @@ impl State {
 
     /// Drops `count` references after completion. Returns `true` if they
     /// were the last ones and the task must be deallocated.
-    pub(crate) fn transition_to_terminal(&self, count: usize) -> bool {
+    pub(crate) fn transition_to_terminal(&self, count: u32) -> bool {
         let prev = Snapshot(self.val.fetch_sub(count * REF_ONE, AcqRel));
         assert!(
             prev.ref_count() >= count,
@@ -310,11 +306,10 @@ impl State {
 
     /// Fast path of dropping a `JoinHandle` right after spawn.
     pub(crate) fn drop_join_handle_fast(&self) -> Result<(), ()> {
-        let shard = self.val.load(Relaxed) & !(usize::MAX >> (usize::BITS as usize - SHARD_SHIFT));
         self.val
             .compare_exchange_weak(
-                INITIAL_STATE | shard,
-                ((INITIAL_STATE - REF_ONE) & !JOIN_INTEREST) | shard,
+                INITIAL_STATE,
+                (INITIAL_STATE - REF_ONE) & !JOIN_INTEREST,
                 Release,
                 Relaxed,
             )
@@ -396,11 +391,8 @@ impl Snapshot {
     pub(crate) fn is_join_waker_set(self) -> bool {
         self.0 & JOIN_WAKER != 0
     }
-    pub(crate) fn ref_count(self) -> usize {
+    pub(crate) fn ref_count(self) -> u32 {
         (self.0 & REF_MASK) >> REF_SHIFT
-    }
-    pub(crate) fn shard(self) -> usize {
-        self.0 >> SHARD_SHIFT
     }
     fn ref_inc(&mut self) {
         self.0 += REF_ONE;
@@ -437,8 +429,7 @@ mod tests {
 
     #[test]
     fn initial_state_is_three_refs_notified_with_join_interest() {
-        let s = State::new(7).load();
-        assert_eq!(s.shard(), 7);
+        let s = State::new().load();
         assert_eq!(s.ref_count(), 3);
         assert!(s.is_notified() && s.is_join_interested() && s.is_idle());
         assert!(!s.is_join_waker_set() && !s.is_cancelled());
@@ -446,7 +437,7 @@ mod tests {
 
     #[test]
     fn wake_while_running_is_resubmitted_at_idle() {
-        let s = State::new(3);
+        let s = State::new();
         assert!(matches!(
             s.transition_to_running(),
             TransitionToRunning::Success
@@ -465,7 +456,7 @@ mod tests {
 
     #[test]
     fn abort_of_idle_task_submits_it() {
-        let s = State::new(3);
+        let s = State::new();
         assert!(matches!(
             s.transition_to_running(),
             TransitionToRunning::Success
@@ -478,6 +469,5 @@ mod tests {
             s.transition_to_running(),
             TransitionToRunning::Cancelled
         ));
-        assert_eq!(s.load().shard(), 3);
     }
 }

@@ -28,7 +28,7 @@ impl TestSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = new_task(fut, self.clone(), 0);
+        let (notified, join, raw) = new_task(fut, self.clone());
         // No owned list: give up its reference (never the last).
         assert!(!raw.header().state.ref_dec());
         (notified, join)

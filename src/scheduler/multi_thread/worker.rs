@@ -351,8 +351,8 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(future, me.clone(), me.spawn_shard());
-        if me.shared.owned.insert(raw).is_err() {
+        let (notified, join, raw) = task::new_task(future, me.clone());
+        if me.shared.owned.insert(raw, me.spawn_shard()).is_err() {
             // Shutting down: the task is cancelled before it ever runs.
             drop(notified);
             // SAFETY: the owned list refused, so its reference is ours.
@@ -366,13 +366,13 @@ impl Handle {
     /// The owned-list shard for a task spawned here: the worker's own when
     /// spawned on one of ours (so its lock stays in this core's cache),
     /// else round-robin.
-    fn spawn_shard(self: &Arc<Self>) -> u16 {
+    fn spawn_shard(self: &Arc<Self>) -> usize {
         thread_local! {
-            static NEXT_REMOTE_SHARD: std::cell::Cell<u16> = const { std::cell::Cell::new(0) };
+            static NEXT_REMOTE_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         }
         context::with_scheduler(|cx| match cx {
             Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, self) => {
-                cx.index as u16
+                cx.index
             }
             _ => NEXT_REMOTE_SHARD
                 .try_with(|c| {
