@@ -7,7 +7,7 @@
 #[path = "../examples/shared/workloads.rs"]
 mod workloads;
 
-use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion};
+use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main};
 use std::time::Duration;
 use workloads::{fiber, tokio_rt};
 

@@ -61,7 +61,9 @@ fn main() {
     std::thread::sleep(Duration::from_millis(10));
     let base = rt.metrics();
 
-    println!("heavy_load: {workers} workers on {cores} cores, {tasks} tasks x {chunks} chunks of {CHUNK} hash rounds");
+    println!(
+        "heavy_load: {workers} workers on {cores} cores, {tasks} tasks x {chunks} chunks of {CHUNK} hash rounds"
+    );
     let start = Instant::now();
     let checksum = rt.block_on(async {
         let handles: Vec<_> = (0..tasks as u64)

@@ -56,10 +56,15 @@
 mod macros;
 
 mod loom;
+mod reactor;
 mod runtime;
 mod scheduler;
 mod task;
 mod util;
+
+pub mod io;
+pub mod net;
+pub mod time;
 
 pub use crate::runtime::{Builder, EnterGuard, Handle, Runtime, RuntimeMetrics, TryCurrentError};
 pub use crate::task::{JoinError, JoinHandle};
@@ -159,7 +164,10 @@ fn no_runtime(kind: runtime::context::NoRuntime) -> String {
 }
 
 /// Yields to the scheduler once: the task goes to the back of its
-/// worker's queue, so that every other ready task runs before it resumes.
+/// worker's queue, behind every task ready on that worker and the tasks
+/// waiting in the global queue (spawned or woken from outside the
+/// runtime's threads), so they all run before it resumes (on a multi-thread
+/// runtime, other workers may take some of them).
 ///
 /// # Examples
 ///

@@ -20,7 +20,7 @@ pub(crate) const fn skynet_sum(size: u64) -> u64 {
 macro_rules! workloads {
     ($name:ident, $handle:ty, $spawn:path, $yield_now:path) => {
         pub(crate) mod $name {
-            use super::{skynet_sum, Ping};
+            use super::{Ping, skynet_sum};
             use futures::channel::oneshot;
             use std::future::Future;
             use std::hint::black_box;

@@ -1,6 +1,8 @@
 //! `Builder`: runtime configuration, validated by `build`.
 
 use super::Runtime;
+use super::driver::Driver;
+use super::park::DriverSlot;
 use crate::scheduler::{self, blocking, current_thread, multi_thread};
 use std::fmt;
 use std::io;
@@ -250,15 +252,16 @@ impl Builder {
             blocking_name(self.thread_name.clone()),
             self.thread_stack_size,
         );
+        let driver = std::sync::Arc::new(DriverSlot::new(Driver::new()?));
         match self.kind {
             Kind::CurrentThread => {
-                let handle = current_thread::Handle::new(blocking.clone());
+                let handle = current_thread::Handle::new(blocking.clone(), driver);
                 let handle = scheduler::Handle::CurrentThread(handle);
                 blocking.set_handle(handle.clone());
                 Ok(Runtime::from_parts(handle, Vec::new(), blocking))
             }
             Kind::MultiThread => {
-                let (handle, cores) = multi_thread::create(workers, blocking.clone());
+                let (handle, cores) = multi_thread::create(workers, blocking.clone(), driver);
                 let sched = scheduler::Handle::MultiThread(handle.clone());
                 blocking.set_handle(sched.clone());
                 let mut threads = Vec::with_capacity(workers);

@@ -28,7 +28,23 @@ pub(crate) fn budget<R>(f: impl FnOnce() -> R) -> R {
             let _ = CURRENT.try_with(|c| c.set(self.0));
         }
     }
-    let prev = CURRENT.try_with(|c| c.replace(Some(BUDGET))).unwrap_or(None);
+    let prev = CURRENT
+        .try_with(|c| c.replace(Some(BUDGET)))
+        .unwrap_or(None);
+    let _reset = Reset(prev);
+    f()
+}
+
+/// Runs `f` without a budget (blocking closures: they may wait on many
+/// `JoinHandle`s in a row and never yield, so a budget would never refill).
+pub(crate) fn unconstrained<R>(f: impl FnOnce() -> R) -> R {
+    struct Reset(Option<u8>);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let _ = CURRENT.try_with(|c| c.set(self.0));
+        }
+    }
+    let prev = CURRENT.try_with(|c| c.replace(None)).unwrap_or(None);
     let _reset = Reset(prev);
     f()
 }

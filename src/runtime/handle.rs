@@ -70,7 +70,8 @@ impl std::error::Error for TryCurrentError {}
 #[must_use = "the runtime stops being current as soon as the guard is dropped"]
 pub struct EnterGuard<'a> {
     _guard: context::SetCurrentGuard,
-    _handle: PhantomData<&'a Handle>,
+    /// `!Send`: it restores the current runtime of the thread it was made on.
+    _handle: PhantomData<(&'a Handle, *const ())>,
 }
 
 impl fmt::Debug for EnterGuard<'_> {

@@ -6,6 +6,7 @@
 mod builder;
 pub(crate) mod context;
 pub(crate) mod coop;
+pub(crate) mod driver;
 mod handle;
 pub(crate) mod metrics;
 pub(crate) mod park;

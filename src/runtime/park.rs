@@ -1,21 +1,59 @@
 //! Parking a thread: `Parker` (the owner's end) and `Unparker` (anyone's),
 //! with no lost wakeups: an `unpark` before `park` makes that `park` return
 //! at once. Also `block_on_thread`, which drives a future on a plain thread.
+//!
+//! A runtime's parkers share its driver (`DriverSlot`): the first worker to
+//! park takes it and blocks in `epoll_wait` (with the next timer as
+//! timeout), so I/O events and timers are handled without a thread of
+//! their own; the others block on a condition variable. `unpark` wakes
+//! either kind: a condvar notify, or the reactor's `mio::Waker`.
 
 use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering::SeqCst};
+use crate::runtime::driver::{self, Driver};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 const EMPTY: usize = 0;
+/// Blocked on the condition variable.
 const PARKED: usize = 1;
-const NOTIFIED: usize = 2;
+/// Blocked in the driver (`epoll_wait`).
+const PARKED_DRIVER: usize = 2;
+const NOTIFIED: usize = 3;
 
 struct Inner {
     state: AtomicUsize,
     mutex: Mutex<()>,
     condvar: Condvar,
+    driver: Option<std::sync::Arc<DriverSlot>>,
+}
+
+/// A runtime's driver, taken by whichever of its threads parks first.
+pub(crate) struct DriverSlot {
+    driver: Mutex<Option<Driver>>,
+    handle: driver::Handle,
+}
+
+impl DriverSlot {
+    pub(crate) fn new(driver: Driver) -> DriverSlot {
+        DriverSlot {
+            handle: driver.handle().clone(),
+            driver: Mutex::new(Some(driver)),
+        }
+    }
+
+    pub(crate) fn handle(&self) -> &driver::Handle {
+        &self.handle
+    }
+
+    /// Takes the driver out for good and shuts it down (runtime drop:
+    /// no thread parks in it any more).
+    pub(crate) fn shutdown(&self) {
+        if let Some(mut d) = self.driver.lock().take() {
+            d.shutdown();
+        }
+    }
 }
 
 /// Blocks the owning thread until unparked.
@@ -30,13 +68,36 @@ pub(crate) struct Unparker {
 }
 
 impl Parker {
+    /// A parker for a plain thread (no driver).
     pub(crate) fn new() -> Parker {
+        Parker::with_driver_slot(None)
+    }
+
+    /// A parker of a runtime thread, which may turn the runtime's driver.
+    pub(crate) fn with_driver(slot: std::sync::Arc<DriverSlot>) -> Parker {
+        Parker::with_driver_slot(Some(slot))
+    }
+
+    fn with_driver_slot(driver: Option<std::sync::Arc<DriverSlot>>) -> Parker {
         Parker {
             inner: Arc::new(Inner {
                 state: AtomicUsize::new(EMPTY),
                 mutex: Mutex::new(()),
                 condvar: Condvar::new(),
+                driver,
             }),
+        }
+    }
+
+    /// Turns the driver without blocking, if no other thread holds it
+    /// (busy workers call this now and then, so I/O and timers progress).
+    pub(crate) fn poll_driver(&mut self) {
+        if let Some(slot) = &self.inner.driver {
+            if let Some(mut guard) = slot.driver.try_lock() {
+                if let Some(d) = guard.as_mut() {
+                    d.poll_now();
+                }
+            }
         }
     }
 
@@ -67,6 +128,27 @@ impl Parker {
             .is_ok()
         {
             return;
+        }
+        if let Some(slot) = &inner.driver {
+            if let Some(mut guard) = slot.driver.try_lock() {
+                if let Some(d) = guard.as_mut() {
+                    match inner
+                        .state
+                        .compare_exchange(EMPTY, PARKED_DRIVER, SeqCst, SeqCst)
+                    {
+                        Ok(_) => {}
+                        Err(NOTIFIED) => {
+                            inner.state.store(EMPTY, SeqCst);
+                            return;
+                        }
+                        Err(s) => unreachable!("inconsistent park state {s}"),
+                    }
+                    d.park(dur);
+                    // Consumes a notification that arrived meanwhile.
+                    inner.state.store(EMPTY, SeqCst);
+                    return;
+                }
+            }
         }
         let mut guard = inner.mutex.lock();
         match inner.state.compare_exchange(EMPTY, PARKED, SeqCst, SeqCst) {
@@ -109,6 +191,11 @@ impl Unparker {
         let inner = &*self.inner;
         match inner.state.swap(NOTIFIED, SeqCst) {
             EMPTY | NOTIFIED => {}
+            PARKED_DRIVER => {
+                if let Some(slot) = &inner.driver {
+                    slot.handle.io.unpark();
+                }
+            }
             PARKED => {
                 // Taking the lock orders this notify after the parker's
                 // wait began (it holds the lock from CAS to wait).

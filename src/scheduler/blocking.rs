@@ -85,7 +85,7 @@ impl<F: FnOnce() -> R, R> Future for BlockingTask<F> {
             .0
             .take()
             .expect("blocking task polled after completion");
-        Poll::Ready(f())
+        Poll::Ready(crate::runtime::coop::unconstrained(f))
     }
 }
 

@@ -8,8 +8,9 @@
 
 use crate::loom::{AtomicBool, Mutex, Ordering::*};
 use crate::runtime::context;
+use crate::runtime::driver;
 use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
-use crate::runtime::park::{Parker, Unparker};
+use crate::runtime::park::{DriverSlot, Parker, Unparker};
 use crate::scheduler::{self, blocking, inject::Inject};
 use crate::task::{self, JoinHandle, Notified, RawTask, Schedule, list::OwnedTasks};
 use std::cell::RefCell;
@@ -28,6 +29,8 @@ const GLOBAL_POLL_INTERVAL: u32 = 31;
 pub(crate) struct Handle {
     shared: Shared,
     pub(crate) blocking: blocking::Spawner,
+    pub(crate) driver: driver::Handle,
+    driver_slot: Arc<DriverSlot>,
     /// The core while no thread drives the scheduler.
     core: Mutex<Option<Box<Core>>>,
     /// Threads in `block_on` waiting for the core.
@@ -73,8 +76,8 @@ impl Wake for BlockOnWaker {
 }
 
 impl Handle {
-    pub(crate) fn new(blocking: blocking::Spawner) -> Arc<Handle> {
-        let park = Parker::new();
+    pub(crate) fn new(blocking: blocking::Spawner, driver_slot: Arc<DriverSlot>) -> Arc<Handle> {
+        let park = Parker::with_driver(driver_slot.clone());
         Arc::new(Handle {
             shared: Shared {
                 inject: Inject::new(),
@@ -85,6 +88,8 @@ impl Handle {
                 metrics: WorkerMetrics::default(),
             },
             blocking,
+            driver: driver_slot.handle().clone(),
+            driver_slot,
             core: Mutex::new(Some(Box::new(Core {
                 tasks: VecDeque::with_capacity(64),
                 park,
@@ -122,6 +127,19 @@ impl Handle {
                     handle: me.clone(),
                     core: RefCell::new(None),
                 });
+                /// If the `block_on` future panics, the core is still in
+                /// the context: hand it back so the runtime stays usable.
+                struct Recover<'a>(&'a scheduler::Context, &'a Handle);
+                impl Drop for Recover<'_> {
+                    fn drop(&mut self) {
+                        if let scheduler::Context::CurrentThread(cx) = self.0 {
+                            if let Some(core) = cx.core.borrow_mut().take() {
+                                self.1.release_core(core);
+                            }
+                        }
+                    }
+                }
+                let _recover = Recover(&cx, me);
                 let (core, out) = context::set_scheduler(&cx, || {
                     let scheduler::Context::CurrentThread(cx) = &cx else {
                         unreachable!()
@@ -167,6 +185,7 @@ impl Handle {
         }
         self.shared.inject.drain();
         self.shared.owned.close_and_shutdown_all();
+        self.driver_slot.shutdown();
     }
 
     pub(crate) fn metrics(&self) -> RuntimeMetrics {
@@ -212,6 +231,10 @@ impl Context {
                 core.metrics.polls += 1;
                 core = self.enter(core, || task.run()).0;
                 ran += 1;
+                if core.tick % EVENT_INTERVAL == 0 {
+                    // Keep I/O and timers moving while tasks keep us busy.
+                    core.park.poll_driver();
+                }
             }
             if ran == 0 && !shared.woken.load(Acquire) {
                 // Nothing to do: park until a wake (a remote schedule or
@@ -242,6 +265,28 @@ impl Context {
 }
 
 impl Schedule for Arc<Handle> {
+    fn yield_now(&self, task: Notified) {
+        let task = context::with_scheduler(|cx| {
+            if let Some(scheduler::Context::CurrentThread(cx)) = cx {
+                if Arc::ptr_eq(&cx.handle, self) {
+                    if let Ok(mut core) = cx.core.try_borrow_mut() {
+                        if let Some(core) = core.as_mut() {
+                            // Tasks from other threads go first too.
+                            let tasks = &mut core.tasks;
+                            self.shared.inject.pop_n(usize::MAX, |t| tasks.push_back(t));
+                            core.tasks.push_back(task);
+                            return None;
+                        }
+                    }
+                }
+            }
+            Some(task)
+        });
+        if let Some(task) = task {
+            self.schedule(task);
+        }
+    }
+
     fn schedule(&self, task: Notified) {
         let task = context::with_scheduler(|cx| {
             if let Some(scheduler::Context::CurrentThread(cx)) = cx {

@@ -43,6 +43,13 @@ impl Handle {
         }
     }
 
+    pub(crate) fn driver(&self) -> &crate::runtime::driver::Handle {
+        match self {
+            Handle::CurrentThread(h) => &h.driver,
+            Handle::MultiThread(h) => &h.driver,
+        }
+    }
+
     pub(crate) fn metrics(&self) -> RuntimeMetrics {
         match self {
             Handle::CurrentThread(h) => h.metrics(),

@@ -8,10 +8,10 @@
 //! future plus 40 bytes on 64-bit targets (56 bytes for a 16-byte future:
 //! a 64-byte malloc chunk).
 
+use super::Schedule;
 use super::error::JoinError;
 use super::harness;
 use super::state::State;
-use super::Schedule;
 use crate::loom::{AtomicU32, Ordering::Relaxed, UnsafeCell};
 use std::future::Future;
 use std::mem::ManuallyDrop;
@@ -195,7 +195,10 @@ impl<F: Future, S> Cell<F, S> {
         self.header.set_stage_tag(STAGE_CONSUMED);
         // SAFETY: the tag said the output is live; we now own it and the
         // tag no longer claims it.
-        Some(self.stage.with_mut(|stage| unsafe { ManuallyDrop::take(&mut (*stage).output) }))
+        Some(
+            self.stage
+                .with_mut(|stage| unsafe { ManuallyDrop::take(&mut (*stage).output) }),
+        )
     }
 }
 
@@ -236,7 +239,10 @@ mod tests {
 
     #[test]
     fn a_task_with_a_16_byte_future_fits_in_56_bytes() {
-        struct Tiny(#[allow(dead_code)] std::sync::Arc<()>, #[allow(dead_code)] u64);
+        struct Tiny(
+            #[allow(dead_code)] std::sync::Arc<()>,
+            #[allow(dead_code)] u64,
+        );
         impl Future for Tiny {
             type Output = ();
             fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {

@@ -127,6 +127,10 @@ fn cancel_task<F: Future, S>(cell: &Cell<F, S>) {
 
 /// Publishes the output. The caller holds `RUNNING` and one reference.
 fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    // Leave the owned list first, so that by the time anyone can see the
+    // task complete it no longer counts as alive (`num_alive_tasks`).
+    // Shutdown cannot find it any more, which is fine: it is finishing.
+    let released = cell.scheduler.release(RawTask::from_raw(ptr));
     let snapshot = cell.header.state.transition_to_complete();
     // Dropping the output or waking the joiner may panic: contain it.
     let _ = panic::catch_unwind(AssertUnwindSafe(|| {
@@ -146,7 +150,6 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
         }
     }));
     // Our reference, plus the owned list's if the scheduler held it.
-    let released = cell.scheduler.release(RawTask::from_raw(ptr));
     let count = 1 + u32::from(released);
     if cell.header.state.transition_to_terminal(count) {
         // SAFETY: those were the last references.

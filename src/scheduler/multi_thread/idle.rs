@@ -93,10 +93,6 @@ impl Idle {
         }
     }
 
-    pub(crate) fn is_parked(&self, worker: usize) -> bool {
-        self.sleepers.lock().contains(&worker)
-    }
-
     fn notify_should_wakeup(&self) -> bool {
         // Pairs with the SeqCst updates of parking workers: either the
         // parker sees the pushed task, or we see it parked.

@@ -34,8 +34,9 @@ use super::idle::Idle;
 use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
 use crate::loom::{AtomicBool, Mutex, Ordering::*};
 use crate::runtime::context;
+use crate::runtime::driver;
 use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
-use crate::runtime::park::{Parker, Unparker};
+use crate::runtime::park::{DriverSlot, Parker, Unparker};
 use crate::scheduler::{self, blocking, inject::Inject};
 use crate::task::{self, JoinHandle, Notified, RawTask, Schedule, list::OwnedTasks};
 use crate::util::{CachePadded, FastRand};
@@ -55,6 +56,8 @@ const MAX_LIFO_POLLS_PER_TICK: usize = 3;
 pub(crate) struct Handle {
     pub(crate) shared: Shared,
     pub(crate) blocking: blocking::Spawner,
+    pub(crate) driver: driver::Handle,
+    driver_slot: Arc<DriverSlot>,
 }
 
 pub(crate) struct Shared {
@@ -106,12 +109,13 @@ pub(crate) struct Context {
 pub(crate) fn create(
     num_workers: usize,
     blocking: blocking::Spawner,
+    driver_slot: Arc<DriverSlot>,
 ) -> (Arc<Handle>, Vec<Box<Core>>) {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
     for index in 0..num_workers {
         let (steal, run_queue) = queue::local();
-        let park = Parker::new();
+        let park = Parker::with_driver(driver_slot.clone());
         remotes.push(Remote {
             steal,
             unpark: park.unparker(),
@@ -140,6 +144,8 @@ pub(crate) fn create(
             shutdown_cores: Mutex::new(Vec::new()),
         },
         blocking,
+        driver: driver_slot.handle().clone(),
+        driver_slot,
     });
     (handle, cores)
 }
@@ -184,6 +190,8 @@ impl Context {
 
     fn maintenance(&self, core: &mut Core) {
         core.flush_metrics(&self.handle);
+        // Busy workers still move I/O and timers along.
+        core.park.poll_driver();
         if self.handle.shared.is_shutdown.load(Acquire) {
             core.is_shutdown = true;
         }
@@ -325,13 +333,13 @@ impl Core {
         true
     }
 
-    /// Returns `true` if the worker was really woken (not spuriously).
+    /// After a park returned: either another thread unparked us (it
+    /// took us off the sleepers list and counted us as searching), or the
+    /// driver delivered I/O or timer events (we are still listed: take
+    /// ourselves off, as a non-searching worker, and look for the tasks
+    /// those events woke).
     fn transition_from_parked(&mut self, handle: &Handle) -> bool {
-        if handle.shared.idle.is_parked(self.index) {
-            return false;
-        }
-        // `worker_to_notify` counted us as searching.
-        self.is_searching = true;
+        self.is_searching = !handle.shared.idle.unpark_worker_by_id(self.index);
         true
     }
 
@@ -371,9 +379,7 @@ impl Handle {
             static NEXT_REMOTE_SHARD: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
         }
         context::with_scheduler(|cx| match cx {
-            Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, self) => {
-                cx.index
-            }
+            Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, self) => cx.index,
             _ => NEXT_REMOTE_SHARD
                 .try_with(|c| {
                     let v = c.get();
@@ -408,8 +414,17 @@ impl Handle {
 
     fn schedule_local(&self, core: &mut Core, task: Notified, is_yield: bool) {
         let should_notify = if is_yield {
-            core.run_queue
-                .push_back_or_overflow(task, &self.shared.inject);
+            // Tasks waiting in the injector go first too (one atomic load
+            // when it is empty), so a yield lets every ready task run.
+            let inject = &self.shared.inject;
+            if !inject.is_empty() {
+                let room = core.run_queue.remaining().saturating_sub(1);
+                let run_queue = &mut core.run_queue;
+                inject.pop_n(room, |t| {
+                    run_queue.push_back_or_overflow(t, inject);
+                });
+            }
+            core.run_queue.push_back_or_overflow(task, inject);
             true
         } else {
             match core.lifo_slot.replace(task) {
@@ -464,6 +479,8 @@ impl Handle {
         self.shared.inject.drain();
         // Cancelling may have spawned (refused) or woken tasks; drain again.
         self.shared.owned.close_and_shutdown_all();
+        // Sockets and timers that outlive the runtime fail instead of hanging.
+        self.driver_slot.shutdown();
     }
 
     pub(crate) fn metrics(&self) -> RuntimeMetrics {

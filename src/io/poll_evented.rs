@@ -1,0 +1,79 @@
+//! `PollEvented<E>`: a mio source registered with the reactor, and the
+//! readiness loops socket operations go through.
+
+use crate::reactor::Registration;
+use crate::reactor::scheduled_io::Direction;
+use std::io;
+use std::task::{Context, Poll};
+
+/// A registered mio source. Dropping it deregisters the source (and then
+/// closes it).
+pub(crate) struct PollEvented<E: mio::event::Source> {
+    /// `None` only after `into_inner`.
+    io: Option<E>,
+    registration: Registration,
+}
+
+impl<E: mio::event::Source> PollEvented<E> {
+    /// Registers `io` with the current runtime's reactor.
+    pub(crate) fn new(mut io: E) -> io::Result<PollEvented<E>> {
+        let registration = Registration::new(&mut io)?;
+        Ok(PollEvented {
+            io: Some(io),
+            registration,
+        })
+    }
+
+    pub(crate) fn get_ref(&self) -> &E {
+        self.io.as_ref().expect("source taken out of PollEvented")
+    }
+
+    /// Runs `op` once the source is readable, retrying after `WouldBlock`.
+    pub(crate) fn poll_read_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.get_ref();
+        self.registration.poll_io(cx, Direction::Read, || op(io))
+    }
+
+    /// Runs `op` once the source is writable, retrying after `WouldBlock`.
+    pub(crate) fn poll_write_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        mut op: impl FnMut(&E) -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        let io = self.get_ref();
+        self.registration.poll_io(cx, Direction::Write, || op(io))
+    }
+
+    /// Waits for write readiness once (used by `connect`).
+    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.registration
+            .poll_ready(cx, Direction::Write)
+            .map(|r| r.map(|_| ()))
+    }
+
+    /// Deregisters and returns the source.
+    pub(crate) fn into_inner(mut self) -> io::Result<E> {
+        let mut io = self.io.take().expect("source taken out of PollEvented");
+        self.registration.deregister(&mut io)?;
+        Ok(io)
+    }
+}
+
+impl<E: mio::event::Source> Drop for PollEvented<E> {
+    fn drop(&mut self) {
+        if let Some(mut io) = self.io.take() {
+            // Errors here (the reactor is gone) leave nothing to undo.
+            let _ = self.registration.deregister(&mut io);
+        }
+    }
+}
+
+impl<E: mio::event::Source + std::fmt::Debug> std::fmt::Debug for PollEvented<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.io.fmt(f)
+    }
+}

@@ -1,0 +1,157 @@
+//! Networking: TCP, UDP and Unix-domain sockets on the runtime's reactor.
+//!
+//! `bind` is synchronous; `connect`, `accept`, reads and writes are async.
+//! Every type is `Send + Sync`, and the stream types implement
+//! [`AsyncRead`](crate::io::AsyncRead) and
+//! [`AsyncWrite`](crate::io::AsyncWrite) for both `T` and `&T`, so one
+//! stream shared through an `Arc` can be read by one task and written by
+//! another at the same time (each direction has its own waker).
+//!
+//! Sockets must be created inside a runtime (a task, `block_on`, or after
+//! `Runtime::enter`); elsewhere the constructors return an error saying
+//! so. A socket that outlives its runtime fails every later operation
+//! with an error instead of waiting forever.
+//!
+//! # Examples
+//!
+//! ```
+//! use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
+//! use fiber_runtime::net::{TcpListener, TcpStream};
+//!
+//! fiber_runtime::block_on(async {
+//!     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//!     let addr = listener.local_addr().unwrap();
+//!     let server = fiber_runtime::spawn(async move {
+//!         let (mut s, _) = listener.accept().await.unwrap();
+//!         let mut buf = [0; 5];
+//!         s.read_exact(&mut buf).await.unwrap();
+//!         s.write_all(&buf).await.unwrap();
+//!     });
+//!     let mut c = TcpStream::connect(addr).await.unwrap();
+//!     c.write_all(b"hello").await.unwrap();
+//!     let mut buf = [0; 5];
+//!     c.read_exact(&mut buf).await.unwrap();
+//!     assert_eq!(&buf, b"hello");
+//!     server.await.unwrap();
+//! });
+//! ```
+
+mod tcp;
+mod udp;
+mod unix;
+
+pub use tcp::listener::TcpListener;
+pub use tcp::stream::TcpStream;
+pub use udp::UdpSocket;
+pub use unix::listener::UnixListener;
+pub use unix::stream::UnixStream;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+/// Resolves `addr` (numeric addresses never block; host names use the
+/// system resolver).
+pub(crate) fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "could not resolve to any address",
+        ));
+    }
+    Ok(addrs)
+}
+
+/// Tries `f` on each address, returning the first success or last error.
+pub(crate) fn each_addr<T>(
+    addr: impl ToSocketAddrs,
+    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
+) -> io::Result<T> {
+    let mut last = None;
+    for a in resolve(addr)? {
+        match f(a) {
+            Ok(t) => return Ok(t),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.expect("resolve returned at least one address"))
+}
+
+/// Implements `AsyncRead` and `AsyncWrite` for a stream type and its
+/// shared reference, through its `io: PollEvented<mio type>` field.
+macro_rules! impl_async_read_write {
+    ($ty:ty) => {
+        impl $crate::io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io
+                    .poll_read_io(cx, |s| std::io::Read::read(&mut &*s, buf))
+            }
+        }
+
+        impl $crate::io::AsyncRead for &$ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io
+                    .poll_read_io(cx, |s| std::io::Read::read(&mut &*s, buf))
+            }
+        }
+
+        impl $crate::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io
+                    .poll_write_io(cx, |s| std::io::Write::write(&mut &*s, buf))
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+            }
+        }
+
+        impl $crate::io::AsyncWrite for &$ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                self.io
+                    .poll_write_io(cx, |s| std::io::Write::write(&mut &*s, buf))
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+            }
+        }
+    };
+}
+pub(crate) use impl_async_read_write;

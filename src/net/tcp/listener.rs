@@ -1,0 +1,152 @@
+//! `TcpListener`.
+
+use super::stream::TcpStream;
+use crate::io::PollEvented;
+use std::fmt;
+use std::future::poll_fn;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+
+/// A TCP socket listening for connections.
+///
+/// # Examples
+///
+/// ```
+/// use fiber_runtime::net::{TcpListener, TcpStream};
+///
+/// fiber_runtime::block_on(async {
+///     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+///     let addr = listener.local_addr().unwrap();
+///     let client = fiber_runtime::spawn(async move { TcpStream::connect(addr).await.unwrap() });
+///     let (_conn, peer) = listener.accept().await.unwrap();
+///     assert_eq!(peer, client.await.unwrap().local_addr().unwrap());
+/// });
+/// ```
+pub struct TcpListener {
+    io: PollEvented<mio::net::TcpListener>,
+}
+
+impl TcpListener {
+    /// Binds to `addr` (port 0 picks a free port) and starts listening.
+    ///
+    /// # Errors
+    ///
+    /// `AddrInUse` if the address is taken; any OS error of `bind` or
+    /// `listen`; an error if called outside a runtime.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let a = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let taken = a.local_addr().unwrap();
+    ///     let err = fiber_runtime::net::TcpListener::bind(taken).unwrap_err();
+    ///     assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    /// });
+    /// ```
+    pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
+        let listener = super::super::each_addr(addr, mio::net::TcpListener::bind)?;
+        Ok(TcpListener {
+            io: PollEvented::new(listener)?,
+        })
+    }
+
+    /// Waits for a connection and returns it with the peer's address.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `accept`, such as `EMFILE` when out of file
+    /// descriptors: the listener stays registered and can accept again
+    /// once descriptors are freed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::net::{TcpListener, TcpStream};
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let addr = l.local_addr().unwrap();
+    ///     let c = fiber_runtime::spawn(async move { TcpStream::connect(addr).await });
+    ///     let (s, _) = l.accept().await.unwrap();
+    ///     assert_eq!(s.local_addr().unwrap(), addr);
+    ///     c.await.unwrap().unwrap();
+    /// });
+    /// ```
+    pub async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = poll_fn(|cx| self.io.poll_read_io(cx, |l| l.accept())).await?;
+        Ok((TcpStream::from_mio(stream)?, addr))
+    }
+
+    /// The local address (useful after binding port 0).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let l = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     assert_ne!(l.local_addr().unwrap().port(), 0);
+    /// });
+    /// ```
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.io.get_ref().local_addr()
+    }
+
+    /// Wraps a listener from the standard library (made non-blocking here).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind), for the registration with the reactor.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let l = fiber_runtime::net::TcpListener::from_std(std_l).unwrap();
+    ///     assert!(l.local_addr().is_ok());
+    /// });
+    /// ```
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TcpListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TcpListener {
+            io: PollEvented::new(mio::net::TcpListener::from_std(listener))?,
+        })
+    }
+
+    /// Deregisters the listener and returns it as a standard one (still in
+    /// non-blocking mode: call `set_nonblocking(false)` if needed).
+    ///
+    /// # Errors
+    ///
+    /// The OS error of deregistering it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let l = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let addr = l.local_addr().unwrap();
+    ///     assert_eq!(l.into_std().unwrap().local_addr().unwrap(), addr);
+    /// });
+    /// ```
+    pub fn into_std(self) -> io::Result<std::net::TcpListener> {
+        let mio = self.io.into_inner()?;
+        // SAFETY: the descriptor comes from a mio listener we own and give
+        // up here, so the std listener is its only owner.
+        Ok(unsafe { std::net::TcpListener::from_raw_fd(mio.into_raw_fd()) })
+    }
+}
+
+impl AsRawFd for TcpListener {
+    fn as_raw_fd(&self) -> RawFd {
+        self.io.get_ref().as_raw_fd()
+    }
+}
+
+impl fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.io.get_ref().fmt(f)
+    }
+}

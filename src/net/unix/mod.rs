@@ -1,0 +1,4 @@
+//! Unix-domain stream sockets.
+
+pub(crate) mod listener;
+pub(crate) mod stream;

@@ -1,0 +1,56 @@
+//! The runtime's driver: the I/O reactor and the timer wheel, turned
+//! together by the thread about to park (`park.rs`).
+
+use crate::reactor;
+use crate::time;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Owned by whoever turns it (behind `park::DriverSlot`'s lock).
+pub(crate) struct Driver {
+    io: reactor::Driver,
+    handle: Handle,
+}
+
+/// What tasks and sockets use to reach the driver.
+#[derive(Clone, Debug)]
+pub(crate) struct Handle {
+    pub(crate) io: Arc<reactor::Handle>,
+    pub(crate) time: Arc<time::driver::Handle>,
+}
+
+impl Driver {
+    pub(crate) fn new() -> io::Result<Driver> {
+        let io = reactor::Driver::new()?;
+        let handle = Handle {
+            io: io.handle().clone(),
+            time: Arc::new(time::driver::Handle::new(io.handle().clone())),
+        };
+        Ok(Driver { io, handle })
+    }
+
+    pub(crate) fn handle(&self) -> &Handle {
+        &self.handle
+    }
+
+    /// Blocks until an I/O event, the next timer, `max`, or an unpark;
+    /// then wakes the tasks concerned.
+    pub(crate) fn park(&mut self, max: Option<Duration>) {
+        let timeout = self.handle.time.prepare_park(max);
+        self.io.turn(timeout);
+        self.handle.time.after_park();
+    }
+
+    /// A non-blocking turn, for busy workers.
+    pub(crate) fn poll_now(&mut self) {
+        self.io.turn(Some(Duration::ZERO));
+        self.handle.time.process();
+    }
+
+    /// The runtime is gone: sockets fail, timers panic when polled.
+    pub(crate) fn shutdown(&mut self) {
+        self.io.shutdown();
+        self.handle.time.shutdown();
+    }
+}

@@ -1,0 +1,406 @@
+//! `RuntimeMetrics`: task counts, queue depth, per-worker counters and the
+//! blocking pool size.
+//!
+//! Per-worker counters are published in batches (when a worker parks, and
+//! every so many polls), so on the multi-thread flavor they are checked
+//! with "eventually" waits; the current-thread flavor publishes them when
+//! `block_on` returns, which is a deterministic point.
+
+mod util;
+
+use fiber_runtime::{Builder, Runtime, RuntimeMetrics};
+use futures::channel::oneshot;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, mpsc};
+use std::thread;
+use util::{Flavor, Latch, TIMEOUT, drive_until, plug_workers, wait_until};
+
+fn total(m: &RuntimeMetrics, f: impl Fn(&RuntimeMetrics, usize) -> u64) -> u64 {
+    (0..m.num_workers()).map(|i| f(m, i)).sum()
+}
+
+fn total_polls(rt: &Runtime) -> u64 {
+    total(&rt.metrics(), RuntimeMetrics::worker_poll_count)
+}
+
+#[test]
+fn a_new_runtime_has_no_tasks() {
+    for flavor in Flavor::ALL {
+        let m = flavor.build().metrics();
+        assert_eq!(m.num_alive_tasks(), 0);
+        assert_eq!(m.num_alive_fibers(), 0);
+        assert_eq!(m.global_queue_depth(), 0);
+        assert_eq!(m.num_blocking_threads(), 0);
+        assert_eq!(m.num_workers(), flavor.workers());
+    }
+}
+
+#[test]
+fn num_alive_tasks_counts_pending_tasks_until_they_finish() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let (senders, handles): (Vec<_>, Vec<_>) = (0..10u32)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel::<u32>();
+                (tx, rt.spawn(async move { rx.await.unwrap() + i }))
+            })
+            .unzip();
+        // Counted from the moment they are spawned.
+        assert_eq!(rt.metrics().num_alive_tasks(), 10, "{flavor:?}");
+        for tx in senders {
+            tx.send(1).unwrap();
+        }
+        let sum = rt.block_on(async {
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(sum, 55);
+        drive_until(&rt, "no task is alive", || {
+            rt.metrics().num_alive_tasks() == 0
+        });
+    }
+}
+
+#[test]
+fn current_thread_num_alive_tasks_is_zero_when_block_on_returns() {
+    let rt = util::current_thread();
+    let handles: Vec<_> = (0..10).map(|i| rt.spawn(async move { i })).collect();
+    assert_eq!(rt.metrics().num_alive_tasks(), 10);
+    rt.block_on(async {
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    assert_eq!(rt.metrics().num_alive_tasks(), 0);
+}
+
+/// The `RuntimeMetrics` example: once a task's `JoinHandle` returned, the
+/// task no longer counts as alive.
+#[test]
+fn num_alive_tasks_is_zero_once_the_join_handle_returned() {
+    let rt = util::multi_thread(2);
+    for i in 0..2000 {
+        rt.block_on(rt.spawn(async {})).unwrap();
+        let alive = rt.metrics().num_alive_tasks();
+        assert_eq!(
+            alive, 0,
+            "iteration {i}: a joined task still counts as alive"
+        );
+    }
+}
+
+/// The `num_alive_tasks` example: an aborted task no longer counts once its
+/// `JoinHandle` returned.
+#[test]
+fn num_alive_tasks_is_zero_once_an_aborted_task_was_joined() {
+    let rt = util::multi_thread(2);
+    for i in 0..2000 {
+        let h = rt.spawn(std::future::pending::<()>());
+        h.abort();
+        assert!(rt.block_on(h).unwrap_err().is_cancelled());
+        let alive = rt.metrics().num_alive_tasks();
+        assert_eq!(
+            alive, 0,
+            "iteration {i}: an aborted, joined task still counts as alive"
+        );
+    }
+}
+
+#[test]
+fn num_alive_tasks_drops_to_zero_after_abort() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let handles: Vec<_> = (0..10)
+            .map(|_| rt.spawn(std::future::pending::<()>()))
+            .collect();
+        assert_eq!(rt.metrics().num_alive_tasks(), 10);
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            assert!(rt.block_on(h).unwrap_err().is_cancelled());
+        }
+        drive_until(&rt, "no task is alive", || {
+            rt.metrics().num_alive_tasks() == 0
+        });
+    }
+}
+
+#[test]
+fn blocking_closures_are_not_alive_tasks() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let latch = Latch::new();
+        let (started_tx, started_rx) = mpsc::channel();
+        let l = latch.clone();
+        let h = rt.spawn_blocking(move || {
+            started_tx.send(()).unwrap();
+            l.wait();
+        });
+        started_rx.recv_timeout(TIMEOUT).unwrap();
+        assert_eq!(rt.metrics().num_alive_tasks(), 0, "{flavor:?}");
+        assert_eq!(rt.metrics().num_blocking_threads(), 1, "{flavor:?}");
+        latch.release();
+        rt.block_on(h).unwrap();
+    }
+}
+
+#[test]
+fn a_metrics_value_is_a_snapshot() {
+    let rt = util::current_thread();
+    let before = rt.metrics();
+    let h = rt.spawn(async {});
+    assert_eq!(before.num_alive_tasks(), 0);
+    assert_eq!(rt.metrics().num_alive_tasks(), 1);
+    rt.block_on(h).unwrap();
+    assert_eq!(before.worker_poll_count(0), 0);
+}
+
+#[test]
+fn current_thread_global_queue_depth_counts_tasks_spawned_from_outside() {
+    let rt = util::current_thread();
+    let handles: Vec<_> = (0..5).map(|_| rt.spawn(async {})).collect();
+    // Nobody drives the runtime: they all wait in the injection queue.
+    assert_eq!(rt.metrics().global_queue_depth(), 5);
+    rt.block_on(async {
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    assert_eq!(rt.metrics().global_queue_depth(), 0);
+}
+
+#[test]
+fn multi_thread_global_queue_depth_counts_tasks_no_worker_took() {
+    let rt = util::multi_thread(2);
+    let plug = plug_workers(&rt, 2);
+    let handles: Vec<_> = (0..5).map(|_| rt.spawn(async {})).collect();
+    assert_eq!(rt.metrics().global_queue_depth(), 5);
+    plug.release();
+    for h in handles {
+        h.join().unwrap();
+    }
+    wait_until("the injection queue is empty", || {
+        rt.metrics().global_queue_depth() == 0
+    });
+}
+
+#[test]
+fn current_thread_poll_count_is_published_when_block_on_returns() {
+    let rt = util::current_thread();
+    assert_eq!(rt.metrics().worker_poll_count(0), 0);
+    rt.block_on(async {
+        let handles: Vec<_> = (0..10)
+            .map(|i| fiber_runtime::spawn(async move { i }))
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    // Ten tasks, one poll each.
+    assert_eq!(rt.metrics().worker_poll_count(0), 10);
+    rt.block_on(async {
+        let handles: Vec<_> = (0..5).map(|_| fiber_runtime::spawn(async {})).collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    assert_eq!(rt.metrics().worker_poll_count(0), 15);
+}
+
+#[test]
+fn multi_thread_poll_count_eventually_counts_every_poll() {
+    for workers in [1, 2, 4] {
+        let rt = util::multi_thread(workers);
+        assert_eq!(total_polls(&rt), 0);
+        let handles: Vec<_> = (0..100).map(|_| rt.spawn(async {})).collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        // Published when the workers park (they will: nothing is left).
+        wait_until("100 polls are published", || total_polls(&rt) >= 100);
+        assert_eq!(total_polls(&rt), 100, "{workers} workers");
+    }
+}
+
+#[test]
+fn idle_workers_park() {
+    let rt = util::multi_thread(3);
+    wait_until("every worker parked once", || {
+        let m = rt.metrics();
+        (0..3).all(|i| m.worker_park_count(i) >= 1)
+    });
+}
+
+#[test]
+fn current_thread_parks_when_block_on_waits() {
+    let rt = Arc::new(util::current_thread());
+    let (tx, rx) = oneshot::channel();
+    let sender = {
+        let rt = rt.clone();
+        thread::spawn(move || {
+            // Published right before parking.
+            wait_until("the driver parked", || {
+                rt.metrics().worker_park_count(0) >= 1
+            });
+            tx.send(5).unwrap();
+        })
+    };
+    assert_eq!(rt.block_on(rx).unwrap(), 5);
+    sender.join().unwrap();
+    assert!(rt.metrics().worker_park_count(0) >= 1);
+}
+
+#[test]
+fn an_idle_worker_steals_from_a_blocked_one() {
+    let rt = util::multi_thread(2);
+    let steals_before = total(&rt.metrics(), RuntimeMetrics::worker_steal_count);
+    let result = rt.block_on(rt.spawn(async {
+        let me = thread::current().id();
+        let (tx, rx) = mpsc::channel();
+        // `first` goes to this worker's LIFO slot; spawning `second` moves
+        // it to the local run queue, where only a thief can reach it while
+        // this worker is blocked below.
+        let first = fiber_runtime::spawn(async move {
+            tx.send(thread::current().id()).unwrap();
+        });
+        let second = fiber_runtime::spawn(async {});
+        let ran_on = rx.recv_timeout(TIMEOUT);
+        drop((first, second));
+        (me, ran_on)
+    }));
+    let (me, ran_on) = result.unwrap();
+    let ran_on = ran_on.expect("the other worker should steal the queued task");
+    assert_ne!(ran_on, me);
+    wait_until("the steal is published", || {
+        total(&rt.metrics(), RuntimeMetrics::worker_steal_count) > steals_before
+    });
+}
+
+#[test]
+fn counters_never_decrease() {
+    let rt = util::multi_thread(2);
+    let snapshot = |rt: &Runtime| {
+        let m = rt.metrics();
+        (0..2)
+            .map(|i| {
+                (
+                    m.worker_poll_count(i),
+                    m.worker_steal_count(i),
+                    m.worker_park_count(i),
+                    m.worker_busy_duration(i),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut prev = snapshot(&rt);
+    for round in 0..20 {
+        let handles: Vec<_> = (0..50)
+            .map(|_| rt.spawn(async { fiber_runtime::yield_now().await }))
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let now = snapshot(&rt);
+        for (a, b) in prev.iter().zip(&now) {
+            assert!(
+                b.0 >= a.0 && b.1 >= a.1 && b.2 >= a.2 && b.3 >= a.3,
+                "round {round}"
+            );
+        }
+        prev = now;
+    }
+    wait_until("the polls are published", || {
+        total_polls(&rt) >= 20 * 50 * 2
+    });
+    let m = rt.metrics();
+    let busy = m.worker_busy_duration(0) + m.worker_busy_duration(1);
+    assert!(
+        !busy.is_zero(),
+        "workers that polled 2000 times were never busy"
+    );
+}
+
+#[test]
+fn num_blocking_threads_stays_within_max_blocking_threads() {
+    const MAX: usize = 3;
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .max_blocking_threads(MAX)
+        .build()
+        .unwrap();
+    let latch = Latch::new();
+    let running = Arc::new(AtomicUsize::new(0));
+    let max_running = Arc::new(AtomicUsize::new(0));
+    let job = |latch: Latch, running: Arc<AtomicUsize>, max_running: Arc<AtomicUsize>| {
+        move || {
+            let now = running.fetch_add(1, SeqCst) + 1;
+            max_running.fetch_max(now, SeqCst);
+            latch.wait();
+            running.fetch_sub(1, SeqCst);
+        }
+    };
+    // MAX closures that block: the pool grows to MAX threads.
+    let mut handles: Vec<_> = (0..MAX)
+        .map(|_| rt.spawn_blocking(job(latch.clone(), running.clone(), max_running.clone())))
+        .collect();
+    wait_until("MAX closures run at once", || running.load(SeqCst) == MAX);
+    assert_eq!(rt.metrics().num_blocking_threads(), MAX);
+    // More work queues up instead of starting threads.
+    for _ in 0..20 {
+        handles.push(rt.spawn_blocking(job(latch.clone(), running.clone(), max_running.clone())));
+        assert!(rt.metrics().num_blocking_threads() <= MAX);
+    }
+    assert_eq!(running.load(SeqCst), MAX);
+    latch.release();
+    for h in handles {
+        h.join().unwrap();
+        assert!(rt.metrics().num_blocking_threads() <= MAX);
+    }
+    assert_eq!(max_running.load(SeqCst), MAX);
+}
+
+#[test]
+fn num_blocking_threads_under_a_burst() {
+    const MAX: usize = 2;
+    let rt = Builder::new_current_thread()
+        .max_blocking_threads(MAX)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let handles: Vec<_> = (0..200)
+        .map(|_| {
+            let done = done.clone();
+            rt.spawn_blocking(move || {
+                done.fetch_add(1, SeqCst);
+            })
+        })
+        .collect();
+    let mut max_seen = 0;
+    rt.block_on(async {
+        for h in handles {
+            max_seen = max_seen.max(
+                fiber_runtime::Handle::current()
+                    .metrics()
+                    .num_blocking_threads(),
+            );
+            h.await.unwrap();
+        }
+    });
+    assert_eq!(done.load(SeqCst), 200);
+    assert!(
+        max_seen <= MAX,
+        "{max_seen} blocking threads with a cap of {MAX}"
+    );
+    assert!(rt.metrics().num_blocking_threads() <= MAX);
+}
+
+#[test]
+#[should_panic]
+fn worker_index_out_of_range_panics() {
+    let rt = util::multi_thread(2);
+    let _ = rt.metrics().worker_poll_count(2);
+}
