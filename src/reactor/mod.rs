@@ -82,9 +82,14 @@ impl Driver {
         &self.handle
     }
 
-    /// Waits for events up to `timeout` (`None`: until woken) and wakes the
-    /// tasks they concern. Returns `true` if any source was ready.
-    pub(crate) fn turn(&mut self, timeout: Option<Duration>) -> bool {
+    /// Waits for events up to `timeout` (`None`: until woken) and hands the
+    /// wakers of the tasks they concern to `wakers`. Returns `true` if any
+    /// source was ready.
+    pub(crate) fn turn(
+        &mut self,
+        timeout: Option<Duration>,
+        wakers: &mut Vec<std::task::Waker>,
+    ) -> bool {
         // Let go of sources deregistered before this turn (module doc).
         let released = std::mem::take(&mut self.handle.synced.lock().pending_release);
         drop(released);
@@ -118,7 +123,7 @@ impl Driver {
             // either still registered or in `pending_release`, which only
             // this driver empties, before polling (module doc).
             let io = unsafe { &*(event.token().0 as *const ScheduledIo) };
-            io.set_readiness_and_wake(ready);
+            io.set_readiness(ready, wakers);
             any = true;
         }
         any

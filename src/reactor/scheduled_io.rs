@@ -72,12 +72,28 @@ impl ScheduledIo {
 
     /// Driver side: records an event's readiness and wakes the waiters it
     /// concerns.
+    #[cfg(test)]
     pub(crate) fn set_readiness_and_wake(&self, ready: usize) {
+        let mut wakers = Vec::new();
+        self.set_readiness(ready, &mut wakers);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+
+    /// Driver side: records an event's readiness and hands the wakers it
+    /// concerns to `wakers`, for the caller to wake once it can schedule
+    /// them cheaply (on a worker: into its own queue).
+    pub(crate) fn set_readiness(&self, ready: usize, wakers: &mut Vec<Waker>) {
         let _ = self.readiness.fetch_update(AcqRel, Acquire, |curr| {
             let tick = (curr >> TICK_SHIFT).wrapping_add(1);
             Some((tick << TICK_SHIFT) | (curr & (READINESS_MASK | SHUTDOWN)) | ready)
         });
-        self.wake(ready);
+        let mut waiters = self.waiters.lock();
+        if ready & Direction::Read.mask() != 0 {
+            wakers.extend(waiters.reader.take());
+        }
+        if ready & Direction::Write.mask() != 0 {
+            wakers.extend(waiters.writer.take());
+        }
     }
 
     /// Marks the source dead (reactor gone) and wakes everyone.

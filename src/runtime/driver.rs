@@ -5,6 +5,7 @@ use crate::reactor;
 use crate::time;
 use std::io;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 /// Owned by whoever turns it (behind `park::DriverSlot`'s lock).
@@ -35,17 +36,17 @@ impl Driver {
     }
 
     /// Blocks until an I/O event, the next timer, `max`, or an unpark;
-    /// then wakes the tasks concerned.
-    pub(crate) fn park(&mut self, max: Option<Duration>) {
+    /// hands the wakers of the tasks concerned to `wakers`.
+    pub(crate) fn park(&mut self, max: Option<Duration>, wakers: &mut Vec<Waker>) {
         let timeout = self.handle.time.prepare_park(max);
-        self.io.turn(timeout);
-        self.handle.time.after_park();
+        self.io.turn(timeout, wakers);
+        self.handle.time.after_park(wakers);
     }
 
     /// A non-blocking turn, for busy workers.
-    pub(crate) fn poll_now(&mut self) {
-        self.io.turn(Some(Duration::ZERO));
-        self.handle.time.process();
+    pub(crate) fn poll_now(&mut self, wakers: &mut Vec<Waker>) {
+        self.io.turn(Some(Duration::ZERO), wakers);
+        self.handle.time.process(wakers);
     }
 
     /// The runtime is gone: sockets fail, timers panic when polled.

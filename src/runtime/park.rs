@@ -59,6 +59,10 @@ impl DriverSlot {
 /// Blocks the owning thread until unparked.
 pub(crate) struct Parker {
     inner: Arc<Inner>,
+    /// Wakers of tasks the driver found ready while this thread turned it,
+    /// left for the caller (`take_deferred`) to wake once it can schedule
+    /// them into its own queue.
+    deferred: Vec<std::task::Waker>,
 }
 
 /// Wakes the thread of the matching [`Parker`].
@@ -86,18 +90,31 @@ impl Parker {
                 condvar: Condvar::new(),
                 driver,
             }),
+            deferred: Vec::new(),
         }
     }
 
     /// Turns the driver without blocking, if no other thread holds it
     /// (busy workers call this now and then, so I/O and timers progress).
+    /// The wakers are deferred, as for `park`.
     pub(crate) fn poll_driver(&mut self) {
         if let Some(slot) = &self.inner.driver {
             if let Some(mut guard) = slot.driver.try_lock() {
                 if let Some(d) = guard.as_mut() {
-                    d.poll_now();
+                    d.poll_now(&mut self.deferred);
                 }
             }
+        }
+    }
+
+    /// Moves out the wakers the driver collected during the last `park` or
+    /// `poll_driver`; the caller must wake them.
+    pub(crate) fn take_deferred(&mut self, into: &mut Vec<std::task::Waker>) {
+        if into.is_empty() {
+            // Swap buffers: no copying, and both keep their capacity.
+            std::mem::swap(into, &mut self.deferred);
+        } else {
+            into.append(&mut self.deferred);
         }
     }
 
@@ -108,7 +125,8 @@ impl Parker {
     }
 
     /// Blocks until `unpark` is called (or returns at once if it was
-    /// called since the last `park`).
+    /// called since the last `park`). If this thread turned the driver,
+    /// the wakers it collected wait in `take_deferred`.
     pub(crate) fn park(&mut self) {
         self.park_inner(None)
     }
@@ -121,6 +139,7 @@ impl Parker {
 
     fn park_inner(&mut self, dur: Option<Duration>) {
         let inner = &*self.inner;
+        let deferred = &mut self.deferred;
         // Fast path: a notification is pending.
         if inner
             .state
@@ -143,7 +162,7 @@ impl Parker {
                         }
                         Err(s) => unreachable!("inconsistent park state {s}"),
                     }
-                    d.park(dur);
+                    d.park(dur, deferred);
                     // Consumes a notification that arrived meanwhile.
                     inner.state.store(EMPTY, SeqCst);
                     return;

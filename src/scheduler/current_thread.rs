@@ -234,6 +234,7 @@ impl Context {
                 if core.tick % EVENT_INTERVAL == 0 {
                     // Keep I/O and timers moving while tasks keep us busy.
                     core.park.poll_driver();
+                    core = self.wake_deferred(core);
                 }
             }
             if ran == 0 && !shared.woken.load(Acquire) {
@@ -243,11 +244,24 @@ impl Context {
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                 shared.metrics.flush(&core.metrics);
                 core.park.park();
+                core = self.wake_deferred(core);
                 busy_since = Instant::now();
             } else if ran == EVENT_INTERVAL {
                 shared.metrics.flush(&core.metrics);
             }
         }
+    }
+
+    /// Wakes the tasks the driver found ready, with the core installed so
+    /// they go straight to the local queue.
+    fn wake_deferred(&self, mut core: Box<Core>) -> Box<Core> {
+        let mut wakers = Vec::new();
+        core.park.take_deferred(&mut wakers);
+        if wakers.is_empty() {
+            return core;
+        }
+        self.enter(core, || wakers.into_iter().for_each(Waker::wake))
+            .0
     }
 
     /// Runs `f` with the core installed in the context, so that tasks it

@@ -114,25 +114,20 @@ impl Handle {
     }
 
     /// After the driver woke: fires due timers.
-    pub(crate) fn after_park(&self) {
+    pub(crate) fn after_park(&self, wakers: &mut Vec<Waker>) {
         self.wake_at.store(0, Release);
-        self.process();
+        self.process(wakers);
     }
 
-    /// Fires every timer that is due now (also called by busy workers).
-    pub(crate) fn process(&self) {
+    /// Fires every timer that is due now (also called by busy workers),
+    /// handing their wakers to `wakers`.
+    pub(crate) fn process(&self, wakers: &mut Vec<Waker>) {
         let now = self.now_tick();
-        let mut wakers = Vec::new();
-        {
-            let mut wheel = self.wheel.lock();
-            if wheel.pending() == 0 || wheel.next_expiration().is_some_and(|t| t > now) {
-                return;
-            }
-            wheel.advance(now, &mut wakers);
+        let mut wheel = self.wheel.lock();
+        if wheel.pending() == 0 || wheel.next_expiration().is_some_and(|t| t > now) {
+            return;
         }
-        for w in wakers {
-            w.wake();
-        }
+        wheel.advance(now, wakers);
     }
 
     /// Number of pending timers.

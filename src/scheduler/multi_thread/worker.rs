@@ -102,6 +102,10 @@ pub(crate) struct Context {
     /// This worker's index (also its owned-list shard).
     index: usize,
     core: RefCell<Option<Box<Core>>>,
+    /// Wakers the driver collected, woken with the core installed so the
+    /// tasks land in this worker's queue (spare capacity kept between
+    /// uses).
+    deferred: RefCell<Vec<std::task::Waker>>,
 }
 
 /// Builds the shared state and one core per worker.
@@ -159,6 +163,7 @@ pub(crate) fn run(handle: Arc<Handle>, core: Box<Core>) {
         handle,
         index,
         core: RefCell::new(None),
+        deferred: RefCell::new(Vec::new()),
     });
     context::set_scheduler(&cx, || {
         let scheduler::Context::MultiThread(cx) = &cx else {
@@ -175,6 +180,7 @@ impl Context {
             core.tick = core.tick.wrapping_add(1);
             if core.tick % MAINTENANCE_INTERVAL == 0 {
                 self.maintenance(&mut core);
+                core = self.wake_deferred(core);
             }
             if let Some(task) = core.next_task(&self.handle) {
                 core = self.run_task(task, core);
@@ -182,6 +188,7 @@ impl Context {
                 core = self.run_task(task, core);
             } else {
                 core = self.park(core);
+                core = self.wake_deferred(core);
             }
         }
         core.flush_metrics(&self.handle);
@@ -195,6 +202,27 @@ impl Context {
         if self.handle.shared.is_shutdown.load(Acquire) {
             core.is_shutdown = true;
         }
+    }
+
+    /// Wakes the tasks the driver found ready while this worker turned it,
+    /// with the core installed: they go to this worker's LIFO slot and
+    /// queue instead of the injector.
+    fn wake_deferred(&self, mut core: Box<Core>) -> Box<Core> {
+        let mut wakers = std::mem::take(&mut *self.deferred.borrow_mut());
+        core.park.take_deferred(&mut wakers);
+        if wakers.is_empty() {
+            *self.deferred.borrow_mut() = wakers;
+            return core;
+        }
+        *self.core.borrow_mut() = Some(core);
+        for w in wakers.drain(..) {
+            w.wake();
+        }
+        *self.deferred.borrow_mut() = wakers;
+        self.core
+            .borrow_mut()
+            .take()
+            .expect("worker core lost while waking I/O tasks")
     }
 
     fn run_task(&self, task: Notified, mut core: Box<Core>) -> Box<Core> {
