@@ -30,9 +30,13 @@
 //! - Two flavors: multi-thread (default; one worker per core) and
 //!   current-thread ([`Builder::new_current_thread`]).
 //!
-//! Stackful fibers, the I/O reactor and timers are being built (see the
-//! README); their names in the public contract will land in `fiber`,
-//! `net`, `io` and `time`.
+//! - **I/O and timers**: a mio reactor (epoll) turned by the worker about to
+//!   park, no reactor thread; [`net`] has TCP, UDP and Unix sockets
+//!   implementing the [`io`] traits; [`time`] has `sleep`, `timeout` and
+//!   `interval` on a hierarchical timer wheel.
+//!
+//! Stackful fibers are being built next; their names in the public
+//! contract will land in `fiber`.
 //!
 //! # Entry points
 //!

@@ -252,7 +252,7 @@ impl Builder {
             blocking_name(self.thread_name.clone()),
             self.thread_stack_size,
         );
-        let driver = std::sync::Arc::new(DriverSlot::new(Driver::new()?));
+        let driver = std::sync::Arc::new(DriverSlot::new(Driver::new(workers)?));
         match self.kind {
             Kind::CurrentThread => {
                 let handle = current_thread::Handle::new(blocking.clone(), driver);

@@ -117,6 +117,14 @@ pub(crate) fn set_scheduler<R>(cx: &scheduler::Context, f: impl FnOnce() -> R) -
     f()
 }
 
+/// The index of the worker this thread is, if it is one.
+pub(crate) fn worker_index() -> Option<usize> {
+    with_scheduler(|cx| match cx {
+        Some(scheduler::Context::MultiThread(cx)) => Some(cx.index()),
+        _ => None,
+    })
+}
+
 /// Calls `f` with this thread's scheduler context, if any.
 pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&scheduler::Context>) -> R) -> R {
     let ptr = CONTEXT

@@ -22,11 +22,12 @@ pub(crate) struct Handle {
 }
 
 impl Driver {
-    pub(crate) fn new() -> io::Result<Driver> {
+    /// `workers` timer wheels, one per worker.
+    pub(crate) fn new(workers: usize) -> io::Result<Driver> {
         let io = reactor::Driver::new()?;
         let handle = Handle {
             io: io.handle().clone(),
-            time: Arc::new(time::driver::Handle::new(io.handle().clone())),
+            time: Arc::new(time::driver::Handle::new(io.handle().clone(), workers)),
         };
         Ok(Driver { io, handle })
     }

@@ -1,16 +1,23 @@
-//! The timer side of the driver: the wheel behind a lock, the clock
-//! (`Instant` <-> tick), and the hand-off with the parked driver.
+//! The timer side of the driver: the wheels, the clock (`Instant` <->
+//! tick), and the hand-off with the parked driver.
+//!
+//! One wheel per worker, each behind its own lock: a `Sleep` registers in
+//! the wheel of the worker it is first polled on, so timers of different
+//! workers never contend. The thread turning the driver advances all of
+//! them. A `Sleep` takes its wheel's lock twice in its life: to register,
+//! and to learn that it fired and free its entry in the same step.
 
 use super::wheel::{EntryPoll, Key, Wheel};
 use crate::loom::{AtomicU64, Mutex, Ordering::*};
 use crate::reactor;
+use crate::util::CachePadded;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
 /// Shared by every `Sleep` of a runtime and by its driver.
 pub(crate) struct Handle {
-    wheel: Mutex<Wheel>,
+    wheels: Box<[CachePadded<Mutex<Wheel>>]>,
     /// Tick 0.
     start: Instant,
     /// The tick the parked driver will wake at by itself, or 0 while no
@@ -22,10 +29,19 @@ pub(crate) struct Handle {
     is_shutdown: std::sync::atomic::AtomicBool,
 }
 
+/// A registered timer: its wheel and its entry there.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimerKey {
+    shard: u32,
+    key: Key,
+}
+
 impl Handle {
-    pub(crate) fn new(io: Arc<reactor::Handle>) -> Handle {
+    pub(crate) fn new(io: Arc<reactor::Handle>, shards: usize) -> Handle {
         Handle {
-            wheel: Mutex::new(Wheel::new()),
+            wheels: (0..shards.max(1))
+                .map(|_| CachePadded::new(Mutex::new(Wheel::new())))
+                .collect(),
             start: Instant::now(),
             wake_at: AtomicU64::new(0),
             io,
@@ -53,34 +69,61 @@ impl Handle {
         self.start + Duration::from_millis(tick)
     }
 
-    /// Registers a timer for `deadline`.
-    pub(crate) fn register(&self, deadline: Instant, waker: &Waker) -> Key {
-        assert!(
-            !self.is_shutdown.load(Acquire),
-            "the fiber-runtime runtime of this timer has shut down"
-        );
-        let tick = self.deadline_tick(deadline);
-        let mut wheel = self.wheel.lock();
-        let key = wheel.insert(tick, waker.clone());
-        let wake_at = self.wake_at.load(Acquire);
-        drop(wheel);
-        if wake_at != 0 && tick < wake_at {
-            self.io.unpark();
-        }
-        key
-    }
-
-    pub(crate) fn poll(&self, key: Key, waker: &Waker) -> EntryPoll {
+    fn check_shutdown(&self) {
         if self.is_shutdown.load(Acquire) {
             panic!("the fiber-runtime runtime of this timer has shut down");
         }
-        self.wheel.lock().poll_entry(key, waker)
     }
 
-    pub(crate) fn reset(&self, key: Key, deadline: Instant) {
+    /// Registers a timer for `deadline` in wheel `shard` (modulo the
+    /// number of wheels); returns its key and whether it already fired.
+    pub(crate) fn register(
+        &self,
+        shard: usize,
+        deadline: Instant,
+        waker: &Waker,
+    ) -> (TimerKey, bool) {
+        self.check_shutdown();
+        let shard = shard % self.wheels.len();
         let tick = self.deadline_tick(deadline);
-        let mut wheel = self.wheel.lock();
-        wheel.reset(key, tick);
+        let mut wheel = self.wheels[shard].lock();
+        let key = wheel.insert(tick, waker.clone());
+        let fired = wheel.poll_entry(key, waker) == EntryPoll::Fired;
+        let wake_at = self.wake_at.load(Acquire);
+        drop(wheel);
+        if wake_at != 0 && tick < wake_at {
+            self.io.unpark();
+        }
+        (
+            TimerKey {
+                shard: shard as u32,
+                key,
+            },
+            fired,
+        )
+    }
+
+    /// Returns `true` (and frees the entry) if the timer fired; otherwise
+    /// makes `waker` the one to wake.
+    pub(crate) fn poll(&self, key: TimerKey, waker: &Waker) -> bool {
+        self.check_shutdown();
+        let mut wheel = self.wheels[key.shard as usize].lock();
+        match wheel.poll_entry(key.key, waker) {
+            EntryPoll::Fired => {
+                let w = wheel.remove(key.key);
+                drop(wheel);
+                drop(w);
+                true
+            }
+            EntryPoll::Pending => false,
+        }
+    }
+
+    /// Moves a timer (fired or not) to a new deadline.
+    pub(crate) fn reset(&self, key: TimerKey, deadline: Instant) {
+        let tick = self.deadline_tick(deadline);
+        let mut wheel = self.wheels[key.shard as usize].lock();
+        wheel.reset(key.key, tick);
         let wake_at = self.wake_at.load(Acquire);
         drop(wheel);
         if wake_at != 0 && tick < wake_at {
@@ -88,29 +131,31 @@ impl Handle {
         }
     }
 
-    pub(crate) fn remove(&self, key: Key) {
-        let waker = self.wheel.lock().remove(key);
+    pub(crate) fn remove(&self, key: TimerKey) {
+        let waker = self.wheels[key.shard as usize].lock().remove(key.key);
         drop(waker);
     }
 
     /// Before the driver parks: how long it may sleep (at most `max`), and
     /// records when it will wake by itself.
     pub(crate) fn prepare_park(&self, max: Option<Duration>) -> Option<Duration> {
-        let wheel = self.wheel.lock();
-        let next = wheel.next_expiration();
+        // Publish "the driver is about to park" first: a timer registered
+        // from now on either sees it (and unparks) or is seen below.
+        self.wake_at.store(1, SeqCst);
+        let next = self
+            .wheels
+            .iter()
+            .filter_map(|w| w.lock().next_expiration())
+            .min();
+        self.wake_at.store(next.unwrap_or(u64::MAX).max(1), SeqCst);
         let timeout = next.map(|tick| {
             self.tick_instant(tick)
                 .saturating_duration_since(Instant::now())
         });
-        let timeout = match (timeout, max) {
+        match (timeout, max) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        };
-        // Under the lock: a racing `register` either sees this or was seen
-        // by `next_expiration`.
-        self.wake_at.store(next.unwrap_or(u64::MAX).max(1), Release);
-        drop(wheel);
-        timeout
+        }
     }
 
     /// After the driver woke: fires due timers.
@@ -123,24 +168,22 @@ impl Handle {
     /// handing their wakers to `wakers`.
     pub(crate) fn process(&self, wakers: &mut Vec<Waker>) {
         let now = self.now_tick();
-        let mut wheel = self.wheel.lock();
-        if wheel.pending() == 0 || wheel.next_expiration().is_some_and(|t| t > now) {
-            return;
+        for w in self.wheels.iter() {
+            let mut wheel = w.lock();
+            if wheel.pending() == 0 || wheel.next_expiration().is_some_and(|t| t > now) {
+                continue;
+            }
+            wheel.advance(now, wakers);
         }
-        wheel.advance(now, wakers);
-    }
-
-    /// Number of pending timers.
-    #[allow(dead_code)]
-    pub(crate) fn pending(&self) -> usize {
-        self.wheel.lock().pending()
     }
 
     /// Runtime shutdown: later polls of its timers panic.
     pub(crate) fn shutdown(&self) {
         self.is_shutdown.store(true, Release);
-        let wakers = self.wheel.lock().drain();
-        drop(wakers);
+        for w in self.wheels.iter() {
+            let wakers = w.lock().drain();
+            drop(wakers);
+        }
     }
 }
 

@@ -31,12 +31,12 @@ mod wheel;
 pub use std::time::{Duration, Instant};
 
 use crate::runtime::context;
+use driver::TimerKey;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use wheel::{EntryPoll, Key};
 
 #[track_caller]
 fn current_handle(what: &str) -> Arc<driver::Handle> {
@@ -106,8 +106,10 @@ fn far_future() -> Instant {
 pub struct Sleep {
     handle: Arc<driver::Handle>,
     deadline: Instant,
-    /// Registered on first poll.
-    key: Option<Key>,
+    /// Registered on first poll; `None` again once fired and freed.
+    key: Option<TimerKey>,
+    /// Fired (its wheel entry already freed).
+    fired: bool,
 }
 
 impl Sleep {
@@ -117,6 +119,7 @@ impl Sleep {
             handle: current_handle(what),
             deadline,
             key: None,
+            fired: false,
         }
     }
 
@@ -167,6 +170,7 @@ impl Sleep {
     pub fn reset(self: Pin<&mut Self>, deadline: Instant) {
         let this = self.get_mut();
         this.deadline = deadline;
+        this.fired = false;
         if let Some(key) = this.key {
             this.handle.reset(key, deadline);
         }
@@ -178,27 +182,43 @@ impl Future for Sleep {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        std::task::ready!(crate::runtime::coop::poll_proceed(cx));
-        // Past the deadline: done, whether or not the wheel has caught up.
-        if Instant::now() >= this.deadline {
+        if this.fired {
             return Poll::Ready(());
         }
-        let key = match this.key {
-            Some(key) => key,
+        std::task::ready!(crate::runtime::coop::poll_proceed(cx));
+        let fired = match this.key {
+            Some(key) => this.handle.poll(key, cx.waker()),
             None => {
-                let key = this.handle.register(this.deadline, cx.waker());
-                this.key = Some(key);
-                key
+                // First poll: a deadline already passed needs no entry.
+                if Instant::now() >= this.deadline {
+                    true
+                } else {
+                    let (key, fired) =
+                        this.handle
+                            .register(shard_hint(), this.deadline, cx.waker());
+                    this.key = Some(key);
+                    if fired {
+                        this.handle.remove(key);
+                    }
+                    fired
+                }
             }
         };
-        match this.handle.poll(key, cx.waker()) {
-            EntryPoll::Fired => Poll::Ready(()),
-            EntryPoll::Pending => {
-                crate::runtime::coop::refund();
-                Poll::Pending
-            }
+        if fired {
+            // `poll` freed the entry (or there never was one).
+            this.key = None;
+            this.fired = true;
+            Poll::Ready(())
+        } else {
+            crate::runtime::coop::refund();
+            Poll::Pending
         }
     }
+}
+
+/// The wheel a timer registers in: the current worker's own.
+fn shard_hint() -> usize {
+    crate::runtime::context::worker_index().unwrap_or(0)
 }
 
 impl Drop for Sleep {

@@ -174,6 +174,10 @@ pub(crate) fn run(handle: Arc<Handle>, core: Box<Core>) {
 }
 
 impl Context {
+    pub(crate) fn index(&self) -> usize {
+        self.index
+    }
+
     fn run(&self, mut core: Box<Core>) {
         core.busy_since = Instant::now();
         while !core.is_shutdown {
