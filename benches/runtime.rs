@@ -1,5 +1,8 @@
 //! Criterion benchmarks: fiber-runtime vs tokio on the same workloads (the
 //! ones of `examples/benchmark.rs`, at smaller sizes), in the same run.
+//! tokio has its I/O and time drivers enabled (needed by `echo` and
+//! `timers`). `timers_10k_1ms` includes the 1 ms the sleeps take by
+//! themselves (about 2 ms at 1 ms timer resolution).
 //!
 //! `cargo bench --bench runtime [-- FILTER]`
 
@@ -26,6 +29,7 @@ fn fiber_rt() -> fiber_runtime::Runtime {
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers())
+        .enable_all()
         .build()
         .unwrap()
 }
@@ -88,5 +92,37 @@ fn chained_spawn(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, spawn_many, yield_many, ping_pong, chained_spawn);
+fn echo(c: &mut Criterion) {
+    let (f, t) = (fiber_rt(), tokio_rt());
+    let mut g = c.benchmark_group("echo_10x200");
+    configure(&mut g);
+    g.sample_size(10); // milliseconds per iteration: keep the group short
+    g.bench_function("fiber", |b| b.iter(|| f.block_on(fiber::echo(10, 200))));
+    g.bench_function("tokio", |b| b.iter(|| t.block_on(tokio_rt::echo(10, 200))));
+    g.finish();
+}
+
+fn timers(c: &mut Criterion) {
+    let (f, t) = (fiber_rt(), tokio_rt());
+    let mut g = c.benchmark_group("timers_10k_1ms");
+    configure(&mut g);
+    g.sample_size(10); // milliseconds per iteration: keep the group short
+    g.bench_function("fiber", |b| {
+        b.iter(|| f.block_on(fiber::sleep_many(10_000, Duration::from_millis(1))))
+    });
+    g.bench_function("tokio", |b| {
+        b.iter(|| t.block_on(tokio_rt::sleep_many(10_000, Duration::from_millis(1))))
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    spawn_many,
+    yield_many,
+    ping_pong,
+    chained_spawn,
+    echo,
+    timers
+);
 criterion_main!(benches);

@@ -1,16 +1,31 @@
 //! fiber-runtime vs tokio, head to head.
 //!
 //! Runs each workload on a fiber-runtime and a tokio multi-thread runtime
-//! with the same number of workers (tokio otherwise at its defaults),
+//! with the same number of workers (tokio with its I/O and time drivers
+//! enabled, as `#[tokio::main]` does, otherwise at its defaults),
 //! interleaved: every round runs each workload on both runtimes, back to
 //! back, alternating which goes first. Both runtimes are built at the start
 //! of each round, outside the timed region; only the workload is timed.
-//! Prints the median time per runtime, the fiber/tokio ratio, and whether
-//! it meets the target.
+//! Prints the median per runtime, the fiber/tokio ratio, and whether it
+//! meets the target.
 //!
-//! Memory per pending task is measured in child processes (one runtime per
-//! process, since RSS would mix them): this binary re-runs itself with the
-//! hidden flag `--memory-child fiber|tokio` (see `examples/shared/memory.rs`).
+//! Most rows are times (lower is better, ratio at most the target). Two
+//! are not:
+//!
+//! - `echo` reports round trips per second (higher is better: its ratio
+//!   must be at least the target). Server and clients run on the runtime
+//!   under test, over loopback TCP: an accept task spawns one echo task per
+//!   connection, and 50 client tasks each do 2000 round trips of 64 bytes.
+//! - `timers` reports the overhead of 100k tasks each sleeping once for
+//!   1..=100 ms, all joined: the total time minus the 100 ms that the
+//!   longest sleep takes by itself.
+//!
+//! Memory is measured in child processes (one runtime per process, since
+//! RSS would mix them): this binary re-runs itself with the hidden flag
+//! `--memory-child RUNTIME:ROW` (see `examples/shared/memory.rs`). The
+//! `memory` row is bytes per pending task (1M tasks); `timer_memory` is
+//! bytes per task awaiting a one-hour `sleep` (100k tasks), task included:
+//! the bare-task baseline is not subtracted, for either runtime.
 //!
 //! ```text
 //! cargo run --release --example benchmark -- [--rounds 15] [--workers N]
@@ -18,8 +33,8 @@
 //! ```
 //!
 //! `--only` takes workload names (see the table), `--memory` is
-//! `--only memory`, `--no-memory` skips the memory row, `--verbose` prints
-//! every round's times.
+//! `--only memory`, `--no-memory` skips the two memory rows, `--verbose`
+//! prints every round's values.
 
 #[allow(dead_code)] // only bytes_per_task is used here
 #[path = "shared/memory.rs"]
@@ -27,10 +42,11 @@ mod memory;
 #[path = "shared/workloads.rs"]
 mod workloads;
 
+use memory::Wait;
 use std::io::IsTerminal;
 use std::process::Command;
-use std::time::{Duration, Instant};
-use workloads::{fiber, tokio_rt};
+use std::time::Instant;
+use workloads::{TIMERS_MAX_MS, fiber, tokio_rt};
 
 const SPAWN_N: u64 = 100_000;
 const YIELD_TASKS: usize = 200;
@@ -39,71 +55,170 @@ const PING_PAIRS: usize = 100;
 const PING_ROUNDS: u64 = 1000;
 const CHAIN_DEPTH: usize = 10_000;
 const SKYNET_SIZE: u64 = 1_000_000;
-const MEMORY_TASKS: usize = 1_000_000;
-/// Memory children per runtime (at most; each takes about a second).
+const ECHO_CONNS: usize = 50;
+const ECHO_ROUNDS: usize = 2000;
+const ECHO_TRIPS: usize = ECHO_CONNS * ECHO_ROUNDS;
+const TIMERS_N: u64 = 100_000;
+/// Memory children per runtime and row (at most; each takes about a second).
 const MEMORY_ROUNDS: usize = 3;
+
+/// Which way a row's value is better, and so how its ratio meets the target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Better {
+    /// Times, overheads, bytes: met when fiber/tokio <= target.
+    Lower,
+    /// Rates: met when fiber/tokio >= target.
+    Higher,
+}
 
 struct Workload {
     name: &'static str,
     size: &'static str,
+    unit: &'static str,
+    better: Better,
     target: f64,
-    fiber: fn(&fiber_runtime::Runtime) -> Duration,
-    tokio: fn(&tokio::runtime::Runtime) -> Duration,
+    /// One run on the given runtime; returns the row's value in `unit`.
+    fiber: fn(&fiber_runtime::Runtime) -> f64,
+    tokio: fn(&tokio::runtime::Runtime) -> f64,
 }
 
-fn time<R>(f: impl FnOnce() -> R) -> Duration {
+/// Runs `f`, returns its wall time in milliseconds.
+fn ms<R>(f: impl FnOnce() -> R) -> f64 {
     let start = Instant::now();
     std::hint::black_box(f());
-    start.elapsed()
+    start.elapsed().as_secs_f64() * 1e3
+}
+
+/// Runs `f`, which does `n` operations; returns operations per second.
+fn per_sec<R>(n: usize, f: impl FnOnce() -> R) -> f64 {
+    n as f64 / (ms(f) / 1e3)
+}
+
+/// Runs `timers`' `f`; returns its overhead: the time beyond the longest
+/// sleep, in milliseconds.
+fn timer_overhead<R>(f: impl FnOnce() -> R) -> f64 {
+    ms(f) - TIMERS_MAX_MS as f64
 }
 
 const WORKLOADS: &[Workload] = &[
     Workload {
         name: "spawn_many",
         size: "100k tasks, from a task",
+        unit: "ms",
+        better: Better::Lower,
         target: 0.5,
-        fiber: |rt| time(|| rt.block_on(fiber::spawn_many(SPAWN_N))),
-        tokio: |rt| time(|| rt.block_on(tokio_rt::spawn_many(SPAWN_N))),
+        fiber: |rt| ms(|| rt.block_on(fiber::spawn_many(SPAWN_N))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::spawn_many(SPAWN_N))),
     },
     Workload {
         name: "spawn_remote",
         size: "100k tasks, from outside",
+        unit: "ms",
+        better: Better::Lower,
         target: 0.4,
-        fiber: |rt| time(|| rt.block_on(fiber::spawn_remote(rt.handle(), SPAWN_N))),
-        tokio: |rt| time(|| rt.block_on(tokio_rt::spawn_remote(rt.handle(), SPAWN_N))),
+        fiber: |rt| ms(|| rt.block_on(fiber::spawn_remote(rt.handle(), SPAWN_N))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::spawn_remote(rt.handle(), SPAWN_N))),
     },
     Workload {
         name: "yield_many",
         size: "200 tasks x 1000 yields",
+        unit: "ms",
+        better: Better::Lower,
         target: 0.8,
-        fiber: |rt| time(|| rt.block_on(fiber::yield_many(YIELD_TASKS, YIELD_N))),
-        tokio: |rt| time(|| rt.block_on(tokio_rt::yield_many(YIELD_TASKS, YIELD_N))),
+        fiber: |rt| ms(|| rt.block_on(fiber::yield_many(YIELD_TASKS, YIELD_N))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::yield_many(YIELD_TASKS, YIELD_N))),
     },
     Workload {
         name: "ping_pong",
         size: "100 pairs x 1000 round trips",
+        unit: "ms",
+        better: Better::Lower,
         target: 0.9,
-        fiber: |rt| time(|| rt.block_on(fiber::ping_pong(PING_PAIRS, PING_ROUNDS))),
-        tokio: |rt| time(|| rt.block_on(tokio_rt::ping_pong(PING_PAIRS, PING_ROUNDS))),
+        fiber: |rt| ms(|| rt.block_on(fiber::ping_pong(PING_PAIRS, PING_ROUNDS))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::ping_pong(PING_PAIRS, PING_ROUNDS))),
     },
     Workload {
         name: "chained_spawn",
         size: "depth 10k",
+        unit: "ms",
+        better: Better::Lower,
         target: 0.5,
-        fiber: |rt| time(|| rt.block_on(fiber::chained_spawn(CHAIN_DEPTH))),
-        tokio: |rt| time(|| rt.block_on(tokio_rt::chained_spawn(CHAIN_DEPTH))),
+        fiber: |rt| ms(|| rt.block_on(fiber::chained_spawn(CHAIN_DEPTH))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::chained_spawn(CHAIN_DEPTH))),
     },
     Workload {
         name: "skynet",
         size: "1M leaves, fan-out 10",
+        unit: "ms",
+        better: Better::Lower,
         target: 0.45,
-        fiber: |rt| time(|| rt.block_on(fiber::skynet(SKYNET_SIZE))),
-        tokio: |rt| time(|| rt.block_on(tokio_rt::skynet(SKYNET_SIZE))),
+        fiber: |rt| ms(|| rt.block_on(fiber::skynet(SKYNET_SIZE))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::skynet(SKYNET_SIZE))),
+    },
+    Workload {
+        name: "echo",
+        size: "50 conns x 2000 trips, 64 B",
+        unit: "rt/s",
+        better: Better::Higher,
+        target: 1.4,
+        fiber: |rt| {
+            per_sec(ECHO_TRIPS, || {
+                rt.block_on(fiber::echo(ECHO_CONNS, ECHO_ROUNDS))
+            })
+        },
+        tokio: |rt| {
+            per_sec(ECHO_TRIPS, || {
+                rt.block_on(tokio_rt::echo(ECHO_CONNS, ECHO_ROUNDS))
+            })
+        },
+    },
+    Workload {
+        name: "timers",
+        size: "100k x 1-100 ms, overhead",
+        unit: "ms",
+        better: Better::Lower,
+        target: 0.25,
+        fiber: |rt| timer_overhead(|| rt.block_on(fiber::timers(TIMERS_N))),
+        tokio: |rt| timer_overhead(|| rt.block_on(tokio_rt::timers(TIMERS_N))),
     },
 ];
 
-const MEMORY_NAME: &str = "memory";
-const MEMORY_TARGET: f64 = 0.25;
+/// A row measured in child processes (RSS growth per task).
+struct MemoryWorkload {
+    name: &'static str,
+    size: &'static str,
+    unit: &'static str,
+    target: f64,
+    tasks: usize,
+    wait: Wait,
+}
+
+const MEMORY_WORKLOADS: &[MemoryWorkload] = &[
+    MemoryWorkload {
+        name: "memory",
+        size: "1M pending tasks",
+        unit: "B/task",
+        target: 0.25,
+        tasks: 1_000_000,
+        wait: Wait::Forever,
+    },
+    MemoryWorkload {
+        name: "timer_memory",
+        size: "100k pending 1-hour sleeps",
+        unit: "B/sleep",
+        target: 0.5,
+        tasks: 100_000,
+        wait: Wait::Sleep,
+    },
+];
+
+/// Every row name, in table order.
+fn all_names() -> impl Iterator<Item = &'static str> {
+    WORKLOADS
+        .iter()
+        .map(|w| w.name)
+        .chain(MEMORY_WORKLOADS.iter().map(|m| m.name))
+}
 
 struct Options {
     rounds: usize,
@@ -118,11 +233,7 @@ fn usage(msg: &str) -> ! {
     eprintln!(
         "usage: benchmark [--rounds R] [--workers N] [--only NAME[,NAME...]] [--memory] [--no-memory] [--verbose]"
     );
-    let names: Vec<_> = WORKLOADS
-        .iter()
-        .map(|w| w.name)
-        .chain([MEMORY_NAME])
-        .collect();
+    let names: Vec<_> = all_names().collect();
     eprintln!("workloads: {}", names.join(", "));
     std::process::exit(2);
 }
@@ -155,22 +266,27 @@ fn parse_args() -> Options {
             "--only" => {
                 let names: Vec<String> = value("--only").split(',').map(str::to_string).collect();
                 for n in &names {
-                    if n != MEMORY_NAME && !WORKLOADS.iter().any(|w| w.name == n) {
+                    if !all_names().any(|name| name == n) {
                         usage(&format!("unknown workload {n:?}"));
                     }
                 }
                 o.only = Some(names);
             }
-            "--memory" => o.only = Some(vec![MEMORY_NAME.to_string()]),
+            "--memory" => o.only = Some(vec!["memory".to_string()]),
             "--no-memory" => o.memory = false,
             "--verbose" | "-v" => o.verbose = true,
             "--memory-child" => {
                 // Hidden: one memory measurement, printed for the parent.
                 let which = value("--memory-child");
-                let r = match which.as_str() {
-                    "fiber" => memory::measure_fiber(MEMORY_TASKS, o.workers),
-                    "tokio" => memory::measure_tokio(MEMORY_TASKS, o.workers),
-                    _ => usage("--memory-child takes fiber or tokio"),
+                let (runtime, row) = which.split_once(':').unwrap_or((&which, "memory"));
+                let m = MEMORY_WORKLOADS
+                    .iter()
+                    .find(|m| m.name == row)
+                    .unwrap_or_else(|| usage(&format!("no memory row {row:?}")));
+                let r = match runtime {
+                    "fiber" => memory::measure_fiber(m.tasks, o.workers, m.wait),
+                    "tokio" => memory::measure_tokio(m.tasks, o.workers, m.wait),
+                    _ => usage("--memory-child takes fiber:ROW or tokio:ROW"),
                 };
                 println!("bytes_per_task={}", r.bytes_per_task());
                 std::process::exit(0);
@@ -203,11 +319,17 @@ fn min_max(v: &[f64]) -> (f64, f64) {
         })
 }
 
-/// Runs this binary as a memory child; returns its bytes per task.
-fn memory_child(which: &str, workers: usize) -> f64 {
+/// Runs this binary as a memory child for `row` on `which` runtime
+/// (`fiber` or `tokio`); returns its bytes per task.
+fn memory_child(which: &str, row: &str, workers: usize) -> f64 {
     let exe = std::env::current_exe().expect("cannot find the benchmark executable");
     let out = Command::new(exe)
-        .args(["--workers", &workers.to_string(), "--memory-child", which])
+        .args([
+            "--workers",
+            &workers.to_string(),
+            "--memory-child",
+            &format!("{which}:{row}"),
+        ])
         .output()
         .expect("cannot run the memory child");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -225,11 +347,12 @@ fn memory_child(which: &str, workers: usize) -> f64 {
         .unwrap_or_else(|| panic!("memory child ({which}) printed no result:\n{stdout}"))
 }
 
-/// A result row: per-round values for both runtimes (ms, or bytes/task).
+/// A result row: per-round values for both runtimes (in `unit`).
 struct Row {
     name: &'static str,
     size: &'static str,
     unit: &'static str,
+    better: Better,
     target: f64,
     fiber: Vec<f64>,
     tokio: Vec<f64>,
@@ -239,6 +362,8 @@ fn fmt_value(v: f64, unit: &str) -> String {
     match unit {
         "ms" if v < 10.0 => format!("{v:.2} ms"),
         "ms" => format!("{v:.1} ms"),
+        "rt/s" if v >= 1e6 => format!("{:.2}M {unit}", v / 1e6),
+        "rt/s" => format!("{:.1}k {unit}", v / 1e3),
         _ => format!("{v:.0} {unit}"),
     }
 }
@@ -251,7 +376,10 @@ fn main() {
             .is_none_or(|only| only.iter().any(|n| n == name))
     };
     let workloads: Vec<&Workload> = WORKLOADS.iter().filter(|w| selected(w.name)).collect();
-    let run_memory = o.memory && selected(MEMORY_NAME);
+    let memory_rows: Vec<&MemoryWorkload> = MEMORY_WORKLOADS
+        .iter()
+        .filter(|m| o.memory && selected(m.name))
+        .collect();
     // Progress goes to stderr, and only to a terminal.
     let progress = !o.verbose && std::io::stderr().is_terminal();
 
@@ -267,7 +395,8 @@ fn main() {
         .map(|w| Row {
             name: w.name,
             size: w.size,
-            unit: "ms",
+            unit: w.unit,
+            better: w.better,
             target: w.target,
             fiber: Vec::new(),
             tokio: Vec::new(),
@@ -289,22 +418,22 @@ fn main() {
             let t = build_tokio(o.workers);
             let fiber_first = round % 2 == 0;
             for (w, row) in workloads.iter().zip(&mut rows) {
-                let (fd, td) = if fiber_first {
-                    let fd = (w.fiber)(&f);
-                    (fd, (w.tokio)(&t))
+                let (fv, tv) = if fiber_first {
+                    let fv = (w.fiber)(&f);
+                    (fv, (w.tokio)(&t))
                 } else {
-                    let td = (w.tokio)(&t);
-                    ((w.fiber)(&f), td)
+                    let tv = (w.tokio)(&t);
+                    ((w.fiber)(&f), tv)
                 };
-                row.fiber.push(fd.as_secs_f64() * 1e3);
-                row.tokio.push(td.as_secs_f64() * 1e3);
+                row.fiber.push(fv);
+                row.tokio.push(tv);
                 if o.verbose {
                     println!(
-                        "  round {:>2} {:<14} fiber {:>10}  tokio {:>10}",
+                        "  round {:>2} {:<14} fiber {:>12}  tokio {:>12}",
                         round + 1,
                         w.name,
-                        fmt_value(fd.as_secs_f64() * 1e3, "ms"),
-                        fmt_value(td.as_secs_f64() * 1e3, "ms")
+                        fmt_value(fv, w.unit),
+                        fmt_value(tv, w.unit)
                     );
                 }
             }
@@ -319,26 +448,37 @@ fn main() {
         }
     }
 
-    if run_memory {
+    for m in memory_rows {
         let mut row = Row {
-            name: MEMORY_NAME,
-            size: "1M pending tasks",
-            unit: "B/task",
-            target: MEMORY_TARGET,
+            name: m.name,
+            size: m.size,
+            unit: m.unit,
+            better: Better::Lower,
+            target: m.target,
             fiber: Vec::new(),
             tokio: Vec::new(),
         };
         let rounds = o.rounds.min(MEMORY_ROUNDS);
         for round in 0..rounds {
             if progress {
-                eprint!("\rmemory {}/{rounds}", round + 1);
+                eprint!("\r{} {}/{rounds}", m.name, round + 1);
             }
             if round % 2 == 0 {
-                row.fiber.push(memory_child("fiber", o.workers));
-                row.tokio.push(memory_child("tokio", o.workers));
+                row.fiber.push(memory_child("fiber", m.name, o.workers));
+                row.tokio.push(memory_child("tokio", m.name, o.workers));
             } else {
-                row.tokio.push(memory_child("tokio", o.workers));
-                row.fiber.push(memory_child("fiber", o.workers));
+                row.tokio.push(memory_child("tokio", m.name, o.workers));
+                row.fiber.push(memory_child("fiber", m.name, o.workers));
+            }
+            if o.verbose {
+                let (fv, tv) = (row.fiber[round], row.tokio[round]);
+                println!(
+                    "  child {:>2} {:<14} fiber {:>12}  tokio {:>12}",
+                    round + 1,
+                    m.name,
+                    fmt_value(fv, m.unit),
+                    fmt_value(tv, m.unit)
+                );
             }
         }
         if progress {
@@ -360,6 +500,7 @@ fn build_fiber(workers: usize) -> fiber_runtime::Runtime {
 fn build_tokio(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .enable_all()
         .build()
         .expect("failed to build tokio")
 }
@@ -380,7 +521,10 @@ fn print_table(rows: &[Row]) {
         let ratio = f / t;
         let ratios: Vec<f64> = r.fiber.iter().zip(&r.tokio).map(|(f, t)| f / t).collect();
         let (lo, hi) = min_max(&ratios);
-        let ok = ratio <= r.target;
+        let (ok, cmp) = match r.better {
+            Better::Lower => (ratio <= r.target, "<="),
+            Better::Higher => (ratio >= r.target, ">="),
+        };
         met += usize::from(ok);
         println!(
             "{:<14} {:<28} {:>12} {:>12} {:>11.2} {:>13} {:>8}  {}",
@@ -390,10 +534,29 @@ fn print_table(rows: &[Row]) {
             fmt_value(t, r.unit),
             ratio,
             format!("{lo:.2}-{hi:.2}"),
-            format!("<= {:.2}", r.target),
+            format!("{cmp} {:.2}", r.target),
             if ok { "yes" } else { "NO" }
         );
     }
     println!("{rule}");
     println!("targets met: {met}/{}", rows.len());
+    let notes = [
+        (
+            "echo",
+            "round trips per second: higher is better, so the ratio must reach the target",
+        ),
+        (
+            "timers",
+            "total time minus the 100 ms of the longest sleep (the runtime's overhead)",
+        ),
+        (
+            "timer_memory",
+            "RSS growth per task awaiting a 1-hour sleep, task included (baseline not subtracted)",
+        ),
+    ];
+    for (name, note) in notes {
+        if rows.iter().any(|r| r.name == name) {
+            println!("{name}: {note}");
+        }
+    }
 }

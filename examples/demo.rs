@@ -1,9 +1,13 @@
 //! A quick tour of fiber-runtime: spawn and join typed tasks, run blocking
-//! code off the workers, abort a task, catch a panic as a `JoinError`, and
-//! read the runtime's metrics.
+//! code off the workers, abort a task, catch a panic as a `JoinError`, talk
+//! TCP over loopback, put a time limit on a future, and read the runtime's
+//! metrics.
 //!
 //! `cargo run --release --example demo`
 
+use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
+use fiber_runtime::net::{TcpListener, TcpStream};
+use fiber_runtime::time::{sleep, timeout};
 use fiber_runtime::{Builder, JoinError};
 use std::time::{Duration, Instant};
 
@@ -129,9 +133,62 @@ fn main() {
             "   10,000 tasks (each yields once): sum {total} in {:.2?}",
             t.elapsed()
         );
+
+        section("6. TCP: a listener and a client in the same runtime");
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind failed");
+        let addr = listener.local_addr().expect("no local address");
+        // The server answers each request with its text upper-cased.
+        let server = fiber_runtime::spawn(async move {
+            let (mut conn, peer) = listener.accept().await.expect("accept failed");
+            let mut buf = [0u8; 64];
+            let n = conn.read(&mut buf).await.expect("server read failed");
+            let reply = String::from_utf8_lossy(&buf[..n]).to_uppercase();
+            conn.write_all(reply.as_bytes())
+                .await
+                .expect("server write failed");
+            // Then it keeps the connection open without sending anything
+            // more, until the client closes it (see section 7).
+            let more = conn.read(&mut buf).await.expect("server read failed");
+            (peer, more)
+        });
+        let t = Instant::now();
+        let mut client = TcpStream::connect(addr).await.expect("connect failed");
+        client
+            .write_all(b"hello, fiber")
+            .await
+            .expect("write failed");
+        let mut buf = [0u8; 64];
+        let n = client.read(&mut buf).await.expect("read failed");
+        println!("   listening on {addr}");
+        println!(
+            "   sent \"hello, fiber\", got {:?} back in {:.2?} (connect included)",
+            String::from_utf8_lossy(&buf[..n]),
+            t.elapsed()
+        );
+
+        section("7. timeout: one that completes, one that elapses");
+        let t = Instant::now();
+        let quick = timeout(Duration::from_millis(100), sleep(Duration::from_millis(5))).await;
+        println!(
+            "   a 5 ms sleep under a 100 ms timeout: {quick:?} after {:.2?}",
+            t.elapsed()
+        );
+        // The server of section 6 sends nothing more: the read cannot finish.
+        let t = Instant::now();
+        let silent = timeout(Duration::from_millis(20), client.read(&mut buf)).await;
+        match silent {
+            Err(e) => println!(
+                "   a read from a silent peer under a 20 ms timeout: Err({e}) after {:.2?}",
+                t.elapsed()
+            ),
+            Ok(r) => println!("   the silent peer answered?! {r:?}"),
+        }
+        drop(client);
+        let (peer, more) = server.await.expect("server task failed");
+        println!("   client {peer} closed; the server then read {more} bytes (end of stream)");
     });
 
-    section("6. metrics");
+    section("8. metrics");
     std::thread::sleep(Duration::from_millis(5)); // workers publish their counters when idle
     let m = rt.metrics();
     println!(

@@ -7,9 +7,11 @@
 //! `examples/shared/memory.rs` for the method.
 //!
 //! Only one runtime is measured per process (RSS would mix them): pass
-//! `--tokio` to measure tokio instead of fiber-runtime.
+//! `--tokio` to measure tokio instead of fiber-runtime. With `--sleep`,
+//! each task awaits a one-hour `sleep` of its runtime instead (default
+//! 100,000 tasks): the cost of a pending timer, task included.
 //!
-//! `cargo run --release --example memory_usage -- [--tokio] [--tasks N] [--workers N]`
+//! `cargo run --release --example memory_usage -- [--tokio] [--sleep] [--tasks N] [--workers N]`
 
 #[path = "shared/memory.rs"]
 mod memory;
@@ -27,19 +29,30 @@ fn arg(args: &[String], name: &str, default: usize) -> usize {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let tokio = args.iter().any(|a| a == "--tokio");
-    let tasks = arg(&args, "--tasks", 1_000_000);
+    let sleep = args.iter().any(|a| a == "--sleep");
+    let wait = if sleep {
+        memory::Wait::Sleep
+    } else {
+        memory::Wait::Forever
+    };
+    let tasks = arg(&args, "--tasks", if sleep { 100_000 } else { 1_000_000 });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let workers = arg(&args, "--workers", cores);
     let name = if tokio { "tokio" } else { "fiber-runtime" };
 
     let r = if tokio {
-        memory::measure_tokio(tasks, workers)
+        memory::measure_tokio(tasks, workers, wait)
     } else {
-        memory::measure_fiber(tasks, workers)
+        memory::measure_fiber(tasks, workers, wait)
     };
 
     let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("{name}: {tasks} pending tasks on {workers} workers (JoinHandles dropped)");
+    let what = if sleep {
+        "tasks in a pending 1-hour sleep"
+    } else {
+        "pending tasks"
+    };
+    println!("{name}: {tasks} {what} on {workers} workers (JoinHandles dropped)");
     println!("  future size       {} bytes", r.future_size);
     println!("  RSS before        {:.1} MiB", mib(r.rss_before));
     println!("  RSS after         {:.1} MiB", mib(r.rss_after));

@@ -9,6 +9,12 @@
 //! so the figure is the task itself plus the runtime's bookkeeping for it,
 //! not a `Vec` of handles. The runtime is dropped afterwards, cancelling
 //! the tasks.
+//!
+//! With [`Wait::Sleep`] each task awaits a one-hour `sleep` of its runtime
+//! instead (registered with the timer on that first poll), so the figure is
+//! the whole cost of a pending sleep: the task, the `Sleep` inside its
+//! future and the timer's own entry. The bare-task baseline
+//! ([`Wait::Forever`]) is **not** subtracted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -46,12 +52,36 @@ pub(crate) fn rss_bytes() -> u64 {
     kb * 1024
 }
 
+/// What each measured task waits on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wait {
+    /// `std::future::pending()`: the bare task.
+    Forever,
+    /// A one-hour `sleep` of the runtime under test.
+    Sleep,
+}
+
+/// How long a [`Wait::Sleep`] task sleeps: longer than any measurement.
+const SLEEP: Duration = Duration::from_secs(3600);
+
 static STARTED: AtomicUsize = AtomicUsize::new(0);
 
 /// The pending task: counts its first poll, then never completes.
 async fn pending_task() {
     STARTED.fetch_add(1, Ordering::Relaxed);
     std::future::pending::<()>().await
+}
+
+/// Counts its first poll, then waits an hour on a fiber-runtime timer.
+async fn fiber_sleep_task() {
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    fiber_runtime::time::sleep(SLEEP).await
+}
+
+/// Counts its first poll, then waits an hour on a tokio timer.
+async fn tokio_sleep_task() {
+    STARTED.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(SLEEP).await
 }
 
 fn wait_all_started(n: usize) {
@@ -68,7 +98,7 @@ fn wait_all_started(n: usize) {
 }
 
 /// Measures fiber-runtime with `workers` worker threads.
-pub(crate) fn measure_fiber(n: usize, workers: usize) -> Report {
+pub(crate) fn measure_fiber(n: usize, workers: usize, wait: Wait) -> Report {
     let rt = fiber_runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .build()
@@ -90,7 +120,10 @@ pub(crate) fn measure_fiber(n: usize, workers: usize) -> Report {
     rt.block_on(async move {
         fiber_runtime::spawn(async move {
             for _ in 0..n {
-                drop(fiber_runtime::spawn(pending_task()));
+                match wait {
+                    Wait::Forever => drop(fiber_runtime::spawn(pending_task())),
+                    Wait::Sleep => drop(fiber_runtime::spawn(fiber_sleep_task())),
+                }
             }
         })
         .await
@@ -111,16 +144,21 @@ pub(crate) fn measure_fiber(n: usize, workers: usize) -> Report {
         tasks: n,
         rss_before,
         rss_after,
-        future_size: std::mem::size_of_val(&pending_task()),
+        future_size: match wait {
+            Wait::Forever => std::mem::size_of_val(&pending_task()),
+            Wait::Sleep => std::mem::size_of_val(&fiber_sleep_task()),
+        },
         spawn_time,
         shutdown_time: start.elapsed(),
     }
 }
 
-/// Measures tokio (multi-thread, default settings) with `workers` workers.
-pub(crate) fn measure_tokio(n: usize, workers: usize) -> Report {
+/// Measures tokio (multi-thread, drivers enabled, otherwise default
+/// settings) with `workers` workers.
+pub(crate) fn measure_tokio(n: usize, workers: usize, wait: Wait) -> Report {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        .enable_all()
         .build()
         .expect("failed to build tokio");
     rt.block_on(async {
@@ -137,7 +175,10 @@ pub(crate) fn measure_tokio(n: usize, workers: usize) -> Report {
     rt.block_on(async move {
         tokio::spawn(async move {
             for _ in 0..n {
-                drop(tokio::spawn(pending_task()));
+                match wait {
+                    Wait::Forever => drop(tokio::spawn(pending_task())),
+                    Wait::Sleep => drop(tokio::spawn(tokio_sleep_task())),
+                }
             }
         })
         .await
@@ -158,7 +199,10 @@ pub(crate) fn measure_tokio(n: usize, workers: usize) -> Report {
         tasks: n,
         rss_before,
         rss_after,
-        future_size: std::mem::size_of_val(&pending_task()),
+        future_size: match wait {
+            Wait::Forever => std::mem::size_of_val(&pending_task()),
+            Wait::Sleep => std::mem::size_of_val(&tokio_sleep_task()),
+        },
         spawn_time,
         shutdown_time: start.elapsed(),
     }

@@ -3,14 +3,22 @@
 //!
 //! `workloads!` expands the same source once per runtime (module `fiber`
 //! for fiber-runtime, module `tokio_rt` for tokio), so both run identical
-//! code: only `spawn`, `yield_now` and the handle type differ. Every async
-//! function here must be run inside the runtime (`block_on`); each checks
-//! its own result.
+//! code: only `spawn`, `yield_now`, the handle type and the crate whose
+//! `net`, `io` and `time` modules are used differ. Every async function here
+//! must be run inside the runtime (`block_on`); each checks its own result.
+//! The tokio runtime must have its drivers enabled (`enable_all`) for
+//! `echo` and `timers`.
 
 use futures::channel::oneshot;
 
 /// A ping-pong message: a counter, and where to send the reply.
 pub(crate) struct Ping(u64, oneshot::Sender<Ping>);
+
+/// Bytes per echo round trip.
+pub(crate) const ECHO_MSG: usize = 64;
+
+/// The longest sleep of `timers`: sleeps are `i % TIMERS_MAX_MS + 1` ms.
+pub(crate) const TIMERS_MAX_MS: u64 = 100;
 
 /// The skynet sum of `0..size` leaves.
 pub(crate) const fn skynet_sum(size: u64) -> u64 {
@@ -18,12 +26,16 @@ pub(crate) const fn skynet_sum(size: u64) -> u64 {
 }
 
 macro_rules! workloads {
-    ($name:ident, $handle:ty, $spawn:path, $yield_now:path) => {
+    ($name:ident, $krate:ident, $handle:ty, $spawn:path, $yield_now:path) => {
         pub(crate) mod $name {
-            use super::{Ping, skynet_sum};
+            use super::{ECHO_MSG, Ping, TIMERS_MAX_MS, skynet_sum};
             use futures::channel::oneshot;
             use std::future::Future;
             use std::hint::black_box;
+            use std::net::SocketAddr;
+            use std::time::Duration;
+            use $krate::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            use $krate::net::{TcpListener, TcpStream};
 
             /// `n` tiny tasks spawned from one task, all joined.
             pub(crate) async fn spawn_many(n: u64) {
@@ -166,18 +178,123 @@ macro_rules! workloads {
                 let sum = $spawn(skynet_node(0, size)).await.unwrap();
                 assert_eq!(sum, skynet_sum(size));
             }
+
+            /// Server side of one echo connection: sends back whatever it
+            /// reads, until the client closes.
+            async fn echo_conn(mut s: TcpStream) {
+                s.set_nodelay(true).unwrap();
+                let mut buf = [0u8; 4096];
+                loop {
+                    let n = s.read(&mut buf).await.expect("echo server read");
+                    if n == 0 {
+                        break;
+                    }
+                    s.write_all(&buf[..n]).await.expect("echo server write");
+                }
+            }
+
+            /// Client side: `rounds` round trips of `ECHO_MSG` bytes, each
+            /// message numbered and checked when it comes back.
+            async fn echo_client(addr: SocketAddr, id: usize, rounds: usize) -> u64 {
+                let mut s = TcpStream::connect(addr).await.expect("echo connect");
+                s.set_nodelay(true).unwrap();
+                let mut msg = [id as u8; ECHO_MSG];
+                let mut back = [0u8; ECHO_MSG];
+                for r in 0..rounds {
+                    msg[..8].copy_from_slice(&(r as u64).to_le_bytes());
+                    s.write_all(&msg).await.expect("echo client write");
+                    s.read_exact(&mut back).await.expect("echo client read");
+                    assert_eq!(msg, back, "echo returned other bytes");
+                }
+                rounds as u64
+            }
+
+            /// TCP echo over loopback, server and clients on this runtime:
+            /// an accept task spawns one echo task per connection, and
+            /// `conns` client tasks each connect and do `rounds` round
+            /// trips (write `ECHO_MSG` bytes, read them back; `TCP_NODELAY`
+            /// on both ends). The listener comes from the standard library
+            /// (backlog 128, so keep `conns` below that), registered with
+            /// `from_std`, the same way for both runtimes.
+            pub(crate) async fn echo(conns: usize, rounds: usize) {
+                let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                std_listener.set_nonblocking(true).unwrap();
+                let addr = std_listener.local_addr().unwrap();
+                let total = $spawn(async move {
+                    let listener = TcpListener::from_std(std_listener).unwrap();
+                    let server = $spawn(async move {
+                        let mut handles = Vec::with_capacity(conns);
+                        for _ in 0..conns {
+                            let (s, _) = listener.accept().await.expect("accept");
+                            handles.push($spawn(echo_conn(s)));
+                        }
+                        for h in handles {
+                            h.await.unwrap();
+                        }
+                    });
+                    let clients: Vec<_> = (0..conns)
+                        .map(|id| $spawn(echo_client(addr, id, rounds)))
+                        .collect();
+                    let mut total = 0;
+                    for c in clients {
+                        total += c.await.unwrap();
+                    }
+                    // Every connection closed: the echo tasks end too.
+                    server.await.unwrap();
+                    total
+                })
+                .await
+                .unwrap();
+                assert_eq!(total, (conns * rounds) as u64);
+            }
+
+            /// `n` tasks, each sleeping once for `i % TIMERS_MAX_MS + 1` ms
+            /// (spawned from one task), all joined.
+            pub(crate) async fn timers(n: u64) {
+                sleep_tasks(n, |i| Duration::from_millis(i % TIMERS_MAX_MS + 1)).await
+            }
+
+            /// `n` tasks, each sleeping once for `d` (spawned from one
+            /// task), all joined.
+            #[allow(dead_code)] // used by benches/runtime.rs only
+            pub(crate) async fn sleep_many(n: u64, d: Duration) {
+                sleep_tasks(n, move |_| d).await
+            }
+
+            async fn sleep_tasks(n: u64, dur: impl Fn(u64) -> Duration + Copy + Send + 'static) {
+                let sum = $spawn(async move {
+                    let handles: Vec<_> = (0..n)
+                        .map(|i| {
+                            $spawn(async move {
+                                $krate::time::sleep(dur(i)).await;
+                                i
+                            })
+                        })
+                        .collect();
+                    let mut sum = 0;
+                    for h in handles {
+                        sum += h.await.unwrap();
+                    }
+                    sum
+                })
+                .await
+                .unwrap();
+                assert_eq!(sum, n * n.saturating_sub(1) / 2);
+            }
         }
     };
 }
 
 workloads!(
     fiber,
+    fiber_runtime,
     fiber_runtime::Handle,
     fiber_runtime::spawn,
     fiber_runtime::yield_now
 );
 workloads!(
     tokio_rt,
+    tokio,
     tokio::runtime::Handle,
     tokio::spawn,
     tokio::task::yield_now

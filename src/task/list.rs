@@ -1,54 +1,125 @@
 //! `OwnedTasks`: every unfinished task of a scheduler, so that shutdown can
 //! cancel them all.
 //!
-//! A slab per shard: each task occupies one word in its shard's slot
-//! vector, and the task's header records the slot (`core.rs`), so removal
-//! is O(1) and costs the task nothing but that word — no links in the
-//! header. Slot numbers interleave shards: slot `n` belongs to shard
-//! `n & mask`, at index `n >> shard_bits`. Workers insert into their own
-//! shard, so its lock and cache lines stay mostly on one core.
+//! A slab per shard: each task occupies one atomic word in its shard's
+//! slots, and its header records the slot (`core.rs`), so the task itself
+//! carries no links. Workers insert into their own shard (under its lock,
+//! which only inserters take, so it stays on one core); removal, done by
+//! whichever thread completes the task, takes no lock at all: one
+//! compare-exchange of the slot back to empty. Inserters reuse empty slots
+//! once at least a quarter of the used ones are empty, scanning from a
+//! cursor, so the scan is O(1) amortised and the slab stays within 4/3 of
+//! the peak of live tasks.
+//!
+//! Slots live in fixed segments that never move (a removal may read one
+//! while an inserter adds another). Slot numbers interleave shards: slot
+//! `n` belongs to shard `n & mask`, at index `n >> shard_bits`.
 
 use super::RawTask;
 use super::core::NO_SLOT;
-use crate::loom::Mutex;
+use crate::loom::{AtomicUsize, Mutex, Ordering::*};
 use crate::util::CachePadded;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicIsize, AtomicPtr};
 
 /// At most this many shards (workers beyond share them).
 const MAX_SHARDS: usize = 64;
+#[cfg(not(loom))]
+const SEGMENT_BITS: u32 = 14;
+#[cfg(loom)]
+const SEGMENT_BITS: u32 = 2;
+/// Slots per segment (16384: 128 KiB, whose pages are only touched as
+/// they fill).
+const SEGMENT_LEN: usize = 1 << SEGMENT_BITS;
+/// Segments per shard: 16M live tasks per shard.
+const MAX_SEGMENTS: usize = 1024;
+/// An empty slot.
+const EMPTY: usize = 0;
+
+type Segment = [AtomicUsize];
 
 pub(crate) struct OwnedTasks {
-    /// Each shard on cache lines of its own.
-    shards: Box<[CachePadded<Mutex<Shard>>]>,
+    shards: Box<[CachePadded<Shard>]>,
     shard_bits: u32,
 }
 
-/// A slab: occupied slots hold a task pointer (even), free ones
-/// `next_free << 1 | 1`.
 struct Shard {
-    slots: Vec<usize>,
-    /// Head of the free list, or `FREE_END`.
-    free_head: usize,
-    len: usize,
+    /// Taken by inserters (and shutdown) only.
+    synced: Mutex<Synced>,
+    segments: Box<[AtomicPtr<AtomicUsize>]>,
+    /// Empty slots below `synced.used` (may briefly lag a removal).
+    vacant: AtomicIsize,
+    /// Live tasks, for metrics.
+    live: AtomicIsize,
+}
+
+/// The fields behind the inserters' lock.
+struct Synced {
+    /// Slots ever handed out (the high-water mark).
+    used: usize,
+    /// Where the next scan for an empty slot starts.
+    cursor: usize,
     closed: bool,
 }
 
-const FREE_END: usize = usize::MAX >> 1;
+impl Shard {
+    fn new() -> Shard {
+        Shard {
+            synced: Mutex::new(Synced {
+                used: 0,
+                cursor: 0,
+                closed: false,
+            }),
+            segments: (0..MAX_SEGMENTS)
+                .map(|_| AtomicPtr::new(std::ptr::null_mut()))
+                .collect(),
+            vacant: AtomicIsize::new(0),
+            live: AtomicIsize::new(0),
+        }
+    }
+
+    /// The slot at `index`, whose segment exists (it was handed out).
+    fn slot(&self, index: usize) -> &AtomicUsize {
+        let seg = self.segments[index >> SEGMENT_BITS].load(Acquire);
+        debug_assert!(!seg.is_null());
+        // SAFETY: segments are allocated (and published with `Release`)
+        // before any of their slots is handed out, and freed only when the
+        // shard is dropped; `index` was handed out, so its segment exists
+        // and has `SEGMENT_LEN` slots.
+        unsafe { &*seg.add(index & (SEGMENT_LEN - 1)) }
+    }
+
+    /// Allocates the segment of `index` if needed (inserter, under lock).
+    fn ensure_segment(&self, index: usize) {
+        let s = &self.segments[index >> SEGMENT_BITS];
+        if s.load(Relaxed).is_null() {
+            let seg: Box<Segment> = (0..SEGMENT_LEN).map(|_| AtomicUsize::new(EMPTY)).collect();
+            s.store(Box::into_raw(seg).cast::<AtomicUsize>(), Release);
+        }
+    }
+}
+
+impl Drop for Shard {
+    fn drop(&mut self) {
+        for s in self.segments.iter() {
+            let p = s.load(Relaxed);
+            if !p.is_null() {
+                let slice = std::ptr::slice_from_raw_parts_mut(p, SEGMENT_LEN);
+                // SAFETY: allocated as a `Box<[AtomicUsize]>` of
+                // `SEGMENT_LEN` in `ensure_segment`; nothing else uses it
+                // once the shard is dropped.
+                drop(unsafe { Box::from_raw(slice) });
+            }
+        }
+    }
+}
 
 impl OwnedTasks {
     /// `shards` is rounded up to a power of two, at most `MAX_SHARDS`.
     pub(crate) fn new(shards: usize) -> OwnedTasks {
         let n = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         OwnedTasks {
-            shards: (0..n)
-                .map(|_| {
-                    CachePadded::new(Mutex::new(Shard {
-                        slots: Vec::new(),
-                        free_head: FREE_END,
-                        len: 0,
-                        closed: false,
-                    }))
-                })
-                .collect(),
+            shards: (0..n).map(|_| CachePadded::new(Shard::new())).collect(),
             shard_bits: n.trailing_zeros(),
         }
     }
@@ -63,31 +134,45 @@ impl OwnedTasks {
     ///
     /// # Panics
     ///
-    /// Panics if a shard would exceed 2^30 / shards live tasks.
+    /// Panics if a shard would hold more than 16M live tasks.
     pub(crate) fn insert(&self, task: RawTask, hint: usize) -> Result<(), ()> {
         let shard_idx = hint & self.mask();
-        let mut shard = self.shards[shard_idx].lock();
-        if shard.closed {
+        let shard = &self.shards[shard_idx];
+        let mut synced = shard.synced.lock();
+        if synced.closed {
             return Err(());
         }
-        let index = if shard.free_head != FREE_END {
-            let i = shard.free_head;
-            shard.free_head = shard.slots[i] >> 1;
+        let index = if synced.used > 0 && shard.vacant.load(Relaxed) * 4 > synced.used as isize {
+            // Reuse: at least a quarter of the slots are empty, so the scan
+            // is short on average.
+            let i = loop {
+                let i = synced.cursor;
+                synced.cursor = (i + 1) % synced.used;
+                if shard.slot(i).load(Relaxed) == EMPTY {
+                    break i;
+                }
+            };
+            shard.vacant.fetch_sub(1, Relaxed);
             i
         } else {
-            shard.slots.push(0);
-            shard.slots.len() - 1
+            let i = synced.used;
+            assert!(
+                i < SEGMENT_LEN * MAX_SEGMENTS,
+                "fiber-runtime: more than {} live tasks in one owned-task shard",
+                SEGMENT_LEN * MAX_SEGMENTS
+            );
+            shard.ensure_segment(i);
+            synced.used += 1;
+            i
         };
         let slot = (index << self.shard_bits) | shard_idx;
-        assert!(
-            slot < NO_SLOT as usize,
-            "fiber-runtime: too many live tasks (more than {} in one shard)",
-            NO_SLOT >> self.shard_bits
-        );
-        shard.slots[index] = task.ptr().as_ptr() as usize;
-        shard.len += 1;
-        // The task is not shared yet: nobody else reads its slot.
+        debug_assert!(slot < NO_SLOT as usize);
+        // The task is not shared yet: nobody else reads its slot number.
         task.header().set_owned_slot(slot as u32);
+        shard
+            .slot(index)
+            .store(task.ptr().as_ptr() as usize, Release);
+        shard.live.fetch_add(1, Relaxed);
         Ok(())
     }
 
@@ -100,14 +185,18 @@ impl OwnedTasks {
             return false;
         }
         let slot = slot as usize;
-        let index = slot >> self.shard_bits;
-        let mut shard = self.shards[slot & self.mask()].lock();
-        if shard.slots.get(index) != Some(&(task.ptr().as_ptr() as usize)) {
+        let shard = &self.shards[slot & self.mask()];
+        let ptr = task.ptr().as_ptr() as usize;
+        // Exactly one of this and shutdown's swap takes the task out.
+        if shard
+            .slot(slot >> self.shard_bits)
+            .compare_exchange(ptr, EMPTY, AcqRel, Relaxed)
+            .is_err()
+        {
             return false;
         }
-        shard.slots[index] = (shard.free_head << 1) | 1;
-        shard.free_head = index;
-        shard.len -= 1;
+        shard.live.fetch_sub(1, Relaxed);
+        shard.vacant.fetch_add(1, Relaxed);
         true
     }
 
@@ -115,24 +204,24 @@ impl OwnedTasks {
     /// (dropping each future on this thread).
     pub(crate) fn close_and_shutdown_all(&self) {
         for shard in self.shards.iter() {
-            shard.lock().closed = true;
+            shard.synced.lock().closed = true;
         }
         for shard in self.shards.iter() {
-            // Take the tasks out under the lock, shut them down without it:
-            // dropping a future may finish other tasks, which remove
-            // themselves.
+            // Take the tasks out under the lock, shut them down without
+            // it: dropping a future may finish or spawn other tasks.
             let tasks: Vec<usize> = {
-                let mut shard = shard.lock();
-                shard.free_head = FREE_END;
-                shard.len = 0;
-                std::mem::take(&mut shard.slots)
+                let synced = shard.synced.lock();
+                (0..synced.used)
+                    .map(|i| shard.slot(i).swap(EMPTY, AcqRel))
+                    .filter(|&p| p != EMPTY)
+                    .collect()
             };
-            for word in tasks.into_iter().filter(|w| w & 1 == 0) {
-                // SAFETY: an occupied slot holds a live task's pointer (the
-                // list holds a reference to it), never null.
-                let ptr = unsafe { std::ptr::NonNull::new_unchecked(word as *mut _) };
-                // SAFETY: taking it out of the slab handed us the list's
-                // reference.
+            shard.live.fetch_sub(tasks.len() as isize, Relaxed);
+            for p in tasks {
+                // SAFETY: a non-empty slot holds a live task's pointer (the
+                // list holds a reference to it).
+                let ptr = unsafe { NonNull::new_unchecked(p as *mut _) };
+                // SAFETY: the swap handed us the list's reference.
                 unsafe { RawTask::from_raw(ptr).shutdown() };
             }
         }
@@ -140,6 +229,81 @@ impl OwnedTasks {
 
     /// Number of tasks in the list (a snapshot).
     pub(crate) fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().len).sum()
+        self.shards
+            .iter()
+            .map(|s| s.live.load(Relaxed).max(0) as usize)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loom::{model, thread};
+    use crate::task::test_util::TestSched;
+    use std::sync::Arc;
+
+    /// A removal racing shutdown: exactly one of them takes the task, and
+    /// its reference is released exactly once.
+    #[test]
+    fn loom_owned_remove_racing_shutdown() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let list = Arc::new(OwnedTasks::new(1));
+            let (notified, join) = sched.spawn(async {});
+            let raw = notified_raw(&notified);
+            // Give the list a reference of its own.
+            raw.header().state.ref_inc();
+            list.insert(raw, 0).unwrap();
+            let th = {
+                let list = list.clone();
+                thread::spawn(move || list.remove(raw))
+            };
+            // Shutdown takes the task if the removal did not.
+            list.close_and_shutdown_all();
+            let removed = th.join().unwrap();
+            if removed {
+                // We own the list's reference: drop it.
+                assert!(!raw.header().state.ref_dec());
+            }
+            assert_eq!(list.len(), 0);
+            drop(notified);
+            drop(join);
+        });
+    }
+
+    fn notified_raw(n: &crate::task::Notified) -> RawTask {
+        n.raw_for_test()
+    }
+
+    #[test]
+    fn vacant_slots_are_reused_and_the_slab_stays_bounded() {
+        let sched = Arc::new(TestSched::default());
+        let list = OwnedTasks::new(1);
+        let mut live = Vec::new();
+        for round in 0..20 {
+            for _ in 0..100 {
+                let (n, j) = sched.spawn(async {});
+                let raw = n.raw_for_test();
+                raw.header().state.ref_inc();
+                list.insert(raw, 0).unwrap();
+                live.push((n, j, raw));
+            }
+            // Remove all but 10.
+            for (n, j, raw) in live.drain(10..) {
+                assert!(list.remove(raw));
+                assert!(!raw.header().state.ref_dec());
+                drop((n, j));
+            }
+            let used = list.shards[0].synced.lock().used;
+            assert!(used <= 200, "round {round}: slab grew to {used}");
+        }
+        assert_eq!(list.len(), 10);
+        for (n, j, raw) in live.drain(..) {
+            assert!(list.remove(raw));
+            assert!(!raw.header().state.ref_dec());
+            drop((n, j));
+        }
+        assert_eq!(list.len(), 0);
     }
 }

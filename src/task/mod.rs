@@ -149,6 +149,13 @@ impl Notified {
     }
 }
 
+#[cfg(test)]
+impl Notified {
+    pub(crate) fn raw_for_test(&self) -> RawTask {
+        self.0
+    }
+}
+
 impl Drop for Notified {
     fn drop(&mut self) {
         let h = self.0.header();
