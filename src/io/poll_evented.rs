@@ -48,6 +48,33 @@ impl<E: mio::event::Source> PollEvented<E> {
         self.registration.poll_io(cx, Direction::Write, || op(io))
     }
 
+    /// A stream read into a buffer of `len` bytes: a short read means the
+    /// socket's receive buffer is empty (edge-triggered readiness then
+    /// waits for the next event without a `WouldBlock` round trip).
+    pub(crate) fn poll_read_stream(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut op: impl FnMut(&E) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let io = self.get_ref();
+        self.registration
+            .poll_io_drained(cx, Direction::Read, || op(io), |&n| n > 0 && n < len)
+    }
+
+    /// A stream write of `len` bytes: a short write means the send buffer
+    /// is full.
+    pub(crate) fn poll_write_stream(
+        &self,
+        cx: &mut Context<'_>,
+        len: usize,
+        mut op: impl FnMut(&E) -> io::Result<usize>,
+    ) -> Poll<io::Result<usize>> {
+        let io = self.get_ref();
+        self.registration
+            .poll_io_drained(cx, Direction::Write, || op(io), |&n| n < len)
+    }
+
     /// Waits for write readiness once (used by `connect`).
     pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.registration

@@ -88,7 +88,7 @@ macro_rules! impl_async_read_write {
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 self.io
-                    .poll_read_io(cx, |s| std::io::Read::read(&mut &*s, buf))
+                    .poll_read_stream(cx, buf.len(), |s| std::io::Read::read(&mut &*s, buf))
             }
         }
 
@@ -99,7 +99,7 @@ macro_rules! impl_async_read_write {
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 self.io
-                    .poll_read_io(cx, |s| std::io::Read::read(&mut &*s, buf))
+                    .poll_read_stream(cx, buf.len(), |s| std::io::Read::read(&mut &*s, buf))
             }
         }
 
@@ -110,7 +110,7 @@ macro_rules! impl_async_read_write {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 self.io
-                    .poll_write_io(cx, |s| std::io::Write::write(&mut &*s, buf))
+                    .poll_write_stream(cx, buf.len(), |s| std::io::Write::write(&mut &*s, buf))
             }
 
             fn poll_flush(
@@ -135,7 +135,7 @@ macro_rules! impl_async_read_write {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 self.io
-                    .poll_write_io(cx, |s| std::io::Write::write(&mut &*s, buf))
+                    .poll_write_stream(cx, buf.len(), |s| std::io::Write::write(&mut &*s, buf))
             }
 
             fn poll_flush(

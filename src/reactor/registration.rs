@@ -52,12 +52,32 @@ impl Registration {
         &self,
         cx: &mut Context<'_>,
         dir: Direction,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io_drained(cx, dir, op, |_| false)
+    }
+
+    /// As `poll_io`; in addition, when `drained` says a successful result
+    /// emptied the socket buffer (a stream read or write shorter than
+    /// asked), the readiness is cleared at once, saving the `WouldBlock`
+    /// system call the next operation would otherwise make to learn it.
+    pub(crate) fn poll_io_drained<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
         mut op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> Poll<io::Result<R>> {
         loop {
             let ev = ready!(self.poll_ready(cx, dir))?;
             match op() {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.shared.clear_readiness(ev),
+                Ok(r) => {
+                    if drained(&r) {
+                        self.shared.clear_readiness(ev);
+                    }
+                    return Poll::Ready(Ok(r));
+                }
                 res => return Poll::Ready(res),
             }
         }
