@@ -215,6 +215,13 @@ impl Context {
                     shared.metrics.flush(&core.metrics);
                     return (core, v);
                 }
+                // A `block_on` future that keeps waking itself must not
+                // starve I/O and timers either: its polls count as ticks.
+                core.tick = core.tick.wrapping_add(1);
+                if core.tick % EVENT_INTERVAL == 0 {
+                    core.park.poll_driver();
+                    core = self.wake_deferred(core);
+                }
             }
             let mut ran = 0;
             while ran < EVENT_INTERVAL {
