@@ -43,6 +43,9 @@ pub(crate) struct Handle {
     waker: mio::Waker,
     synced: Mutex<Synced>,
     is_shutdown: AtomicBool,
+    /// Registered sources; while 0, busy workers skip the non-blocking
+    /// `epoll_wait` of their periodic driver turn.
+    num_registered: std::sync::atomic::AtomicUsize,
 }
 
 /// The fields behind the lock.
@@ -74,6 +77,7 @@ impl Driver {
                     pending_release: Vec::new(),
                 }),
                 is_shutdown: AtomicBool::new(false),
+                num_registered: std::sync::atomic::AtomicUsize::new(0),
             }),
         })
     }
@@ -151,6 +155,13 @@ impl Handle {
         let _ = self.waker.wake();
     }
 
+    /// Whether any source is registered (a racy hint).
+    pub(crate) fn has_sources(&self) -> bool {
+        self.num_registered
+            .load(std::sync::atomic::Ordering::Relaxed)
+            != 0
+    }
+
     pub(crate) fn is_shutdown(&self) -> bool {
         self.is_shutdown.load(Acquire)
     }
@@ -177,6 +188,10 @@ impl Handle {
             return Err(gone());
         }
         synced.registered.insert(token.0, io.clone());
+        self.num_registered.store(
+            synced.registered.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(io)
     }
 
@@ -197,6 +212,10 @@ impl Handle {
         if let Some(io) = synced.registered.remove(&(Arc::as_ptr(io) as usize)) {
             synced.pending_release.push(io);
         }
+        self.num_registered.store(
+            synced.registered.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         res
     }
 }

@@ -46,7 +46,10 @@ impl Driver {
 
     /// A non-blocking turn, for busy workers.
     pub(crate) fn poll_now(&mut self, wakers: &mut Vec<Waker>) {
-        self.io.turn(Some(Duration::ZERO), wakers);
+        // No sockets, no events: spare the system call.
+        if self.handle.io.has_sources() {
+            self.io.turn(Some(Duration::ZERO), wakers);
+        }
         self.handle.time.process(wakers);
     }
 

@@ -24,6 +24,10 @@ pub(crate) struct Handle {
     /// thread is parked in the driver. A timer registered earlier than
     /// this must wake the driver so it re-computes its timeout.
     wake_at: AtomicU64,
+    /// No pending timer is due before this tick (a lower bound kept by
+    /// every registration, recomputed after firing), so that `process`
+    /// costs one atomic load when nothing is due.
+    earliest: AtomicU64,
     /// To wake the driver.
     io: Arc<reactor::Handle>,
     is_shutdown: std::sync::atomic::AtomicBool,
@@ -44,6 +48,7 @@ impl Handle {
                 .collect(),
             start: Instant::now(),
             wake_at: AtomicU64::new(0),
+            earliest: AtomicU64::new(u64::MAX),
             io,
             is_shutdown: std::sync::atomic::AtomicBool::new(false),
         }
@@ -89,6 +94,7 @@ impl Handle {
         let mut wheel = self.wheels[shard].lock();
         let key = wheel.insert(tick, waker.clone());
         let fired = wheel.poll_entry(key, waker) == EntryPoll::Fired;
+        self.earliest.fetch_min(tick, AcqRel);
         let wake_at = self.wake_at.load(Acquire);
         drop(wheel);
         if wake_at != 0 && tick < wake_at {
@@ -124,6 +130,7 @@ impl Handle {
         let tick = self.deadline_tick(deadline);
         let mut wheel = self.wheels[key.shard as usize].lock();
         wheel.reset(key.key, tick);
+        self.earliest.fetch_min(tick, AcqRel);
         let wake_at = self.wake_at.load(Acquire);
         drop(wheel);
         if wake_at != 0 && tick < wake_at {
@@ -167,14 +174,27 @@ impl Handle {
     /// Fires every timer that is due now (also called by busy workers),
     /// handing their wakers to `wakers`.
     pub(crate) fn process(&self, wakers: &mut Vec<Waker>) {
+        if self.earliest.load(Acquire) == u64::MAX {
+            return;
+        }
         let now = self.now_tick();
+        if self.earliest.load(Acquire) > now {
+            return;
+        }
+        // Reset the bound before looking: a registration racing with us
+        // lowers it again, so it is never lost.
+        self.earliest.store(u64::MAX, SeqCst);
+        let mut next = u64::MAX;
         for w in self.wheels.iter() {
             let mut wheel = w.lock();
-            if wheel.pending() == 0 || wheel.next_expiration().is_some_and(|t| t > now) {
-                continue;
+            if wheel.pending() != 0 && wheel.next_expiration().is_some_and(|t| t <= now) {
+                wheel.advance(now, wakers);
             }
-            wheel.advance(now, wakers);
+            if let Some(t) = wheel.next_expiration() {
+                next = next.min(t);
+            }
         }
+        self.earliest.fetch_min(next, AcqRel);
     }
 
     /// Runtime shutdown: later polls of its timers panic.
