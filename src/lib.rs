@@ -59,6 +59,7 @@
 #[macro_use]
 mod macros;
 
+mod fiber;
 mod loom;
 mod reactor;
 mod runtime;

@@ -1,0 +1,372 @@
+//! Fiber stacks: carved from large shared mappings, each with a guard
+//! page below it, and pooled.
+//!
+//! A fresh `mmap` per fiber costs tens of microseconds (and one kernel
+//! mapping each); a pooled stack costs a `Vec::pop`. Stacks are carved
+//! `CHUNK` at a time from one anonymous mapping. The guard page under each
+//! is installed with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+), which
+//! adds no kernel mapping, so a million guarded stacks fit in the default
+//! `vm.max_map_count` (65530). On older kernels the fallback is `mprotect`
+//! per guard page, one extra mapping per stack; running out of mappings
+//! then yields an error that names `vm.max_map_count`.
+//!
+//! Stack memory is virtual: only touched pages cost RAM. Pooled stacks
+//! beyond `retain` give their touched pages back (`MADV_DONTNEED`) when
+//! freed.
+//!
+//! ```text
+//!  chunk:  | guard | stack 0 ...... | guard | stack 1 ...... | ...
+//!          ^ low addresses                      stacks grow down ^
+//! ```
+
+use std::io;
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+
+/// Stacks per mapping.
+const CHUNK: usize = 64;
+/// `MADV_GUARD_INSTALL` (linux/mman.h), not yet in every libc crate.
+const MADV_GUARD_INSTALL: libc::c_int = 102;
+
+/// How guard pages are made, found out on first use.
+static GUARD_MODE: AtomicU8 = AtomicU8::new(GUARD_UNKNOWN);
+const GUARD_UNKNOWN: u8 = 0;
+const GUARD_MADVISE: u8 = 1;
+const GUARD_MPROTECT: u8 = 2;
+
+/// One fiber stack: `[bottom, top)` is usable; the page below `bottom` is
+/// its guard.
+#[derive(Debug)]
+pub(crate) struct Stack {
+    bottom: *mut u8,
+    top: *mut u8,
+}
+
+impl Stack {
+    /// The upper end (stacks grow down), 16-byte aligned.
+    pub(crate) fn top(&self) -> *mut u8 {
+        self.top
+    }
+
+    /// The lowest usable address (just above the guard page).
+    pub(crate) fn bottom(&self) -> *mut u8 {
+        self.bottom
+    }
+
+    /// The guard page's range.
+    pub(crate) fn guard(&self, page: usize) -> (usize, usize) {
+        (self.bottom as usize - page, self.bottom as usize)
+    }
+}
+
+/// An anonymous mapping, unmapped on drop.
+#[derive(Debug)]
+struct Mapping {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `ptr`/`len` describe a mapping we own, and no stack of it
+        // is in use (the pool that owns it is being dropped).
+        let r = unsafe { libc::munmap(self.ptr.cast(), self.len) };
+        debug_assert_eq!(r, 0, "munmap of a fiber stack chunk failed");
+    }
+}
+
+/// A pool of same-sized stacks.
+#[derive(Debug)]
+pub(crate) struct StackPool {
+    page: usize,
+    /// Usable bytes per stack (a multiple of the page size).
+    size: usize,
+    free: Vec<Stack>,
+    /// Free stacks kept with their pages; beyond, pages are given back.
+    retain: usize,
+    chunks: Vec<Mapping>,
+    /// Stacks handed out and not yet returned.
+    in_use: usize,
+}
+
+// SAFETY: the raw pointers are addresses of mappings the pool owns; a pool
+// (and its stacks) moves between threads only as a whole.
+unsafe impl Send for StackPool {}
+
+fn page_size() -> usize {
+    // SAFETY: `sysconf` has no preconditions.
+    let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if p > 0 { p as usize } else { 4096 }
+}
+
+impl StackPool {
+    /// A pool of stacks of at least `size` usable bytes each.
+    pub(crate) fn new(size: usize, retain: usize) -> StackPool {
+        let page = page_size();
+        StackPool {
+            page,
+            size: size.div_ceil(page) * page,
+            free: Vec::new(),
+            retain,
+            chunks: Vec::new(),
+            in_use: 0,
+        }
+    }
+
+    /// Usable bytes per stack.
+    pub(crate) fn stack_size(&self) -> usize {
+        self.size
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        self.page
+    }
+
+    /// Number of kernel mappings made so far.
+    pub(crate) fn num_chunks(&self) -> usize {
+        self.chunks.len()
+    }
+
+    /// A stack, pooled if one is free, else carved from a new chunk.
+    ///
+    /// # Errors
+    ///
+    /// The `mmap`/`madvise`/`mprotect` error, with a message naming the
+    /// limit that likely caused it (`vm.max_map_count`, `ulimit -v`).
+    pub(crate) fn alloc(&mut self) -> io::Result<Stack> {
+        if self.free.is_empty() {
+            self.grow()?;
+        }
+        let stack = self.free.pop().expect("grow added stacks");
+        self.in_use += 1;
+        Ok(stack)
+    }
+
+    /// Returns a stack to the pool.
+    pub(crate) fn free(&mut self, stack: Stack) {
+        self.in_use -= 1;
+        if self.free.len() >= self.retain {
+            // SAFETY: the range is this stack's usable part, which nobody
+            // uses any more; DONTNEED only drops its pages (they read back
+            // as zeros).
+            unsafe {
+                libc::madvise(
+                    stack.bottom.cast(),
+                    stack.top as usize - stack.bottom as usize,
+                    libc::MADV_DONTNEED,
+                );
+            }
+        }
+        self.free.push(stack);
+    }
+
+    fn grow(&mut self) -> io::Result<()> {
+        let stride = self.size + self.page;
+        let len = stride * CHUNK;
+        // SAFETY: an anonymous private mapping at an address of the
+        // kernel's choosing; no existing memory is affected.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "could not map {len} bytes for fiber stacks: {e} (check `ulimit -v` and \
+                     `vm.max_map_count`; {} stacks are in use)",
+                    self.in_use
+                ),
+            ));
+        }
+        let mapping = Mapping {
+            ptr: ptr.cast(),
+            len,
+        };
+        for i in 0..CHUNK {
+            // SAFETY: within the mapping just made.
+            let guard = unsafe { mapping.ptr.add(i * stride) };
+            install_guard(guard, self.page).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "could not install a fiber stack guard page: {e} (with the mprotect \
+                         fallback every stack costs a kernel mapping: raise \
+                         `vm.max_map_count`)"
+                    ),
+                )
+            })?;
+            self.free.push(Stack {
+                // SAFETY: within the mapping.
+                bottom: unsafe { guard.add(self.page) },
+                // SAFETY: within (one past) the mapping.
+                top: unsafe { guard.add(stride) },
+            });
+        }
+        self.chunks.push(mapping);
+        Ok(())
+    }
+}
+
+fn install_guard(at: *mut u8, page: usize) -> io::Result<()> {
+    let mode = GUARD_MODE.load(Relaxed);
+    if mode != GUARD_MPROTECT {
+        // SAFETY: `at` is a page of a mapping we own and nothing uses yet.
+        let r = unsafe { libc::madvise(at.cast(), page, MADV_GUARD_INSTALL) };
+        if r == 0 {
+            GUARD_MODE.store(GUARD_MADVISE, Relaxed);
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if mode == GUARD_MADVISE || e.raw_os_error() != Some(libc::EINVAL) {
+            return Err(e);
+        }
+        // Kernel before 6.13: fall back for good.
+        GUARD_MODE.store(GUARD_MPROTECT, Relaxed);
+    }
+    // SAFETY: as above.
+    if unsafe { libc::mprotect(at.cast(), page, libc::PROT_NONE) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Which guard mechanism is in use (after the first stack was made).
+pub(crate) fn guard_uses_madvise() -> bool {
+    GUARD_MODE.load(Relaxed) == GUARD_MADVISE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stacks_are_usable_aligned_and_reused_without_new_mappings() {
+        let mut pool = StackPool::new(64 * 1024, 8);
+        let a = pool.alloc().unwrap();
+        assert_eq!(a.top() as usize % 16, 0);
+        assert_eq!(a.top() as usize - a.bottom() as usize, pool.stack_size());
+        // The whole usable range is writable.
+        // SAFETY: the stack's usable range is ours.
+        unsafe { std::ptr::write_bytes(a.bottom(), 0xAB, pool.stack_size()) };
+        let bottom = a.bottom();
+        pool.free(a);
+        let chunks = pool.num_chunks();
+        let b = pool.alloc().unwrap();
+        assert_eq!(b.bottom(), bottom, "the pool served the freed stack");
+        assert_eq!(
+            pool.num_chunks(),
+            chunks,
+            "no new mapping for a pooled stack"
+        );
+        pool.free(b);
+    }
+
+    /// On Linux 6.13+ guard pages are installed without extra mappings.
+    #[test]
+    fn guard_pages_use_madvise_on_new_kernels() {
+        let mut pool = StackPool::new(16 * 1024, 0);
+        let s = pool.alloc().unwrap();
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+        let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if (major, minor) >= (6, 13) {
+            assert!(
+                guard_uses_madvise(),
+                "kernel {release} should take MADV_GUARD_INSTALL"
+            );
+        }
+        pool.free(s);
+    }
+
+    /// A fiber runs on a pooled, guarded stack.
+    #[test]
+    fn a_fiber_runs_on_a_pooled_stack() {
+        use crate::fiber::arch::{init_stack, switch};
+        struct Link {
+            main_sp: *mut u8,
+            fiber_sp: *mut u8,
+        }
+        unsafe extern "C" fn double(arg: usize, data: *mut u8) -> ! {
+            let link = data.cast::<Link>();
+            // SAFETY: the test keeps `link` alive and never resumes us
+            // after this switch.
+            unsafe { switch(&raw mut (*link).fiber_sp, (*link).main_sp, arg * 2) };
+            unreachable!()
+        }
+        let mut pool = StackPool::new(64 * 1024, 4);
+        let s = pool.alloc().unwrap();
+        let mut link = Link {
+            main_sp: std::ptr::null_mut(),
+            fiber_sp: std::ptr::null_mut(),
+        };
+        // SAFETY: a pooled stack nothing else uses.
+        link.fiber_sp = unsafe { init_stack(s.top(), double, (&raw mut link).cast()) };
+        // SAFETY: the fiber is suspended at `fiber_sp` on a live stack.
+        let r = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, 21) };
+        assert_eq!(r, 42);
+        pool.free(s);
+    }
+
+    #[test]
+    fn a_chunk_serves_many_stacks_with_one_mapping() {
+        let mut pool = StackPool::new(16 * 1024, 0);
+        let stacks: Vec<_> = (0..CHUNK).map(|_| pool.alloc().unwrap()).collect();
+        assert_eq!(pool.num_chunks(), 1);
+        // Distinct, non-overlapping, each with its guard below.
+        let mut ranges: Vec<_> = stacks
+            .iter()
+            .map(|s| (s.guard(pool.page_size()).0, s.top() as usize))
+            .collect();
+        ranges.sort_unstable();
+        for w in ranges.windows(2) {
+            assert!(w[0].1 <= w[1].0);
+        }
+        let extra = pool.alloc().unwrap();
+        assert_eq!(pool.num_chunks(), 2);
+        for s in stacks {
+            pool.free(s);
+        }
+        pool.free(extra);
+    }
+
+    /// Touching a guard page faults: checked in a child process, which the
+    /// parent expects to die of SIGSEGV.
+    #[test]
+    fn the_guard_page_faults() {
+        const VAR: &str = "FIBER_RUNTIME_GUARD_CHILD";
+        if std::env::var_os(VAR).is_some() {
+            let mut pool = StackPool::new(16 * 1024, 0);
+            let s = pool.alloc().unwrap();
+            let (lo, _) = s.guard(pool.page_size());
+            // SAFETY: deliberately not safe: this must fault.
+            unsafe { std::ptr::write_volatile(lo as *mut u8, 1) };
+            // Not reached if the guard works.
+            std::process::exit(0);
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "fiber::stack::tests::the_guard_page_faults",
+                "--nocapture",
+            ])
+            .env(VAR, "1")
+            .output()
+            .unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGSEGV),
+            "child did not die of SIGSEGV: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
