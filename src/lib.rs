@@ -59,7 +59,7 @@
 #[macro_use]
 mod macros;
 
-mod fiber;
+pub mod fiber;
 mod loom;
 mod reactor;
 mod runtime;

@@ -20,6 +20,7 @@
 //! ```
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
 /// Stacks per mapping.
@@ -39,7 +40,14 @@ const GUARD_MPROTECT: u8 = 2;
 pub(crate) struct Stack {
     bottom: *mut u8,
     top: *mut u8,
+    /// Keeps the mapping alive while any of its stacks is: a stack may be
+    /// freed into another thread's pool than the one that carved it.
+    _mapping: Arc<Mapping>,
 }
+
+// SAFETY: a stack is a range of an anonymous mapping kept alive by the
+// `Arc`; who may use it is governed by its owner (one fiber at a time).
+unsafe impl Send for Stack {}
 
 impl Stack {
     /// The upper end (stacks grow down), 16-byte aligned.
@@ -47,11 +55,13 @@ impl Stack {
         self.top
     }
 
+    #[cfg(test)]
     /// The lowest usable address (just above the guard page).
     pub(crate) fn bottom(&self) -> *mut u8 {
         self.bottom
     }
 
+    #[cfg(test)]
     /// The guard page's range.
     pub(crate) fn guard(&self, page: usize) -> (usize, usize) {
         (self.bottom as usize - page, self.bottom as usize)
@@ -65,10 +75,15 @@ struct Mapping {
     len: usize,
 }
 
+// SAFETY: the mapping is plain memory; `Mapping` only unmaps it on drop.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; shared access never touches the memory.
+unsafe impl Sync for Mapping {}
+
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: `ptr`/`len` describe a mapping we own, and no stack of it
-        // is in use (the pool that owns it is being dropped).
+        // exists any more (each holds an `Arc` of the mapping).
         let r = unsafe { libc::munmap(self.ptr.cast(), self.len) };
         debug_assert_eq!(r, 0, "munmap of a fiber stack chunk failed");
     }
@@ -83,14 +98,11 @@ pub(crate) struct StackPool {
     free: Vec<Stack>,
     /// Free stacks kept with their pages; beyond, pages are given back.
     retain: usize,
-    chunks: Vec<Mapping>,
+    /// Mappings made so far.
+    chunks: usize,
     /// Stacks handed out and not yet returned.
     in_use: usize,
 }
-
-// SAFETY: the raw pointers are addresses of mappings the pool owns; a pool
-// (and its stacks) moves between threads only as a whole.
-unsafe impl Send for StackPool {}
 
 fn page_size() -> usize {
     // SAFETY: `sysconf` has no preconditions.
@@ -107,23 +119,36 @@ impl StackPool {
             size: size.div_ceil(page) * page,
             free: Vec::new(),
             retain,
-            chunks: Vec::new(),
+            chunks: 0,
             in_use: 0,
         }
     }
 
+    #[cfg(test)]
     /// Usable bytes per stack.
     pub(crate) fn stack_size(&self) -> usize {
         self.size
     }
 
+    #[cfg(test)]
     pub(crate) fn page_size(&self) -> usize {
         self.page
     }
 
+    #[cfg(test)]
     /// Number of kernel mappings made so far.
     pub(crate) fn num_chunks(&self) -> usize {
-        self.chunks.len()
+        self.chunks
+    }
+
+    /// Whether this pool makes stacks of at least `size` usable bytes.
+    pub(crate) fn serves(&self, size: usize) -> bool {
+        self.size == size.div_ceil(self.page) * self.page
+    }
+
+    /// Whether `stack` has this pool's size (and may be pooled here).
+    pub(crate) fn accepts(&self, stack: &Stack) -> bool {
+        stack.top as usize - stack.bottom as usize == self.size
     }
 
     /// A stack, pooled if one is free, else carved from a new chunk.
@@ -143,7 +168,7 @@ impl StackPool {
 
     /// Returns a stack to the pool.
     pub(crate) fn free(&mut self, stack: Stack) {
-        self.in_use -= 1;
+        self.in_use = self.in_use.saturating_sub(1);
         if self.free.len() >= self.retain {
             // SAFETY: the range is this stack's usable part, which nobody
             // uses any more; DONTNEED only drops its pages (they read back
@@ -185,10 +210,10 @@ impl StackPool {
                 ),
             ));
         }
-        let mapping = Mapping {
+        let mapping = Arc::new(Mapping {
             ptr: ptr.cast(),
             len,
-        };
+        });
         for i in 0..CHUNK {
             // SAFETY: within the mapping just made.
             let guard = unsafe { mapping.ptr.add(i * stride) };
@@ -207,9 +232,10 @@ impl StackPool {
                 bottom: unsafe { guard.add(self.page) },
                 // SAFETY: within (one past) the mapping.
                 top: unsafe { guard.add(stride) },
+                _mapping: mapping.clone(),
             });
         }
-        self.chunks.push(mapping);
+        self.chunks += 1;
         Ok(())
     }
 }
@@ -237,6 +263,7 @@ fn install_guard(at: *mut u8, page: usize) -> io::Result<()> {
     Ok(())
 }
 
+#[cfg(test)]
 /// Which guard mechanism is in use (after the first stack was made).
 pub(crate) fn guard_uses_madvise() -> bool {
     GUARD_MODE.load(Relaxed) == GUARD_MADVISE

@@ -255,13 +255,15 @@ impl Builder {
         let driver = std::sync::Arc::new(DriverSlot::new(Driver::new(workers)?));
         match self.kind {
             Kind::CurrentThread => {
-                let handle = current_thread::Handle::new(blocking.clone(), driver);
+                let handle =
+                    current_thread::Handle::new(blocking.clone(), driver, self.fiber_stack_size);
                 let handle = scheduler::Handle::CurrentThread(handle);
                 blocking.set_handle(handle.clone());
                 Ok(Runtime::from_parts(handle, Vec::new(), blocking))
             }
             Kind::MultiThread => {
-                let (handle, cores) = multi_thread::create(workers, blocking.clone(), driver);
+                let (handle, cores) =
+                    multi_thread::create(workers, blocking.clone(), driver, self.fiber_stack_size);
                 let sched = scheduler::Handle::MultiThread(handle.clone());
                 blocking.set_handle(sched.clone());
                 let mut threads = Vec::with_capacity(workers);

@@ -3,7 +3,7 @@
 //! cheap reference to spawn onto it), plus the thread-local context,
 //! parking and metrics they share.
 
-mod builder;
+pub(crate) mod builder;
 pub(crate) mod context;
 pub(crate) mod coop;
 pub(crate) mod driver;

@@ -31,6 +31,8 @@ pub(crate) struct Handle {
     pub(crate) blocking: blocking::Spawner,
     pub(crate) driver: driver::Handle,
     driver_slot: Arc<DriverSlot>,
+    pub(crate) fiber_stack_size: usize,
+    pub(crate) alive_fibers: Arc<std::sync::atomic::AtomicUsize>,
     /// The core while no thread drives the scheduler.
     core: Mutex<Option<Box<Core>>>,
     /// Threads in `block_on` waiting for the core.
@@ -76,7 +78,11 @@ impl Wake for BlockOnWaker {
 }
 
 impl Handle {
-    pub(crate) fn new(blocking: blocking::Spawner, driver_slot: Arc<DriverSlot>) -> Arc<Handle> {
+    pub(crate) fn new(
+        blocking: blocking::Spawner,
+        driver_slot: Arc<DriverSlot>,
+        fiber_stack_size: usize,
+    ) -> Arc<Handle> {
         let park = Parker::with_driver(driver_slot.clone());
         Arc::new(Handle {
             shared: Shared {
@@ -90,6 +96,8 @@ impl Handle {
             blocking,
             driver: driver_slot.handle().clone(),
             driver_slot,
+            fiber_stack_size,
+            alive_fibers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             core: Mutex::new(Some(Box::new(Core {
                 tasks: VecDeque::with_capacity(64),
                 park,
@@ -176,8 +184,11 @@ impl Handle {
     }
 
     /// Closes the scheduler and cancels every task (runtime drop).
-    pub(crate) fn shutdown(&self) {
+    pub(crate) fn shutdown(self: &Arc<Self>) {
         self.shared.is_shutdown.store(true, Release);
+        // Fibers run on the thread that drives this runtime; unwind the
+        // ones this thread started (others cannot be unwound elsewhere).
+        crate::fiber::unwind_all_on_this_thread(Arc::as_ptr(self) as usize);
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
         if let Some(mut core) = self.core.lock().take() {
@@ -192,7 +203,7 @@ impl Handle {
         RuntimeMetrics {
             workers: vec![self.shared.metrics.snapshot()],
             alive_tasks: self.shared.owned.len(),
-            alive_fibers: 0,
+            alive_fibers: self.alive_fibers.load(Relaxed),
             global_queue_depth: self.shared.inject.len(),
             blocking_threads: self.blocking.num_threads(),
         }

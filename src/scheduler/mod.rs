@@ -43,6 +43,28 @@ impl Handle {
         }
     }
 
+    /// Identifies the runtime (the address of its shared state).
+    pub(crate) fn id(&self) -> usize {
+        match self {
+            Handle::CurrentThread(h) => Arc::as_ptr(h) as usize,
+            Handle::MultiThread(h) => Arc::as_ptr(h) as usize,
+        }
+    }
+
+    pub(crate) fn fiber_stack_size(&self) -> usize {
+        match self {
+            Handle::CurrentThread(h) => h.fiber_stack_size,
+            Handle::MultiThread(h) => h.fiber_stack_size,
+        }
+    }
+
+    pub(crate) fn fiber_counter(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        match self {
+            Handle::CurrentThread(h) => h.alive_fibers.clone(),
+            Handle::MultiThread(h) => h.alive_fibers.clone(),
+        }
+    }
+
     pub(crate) fn driver(&self) -> &crate::runtime::driver::Handle {
         match self {
             Handle::CurrentThread(h) => &h.driver,

@@ -109,11 +109,16 @@ impl<T> JoinHandle<T> {
     /// ```
     #[track_caller]
     pub fn join(self) -> Result<T, JoinError> {
-        crate::runtime::context::assert_blocking_allowed(
-            "JoinHandle::join",
-            "`.await` the JoinHandle",
-        );
-        crate::runtime::park::block_on_thread(self)
+        match crate::fiber::wait_if_in_fiber(self) {
+            Ok(out) => out,
+            Err(this) => {
+                crate::runtime::context::assert_blocking_allowed(
+                    "JoinHandle::join",
+                    "`.await` the JoinHandle",
+                );
+                crate::runtime::park::block_on_thread(this)
+            }
+        }
     }
 }
 

@@ -58,6 +58,8 @@ pub(crate) struct Handle {
     pub(crate) blocking: blocking::Spawner,
     pub(crate) driver: driver::Handle,
     driver_slot: Arc<DriverSlot>,
+    pub(crate) fiber_stack_size: usize,
+    pub(crate) alive_fibers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 pub(crate) struct Shared {
@@ -77,6 +79,9 @@ pub(crate) struct Shared {
 /// What other threads may touch of a worker.
 struct Remote {
     steal: Steal,
+    /// Pinned tasks (fibers) woken from other threads, for this worker.
+    inbox: Mutex<Vec<Notified>>,
+    inbox_len: crate::loom::AtomicUsize,
     unpark: Unparker,
     metrics: WorkerMetrics,
 }
@@ -86,6 +91,8 @@ pub(crate) struct Core {
     index: usize,
     tick: u32,
     lifo_slot: Option<Notified>,
+    /// Tasks pinned to this worker (fibers): never stolen.
+    pinned: std::collections::VecDeque<Notified>,
     run_queue: Local,
     is_searching: bool,
     is_shutdown: bool,
@@ -114,6 +121,7 @@ pub(crate) fn create(
     num_workers: usize,
     blocking: blocking::Spawner,
     driver_slot: Arc<DriverSlot>,
+    fiber_stack_size: usize,
 ) -> (Arc<Handle>, Vec<Box<Core>>) {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
@@ -122,6 +130,8 @@ pub(crate) fn create(
         let park = Parker::with_driver(driver_slot.clone());
         remotes.push(Remote {
             steal,
+            inbox: Mutex::new(Vec::new()),
+            inbox_len: crate::loom::AtomicUsize::new(0),
             unpark: park.unparker(),
             metrics: WorkerMetrics::default(),
         });
@@ -129,6 +139,7 @@ pub(crate) fn create(
             index,
             tick: 0,
             lifo_slot: None,
+            pinned: std::collections::VecDeque::new(),
             run_queue,
             is_searching: false,
             is_shutdown: false,
@@ -150,6 +161,8 @@ pub(crate) fn create(
         blocking,
         driver: driver_slot.handle().clone(),
         driver_slot,
+        fiber_stack_size,
+        alive_fibers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
     });
     (handle, cores)
 }
@@ -196,6 +209,15 @@ impl Context {
             }
         }
         core.flush_metrics(&self.handle);
+        // Fibers started here unwind here, before the worker exits (they
+        // may never run on another thread).
+        *self.core.borrow_mut() = Some(core);
+        crate::fiber::unwind_all_on_this_thread(Arc::as_ptr(&self.handle) as usize);
+        let core = self
+            .core
+            .borrow_mut()
+            .take()
+            .expect("worker core lost while unwinding fibers");
         self.handle.shared.shutdown_cores.lock().push(core);
     }
 
@@ -280,6 +302,25 @@ impl Context {
 
 impl Core {
     fn next_task(&mut self, handle: &Handle) -> Option<Notified> {
+        let remote = &handle.shared.remotes[self.index];
+        if remote.inbox_len.load(Acquire) != 0 {
+            let mut inbox = remote.inbox.lock();
+            self.pinned.extend(inbox.drain(..));
+            remote.inbox_len.store(0, Release);
+        }
+        // Pinned tasks and the rest take turns, so neither starves.
+        if self.tick % 2 == 0 {
+            if let Some(task) = self.pinned.pop_front() {
+                return Some(task);
+            }
+        }
+        if let Some(task) = self.next_unpinned_task(handle) {
+            return Some(task);
+        }
+        self.pinned.pop_front()
+    }
+
+    fn next_unpinned_task(&mut self, handle: &Handle) -> Option<Notified> {
         let inject = &handle.shared.inject;
         if self.tick % GLOBAL_POLL_INTERVAL == 0 {
             if let Some(task) = inject.pop() {
@@ -351,7 +392,11 @@ impl Core {
 
     /// Returns `false` if the worker should not park after all.
     fn transition_to_parked(&mut self, handle: &Handle) -> bool {
-        if self.lifo_slot.is_some() || !self.run_queue.is_empty() {
+        if self.lifo_slot.is_some()
+            || !self.run_queue.is_empty()
+            || !self.pinned.is_empty()
+            || handle.shared.remotes[self.index].inbox_len.load(Acquire) != 0
+        {
             return false;
         }
         let was_last_searcher = handle
@@ -420,6 +465,71 @@ impl Handle {
                 })
                 .unwrap_or(0),
         })
+    }
+
+    /// Spawns a task that only ever runs on worker `owner` (a fiber:
+    /// once started it must not migrate). It never enters a stealable
+    /// queue.
+    pub(crate) fn spawn_pinned<F>(
+        me: &Arc<Handle>,
+        future: F,
+        owner: usize,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let sched = PinnedSchedule {
+            handle: me.clone(),
+            owner: owner % me.shared.remotes.len(),
+        };
+        let (notified, join, raw) = task::new_task(future, sched);
+        if me.shared.owned.insert(raw, owner).is_err() {
+            drop(notified);
+            // SAFETY: the owned list refused, so its reference is ours.
+            unsafe { raw.shutdown() };
+            return join;
+        }
+        me.schedule_pinned(owner % me.shared.remotes.len(), notified);
+        join
+    }
+
+    /// The worker a new pinned task should go to: this one, if the
+    /// caller is one of ours, else round-robin.
+    pub(crate) fn pick_owner(self: &Arc<Self>) -> usize {
+        self.spawn_shard() % self.shared.remotes.len()
+    }
+
+    fn schedule_pinned(self: &Arc<Self>, owner: usize, task: Notified) {
+        let task = context::with_scheduler(|cx| {
+            if let Some(scheduler::Context::MultiThread(cx)) = cx {
+                if cx.index == owner && Arc::ptr_eq(&cx.handle, self) {
+                    if let Ok(mut core) = cx.core.try_borrow_mut() {
+                        if let Some(core) = core.as_mut() {
+                            core.pinned.push_back(task);
+                            return None;
+                        }
+                    }
+                }
+            }
+            Some(task)
+        });
+        if let Some(task) = task {
+            let remote = &self.shared.remotes[owner];
+            {
+                let mut inbox = remote.inbox.lock();
+                if self.shared.is_shutdown.load(Acquire) {
+                    drop(inbox);
+                    drop(task);
+                    return;
+                }
+                inbox.push(task);
+                remote.inbox_len.store(inbox.len(), Release);
+            }
+            // Only this worker may run it: wake it in particular (it takes
+            // itself off the sleepers list when it wakes).
+            remote.unpark.unpark();
+        }
     }
 
     fn schedule_task(self: &Arc<Self>, task: Notified, is_yield: bool) {
@@ -506,7 +616,11 @@ impl Handle {
         let cores = std::mem::take(&mut *self.shared.shutdown_cores.lock());
         for mut core in cores {
             drop(core.lifo_slot.take());
+            core.pinned.clear();
             while core.run_queue.pop().is_some() {}
+        }
+        for remote in self.shared.remotes.iter() {
+            drop(std::mem::take(&mut *remote.inbox.lock()));
         }
         self.shared.inject.drain();
         // Cancelling may have spawned (refused) or woken tasks; drain again.
@@ -524,7 +638,7 @@ impl Handle {
                 .map(|r| r.metrics.snapshot())
                 .collect(),
             alive_tasks: self.shared.owned.len(),
-            alive_fibers: 0,
+            alive_fibers: self.alive_fibers.load(Relaxed),
             global_queue_depth: self.shared.inject.len(),
             blocking_threads: self.blocking.num_threads(),
         }
@@ -542,6 +656,22 @@ impl Schedule for Arc<Handle> {
 
     fn release(&self, task: RawTask) -> bool {
         self.shared.owned.remove(task)
+    }
+}
+
+/// The scheduler of a pinned task: every wake goes to its owner worker.
+pub(crate) struct PinnedSchedule {
+    handle: Arc<Handle>,
+    owner: usize,
+}
+
+impl Schedule for PinnedSchedule {
+    fn schedule(&self, task: Notified) {
+        self.handle.schedule_pinned(self.owner, task);
+    }
+
+    fn release(&self, task: RawTask) -> bool {
+        self.handle.shared.owned.remove(task)
     }
 }
 

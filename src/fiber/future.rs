@@ -1,0 +1,400 @@
+//! `FiberFuture`: the bridge between a task and a fiber.
+//!
+//! Polling the task switches onto the fiber's stack; the fiber runs until
+//! it finishes or waits on something not ready (`fiber::wait` polls that
+//! future with the task's waker, then switches back, so the poll returns
+//! `Pending`). Waking the task resumes the fiber where it stopped.
+//!
+//! # Protocol
+//!
+//! Values passed through `switch`:
+//! - to the fiber: `RESUME` (go on) or `CANCEL` (unwind now);
+//! - back to the poller: `SUSPENDED` (the fiber waits) or `FINISHED`.
+//!
+//! # Safety
+//!
+//! 1. A fiber is resumed only on the thread that first resumed it (its
+//!    owner): fibers are pinned tasks on the multi-thread scheduler, and
+//!    `poll` checks the thread. Its stack may hold `!Send` values and
+//!    references to thread-locals, which stay valid only there.
+//! 2. A suspended fiber is unwound on its owner thread: when its task is
+//!    cancelled (the cancellation runs where the task is polled, i.e. the
+//!    owner), and at runtime shutdown by the owner worker before it exits
+//!    (`unwind_all_on_this_thread`). A suspended fiber dropped anywhere
+//!    else is leaked (stack and locals), never resumed.
+//! 3. `FiberInner` lives in a `Box` that the `FiberFuture` owns; its
+//!    address is stable while the fiber runs and is only used while the
+//!    task is alive.
+
+use super::arch;
+use super::stack::{Stack, StackPool};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::thread::ThreadId;
+
+const RESUME: usize = 0;
+const CANCEL: usize = 1;
+const SUSPENDED: usize = 2;
+const FINISHED: usize = 3;
+
+/// The payload of the forced unwind of a cancelled fiber.
+pub(crate) struct ForcedUnwind;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Phase {
+    NotStarted,
+    Suspended,
+    Running,
+    Finished,
+}
+
+/// Identifies a fiber; see [`crate::fiber::current`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FiberId(pub(crate) u64);
+
+/// State shared by the poller and the fiber (see the module doc).
+pub(crate) struct FiberInner<T> {
+    id: FiberId,
+    /// For the stack overflow message (the SIGSEGV handler, next step).
+    #[allow(dead_code)]
+    name: Option<String>,
+    phase: Phase,
+    /// The closure, until the fiber starts.
+    func: Option<Box<dyn FnOnce() -> T + Send>>,
+    result: Option<Result<T, Box<dyn Any + Send>>>,
+    stack: Option<Stack>,
+    fiber_sp: *mut u8,
+    caller_sp: *mut u8,
+    owner: Option<ThreadId>,
+    /// The context of the poll that resumed the fiber (valid while it runs).
+    cx: *mut Context<'static>,
+    /// The runtime it belongs to, for shutdown unwinding.
+    runtime_id: usize,
+    /// The runtime's count of live fibers, decremented on drop.
+    alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What `fiber::wait` and friends need of the running fiber.
+pub(crate) struct Current {
+    pub(crate) id: FiberId,
+    cx: *mut Context<'static>,
+    fiber_sp: *mut *mut u8,
+    caller_sp: *mut *mut u8,
+}
+
+thread_local! {
+    /// The fiber running on this thread, if any.
+    static CURRENT: Cell<Option<*const Current>> = const { Cell::new(None) };
+    /// Stacks for fibers of this thread, one pool per stack size.
+    static POOL: RefCell<Option<Vec<StackPool>>> = const { RefCell::new(None) };
+    /// Started, unfinished fibers owned by this thread: (runtime, unwinder).
+    static STARTED: RefCell<Vec<(usize, *mut dyn Unwind)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Stacks retained per thread pool with their pages.
+const POOL_RETAIN: usize = 1024;
+
+/// A stack of `size` usable bytes from this thread's pool for that size.
+pub(crate) fn alloc_stack(size: usize) -> std::io::Result<Stack> {
+    POOL.with(|p| {
+        let mut pools = p.borrow_mut();
+        let pools = pools.get_or_insert_with(Vec::new);
+        let i = match pools.iter().position(|pool| pool.serves(size)) {
+            Some(i) => i,
+            None => {
+                pools.push(StackPool::new(size, POOL_RETAIN));
+                pools.len() - 1
+            }
+        };
+        pools[i].alloc()
+    })
+}
+
+fn free_stack(stack: Stack) {
+    // At thread exit the pool is gone: the stack is simply dropped.
+    let _ = POOL.try_with(|p| {
+        if let Some(pools) = p.borrow_mut().as_mut() {
+            if let Some(pool) = pools.iter_mut().find(|pool| pool.accepts(&stack)) {
+                pool.free(stack);
+            }
+        }
+    });
+}
+
+/// Type-erased access to a fiber for shutdown unwinding.
+trait Unwind {
+    fn unwind(&mut self);
+}
+
+impl<T> Unwind for FiberInner<T> {
+    fn unwind(&mut self) {
+        if self.phase == Phase::Suspended {
+            // We are on the owner thread: only the owner registers a fiber
+            // in its thread-local list.
+            self.unwind_any();
+        }
+    }
+}
+
+/// Unwinds every fiber of runtime `runtime_id` suspended on this thread
+/// (runtime shutdown, from the owner worker before it exits).
+pub(crate) fn unwind_all_on_this_thread(runtime_id: usize) {
+    loop {
+        let next = STARTED.with(|s| {
+            let mut s = s.borrow_mut();
+            s.iter()
+                .position(|(rt, _)| *rt == runtime_id)
+                .map(|i| s.swap_remove(i).1)
+        });
+        let Some(f) = next else { break };
+        // SAFETY: registered fibers are alive (their task is alive until
+        // the runtime finalizes, after this) and not running.
+        unsafe { (*f).unwind() };
+    }
+}
+
+fn unregister(ptr: *mut dyn Unwind) {
+    let _ = STARTED.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if let Some(i) = s.iter().position(|(_, p)| std::ptr::addr_eq(*p, ptr)) {
+            s.swap_remove(i);
+        }
+    });
+}
+
+/// The running fiber, if this thread is running one.
+pub(crate) fn current() -> Option<&'static Current> {
+    // SAFETY: the pointer is set by `resume` for exactly the time the
+    // fiber runs, on this thread.
+    CURRENT.with(|c| c.get()).map(|p| unsafe { &*p })
+}
+
+impl Current {
+    /// Polls `fut` with the task's waker until ready, suspending the fiber
+    /// while it is pending.
+    pub(crate) fn wait<F: Future>(&self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        loop {
+            // SAFETY: `cx` is the context of the poll that resumed us,
+            // alive while we run (rule 3).
+            let cx = unsafe { &mut *self.cx_now() };
+            if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+                return v;
+            }
+            self.suspend();
+        }
+    }
+
+    fn cx_now(&self) -> *mut Context<'static> {
+        // The context changes at every resumption: read it through the
+        // fiber's `FiberInner`, whose field `cx` this points to.
+        // SAFETY: `self.cx` points into the live `FiberInner` (rule 3).
+        let cx = unsafe { *(self.cx as *const *mut Context<'static>) };
+        if cx.is_null() {
+            // Only while the fiber is being cancelled (a destructor waits).
+            panic!(
+                "a fiber cannot wait while it is being cancelled (in a destructor run by abort or shutdown)"
+            );
+        }
+        cx
+    }
+
+    /// Switches back to the poller; returns when resumed. Unwinds the
+    /// fiber if it is being cancelled.
+    pub(crate) fn suspend(&self) {
+        // SAFETY: we run on this fiber's stack; the poller waits at
+        // `caller_sp` (rule 1).
+        let code = unsafe { arch::switch(self.fiber_sp, *self.caller_sp, SUSPENDED) };
+        if code == CANCEL {
+            panic::resume_unwind(Box::new(ForcedUnwind));
+        }
+    }
+}
+
+impl<T: Send + 'static> FiberInner<T> {
+    /// Resumes the fiber with `code`; returns what it switched back with.
+    ///
+    /// # Safety
+    ///
+    /// On the owner thread (or the first resumption), not running.
+    unsafe fn resume(&mut self, code: usize) -> usize {
+        let current = Current {
+            id: self.id,
+            cx: (&raw mut self.cx).cast(),
+            fiber_sp: &raw mut self.fiber_sp,
+            caller_sp: &raw mut self.caller_sp,
+        };
+        let prev = CURRENT.with(|c| c.replace(Some(&raw const current)));
+        self.phase = Phase::Running;
+        // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
+        // (or freshly laid out), and we are its owner thread.
+        let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, code) };
+        CURRENT.with(|c| c.set(prev));
+        self.phase = if back == FINISHED {
+            Phase::Finished
+        } else {
+            Phase::Suspended
+        };
+        back
+    }
+
+    /// The fiber's entry point, on its own stack.
+    unsafe extern "C" fn entry(_code: usize, data: *mut u8) -> ! {
+        let this = data.cast::<FiberInner<T>>();
+        // SAFETY: `data` is the `FiberInner` that resumed us; it outlives
+        // the fiber (rule 3), and only this fiber touches `func`/`result`
+        // while it runs.
+        unsafe {
+            let func = (*this).func.take().expect("fiber started twice");
+            let result = panic::catch_unwind(AssertUnwindSafe(func));
+            (*this).result = Some(result);
+            arch::switch(&raw mut (*this).fiber_sp, (*this).caller_sp, FINISHED);
+        }
+        unreachable!("a finished fiber was resumed");
+    }
+}
+
+/// The future of a fiber's task.
+pub(crate) struct FiberFuture<T: 'static> {
+    inner: Box<FiberInner<T>>,
+}
+
+// SAFETY: a `FiberFuture` moves between threads only before its fiber
+// starts (the closure is `Send`); once started it is only resumed on its
+// owner thread (rule 1). `T: Send` covers the result.
+unsafe impl<T: Send> Send for FiberFuture<T> {}
+
+impl<T: Send + 'static> FiberFuture<T> {
+    pub(crate) fn new(
+        func: Box<dyn FnOnce() -> T + Send>,
+        stack: Stack,
+        id: FiberId,
+        name: Option<String>,
+        runtime_id: usize,
+        alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) -> FiberFuture<T> {
+        alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut inner = Box::new(FiberInner {
+            id,
+            name,
+            phase: Phase::NotStarted,
+            func: Some(func),
+            result: None,
+            stack: None,
+            fiber_sp: std::ptr::null_mut(),
+            caller_sp: std::ptr::null_mut(),
+            owner: None,
+            cx: std::ptr::null_mut(),
+            runtime_id,
+            alive,
+        });
+        let data = (&raw mut *inner).cast::<u8>();
+        // SAFETY: a fresh stack from the pool, used by nothing else.
+        inner.fiber_sp = unsafe { arch::init_stack(stack.top(), FiberInner::<T>::entry, data) };
+        inner.stack = Some(stack);
+        FiberFuture { inner }
+    }
+}
+
+impl<T: Send + 'static> Future for FiberFuture<T> {
+    type Output = T;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let inner = &mut *self.inner;
+        let me = std::thread::current().id();
+        match inner.owner {
+            None => {
+                inner.owner = Some(me);
+                let p: *mut dyn Unwind = &raw mut *inner;
+                STARTED.with(|s| s.borrow_mut().push((inner.runtime_id, p)));
+            }
+            Some(owner) => assert_eq!(
+                owner, me,
+                "fiber-runtime bug: a fiber was polled on a thread other than its own"
+            ),
+        }
+        // Erase the context's lifetime: it is used only while this poll
+        // runs the fiber (rule 3).
+        inner.cx = (cx as *mut Context<'_>).cast();
+        // SAFETY: owner thread, not running (we hold the task's RUNNING).
+        let back = unsafe { inner.resume(RESUME) };
+        inner.cx = std::ptr::null_mut();
+        if back == SUSPENDED {
+            return Poll::Pending;
+        }
+        let p: *mut dyn Unwind = &raw mut *inner;
+        unregister(p);
+        if let Some(stack) = inner.stack.take() {
+            free_stack(stack);
+        }
+        match inner
+            .result
+            .take()
+            .expect("finished fiber without a result")
+        {
+            Ok(v) => Poll::Ready(v),
+            // Re-raised inside the task poll: the task's `JoinError`
+            // carries it.
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+}
+
+impl<T: 'static> Drop for FiberFuture<T> {
+    fn drop(&mut self) {
+        let inner = &mut *self.inner;
+        match inner.phase {
+            Phase::Suspended => {
+                if inner.owner == Some(std::thread::current().id()) {
+                    let p: *mut dyn Unwind = &raw mut *inner;
+                    unregister(p);
+                    // Forced unwind: run the fiber's destructors on its
+                    // own thread.
+                    inner.unwind_any();
+                } else {
+                    // Cannot unwind it here (rule 2): leak it.
+                    std::mem::forget(inner.stack.take());
+                    std::mem::forget(inner.func.take());
+                    inner
+                        .alive
+                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
+            }
+            Phase::Running => unreachable!("a running fiber's future was dropped"),
+            Phase::NotStarted | Phase::Finished => {}
+        }
+        if let Some(stack) = inner.stack.take() {
+            free_stack(stack);
+        }
+        // A `ForcedUnwind` result (or an output nobody took) drops here.
+        drop(inner.result.take());
+        inner
+            .alive
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl<T> FiberInner<T> {
+    fn unwind_any(&mut self) {
+        // Re-uses the typed resume through the vtable-free path: the
+        // protocol is the same for every `T`.
+        let current = Current {
+            id: self.id,
+            cx: (&raw mut self.cx).cast(),
+            fiber_sp: &raw mut self.fiber_sp,
+            caller_sp: &raw mut self.caller_sp,
+        };
+        let prev = CURRENT.with(|c| c.replace(Some(&raw const current)));
+        self.phase = Phase::Running;
+        // SAFETY: owner thread (checked by the caller), suspended fiber.
+        let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, CANCEL) };
+        CURRENT.with(|c| c.set(prev));
+        debug_assert_eq!(back, FINISHED, "a cancelled fiber kept running");
+        self.phase = Phase::Finished;
+    }
+}

@@ -1,0 +1,336 @@
+//! Fibers on the scheduler: spawn and join both ways, blocking-style calls,
+//! panics, cancellation (destructors run), never migrating, metrics.
+
+// `block_on(async { fiber::spawn(..) })` spawns inside the runtime and
+// hands the JoinHandle out on purpose.
+#![allow(clippy::async_yields_async)]
+
+use fiber_runtime::{Builder, Runtime, fiber};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+fn runtimes() -> Vec<(&'static str, Runtime)> {
+    vec![
+        (
+            "multi_thread(2)",
+            Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap(),
+        ),
+        (
+            "multi_thread(4)",
+            Builder::new_multi_thread()
+                .worker_threads(4)
+                .build()
+                .unwrap(),
+        ),
+        (
+            "current_thread",
+            Builder::new_current_thread().build().unwrap(),
+        ),
+    ]
+}
+
+struct CountDrop(Arc<AtomicUsize>);
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Drives the runtime until `rx` has a message (current-thread runtimes
+/// only make progress inside `block_on`).
+fn drive_until(rt: &Runtime, rx: &mpsc::Receiver<()>) {
+    rt.block_on(async {
+        loop {
+            match rx.try_recv() {
+                Ok(()) => break,
+                Err(mpsc::TryRecvError::Empty) => fiber_runtime::yield_now().await,
+                Err(e) => panic!("fiber gone: {e}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn a_task_awaits_a_fiber_and_a_fiber_joins_a_task() {
+    for (name, rt) in runtimes() {
+        let v = rt.block_on(async {
+            let f = fiber::spawn(|| {
+                let t = fiber_runtime::spawn(async { 40 });
+                t.join().unwrap() + 2
+            });
+            f.await.unwrap()
+        });
+        assert_eq!(v, 42, "{name}");
+        // A fiber joining a fiber.
+        let v = rt.block_on(async {
+            fiber::spawn(|| fiber::spawn(|| 7).join().unwrap() * 6)
+                .await
+                .unwrap()
+        });
+        assert_eq!(v, 42, "{name}");
+    }
+}
+
+#[test]
+fn ten_thousand_concurrent_fibers_each_yielding_and_sleeping() {
+    for (name, rt) in runtimes() {
+        let sum = rt.block_on(async {
+            let hs: Vec<_> = (0..10_000u64)
+                .map(|i| {
+                    fiber::Builder::new()
+                        .stack_size(32 * 1024)
+                        .spawn(move || {
+                            fiber::yield_now();
+                            if i % 100 == 0 {
+                                fiber::sleep(Duration::from_millis(1));
+                            }
+                            fiber::yield_now();
+                            i
+                        })
+                        .unwrap()
+                })
+                .collect();
+            let mut s = 0;
+            for h in hs {
+                s += h.await.unwrap();
+            }
+            s
+        });
+        assert_eq!(sum, 9_999 * 10_000 / 2, "{name}");
+        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name}");
+    }
+}
+
+#[test]
+fn wait_suspends_only_the_fiber_until_the_future_completes() {
+    for (name, rt) in runtimes() {
+        let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+        let v = rt.block_on(async {
+            let f = fiber::spawn(move || fiber::wait(rx).unwrap() + 1);
+            // The worker is free to run this task while the fiber waits.
+            let sender = fiber_runtime::spawn(async move { tx.send(41).unwrap() });
+            sender.await.unwrap();
+            f.await.unwrap()
+        });
+        assert_eq!(v, 42, "{name}");
+    }
+}
+
+#[test]
+fn a_fiber_never_runs_on_a_second_thread() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(4)
+        .build()
+        .unwrap();
+    let seen = rt.block_on(async {
+        let hs: Vec<_> = (0..64)
+            .map(|_| {
+                fiber::spawn(|| {
+                    let mut threads = Vec::new();
+                    for i in 0..200 {
+                        threads.push(std::thread::current().id());
+                        if i % 3 == 0 {
+                            fiber::yield_now();
+                        } else {
+                            // Woken from another thread's task.
+                            let t =
+                                fiber_runtime::spawn(async { fiber_runtime::yield_now().await });
+                            t.join().unwrap();
+                        }
+                    }
+                    threads
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for h in hs {
+            all.push(h.await.unwrap());
+        }
+        all
+    });
+    for threads in seen {
+        assert!(
+            threads.iter().all(|t| *t == threads[0]),
+            "a fiber ran on two threads: {threads:?}"
+        );
+    }
+}
+
+#[test]
+fn a_panic_in_a_fiber_comes_back_as_a_join_error_and_the_runtime_goes_on() {
+    for (name, rt) in runtimes() {
+        let err = rt
+            .block_on(async { fiber::spawn(|| -> u32 { panic!("fiber boom") }).await })
+            .unwrap_err();
+        assert!(err.is_panic(), "{name}");
+        assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "fiber boom");
+        assert_eq!(
+            rt.block_on(async { fiber::spawn(|| 1).await.unwrap() }),
+            1,
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn aborting_a_suspended_fiber_runs_its_destructors() {
+    for (name, rt) in runtimes() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let d = drops.clone();
+        let h = rt.block_on(async move {
+            fiber::spawn(move || {
+                let _a = CountDrop(d.clone());
+                let inner = || {
+                    let _b = CountDrop(d.clone());
+                    tx.send(()).unwrap();
+                    fiber::wait(std::future::pending::<()>());
+                };
+                inner();
+                unreachable!("resumed after cancellation");
+            })
+        });
+        drive_until(&rt, &rx);
+        assert_eq!(drops.load(SeqCst), 0, "{name}");
+        h.abort();
+        let err = rt.block_on(h).unwrap_err();
+        assert!(err.is_cancelled(), "{name}");
+        assert_eq!(drops.load(SeqCst), 2, "{name}: both frames' locals dropped");
+        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name}");
+    }
+}
+
+#[test]
+fn dropping_the_runtime_unwinds_suspended_fibers() {
+    for (name, rt) in runtimes() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let mut handles = Vec::new();
+        for _ in 0..8 {
+            let d = drops.clone();
+            let tx = tx.clone();
+            handles.push(rt.block_on(async move {
+                fiber::spawn(move || {
+                    let _a = CountDrop(d);
+                    tx.send(()).unwrap();
+                    fiber::wait(std::future::pending::<()>());
+                })
+            }));
+        }
+        for _ in 0..8 {
+            drive_until(&rt, &rx);
+        }
+        drop(rt);
+        assert_eq!(drops.load(SeqCst), 8, "{name}");
+        for h in handles {
+            assert!(h.join().unwrap_err().is_cancelled(), "{name}");
+        }
+    }
+}
+
+#[test]
+fn deep_recursion_in_a_fiber() {
+    fn depth(n: u32) -> u32 {
+        let pad = std::hint::black_box([n; 16]);
+        if n == 0 {
+            0
+        } else {
+            depth(n - 1) + pad[3] - n + 1
+        }
+    }
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let v = rt.block_on(async {
+        fiber::Builder::new()
+            .stack_size(1024 * 1024)
+            .spawn(|| depth(5000))
+            .unwrap()
+            .await
+            .unwrap()
+    });
+    assert_eq!(v, 5000);
+}
+
+#[test]
+fn blocking_style_calls_follow_the_contract_table() {
+    // A plain thread: blocks.
+    assert_eq!(fiber::wait(async { 3 }), 3);
+    fiber::sleep(Duration::from_millis(1));
+    fiber::yield_now();
+    assert!(fiber::current().is_none());
+    // An async task on a worker: panics naming `.await`.
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let err = rt
+        .block_on(async { fiber_runtime::spawn(async { fiber::wait(async { 1 }) }).await })
+        .unwrap_err();
+    let msg = err.into_panic();
+    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(msg.contains("`.await`"), "{msg}");
+    let err = rt
+        .block_on(async {
+            fiber_runtime::spawn(async { fiber::sleep(Duration::from_millis(1)) }).await
+        })
+        .unwrap_err();
+    assert!(err.is_panic());
+    // Inside a fiber: `JoinHandle::join` and `fiber::current` work.
+    let ids = rt.block_on(async {
+        fiber::spawn(|| {
+            let me = fiber::current().unwrap();
+            let other = fiber::spawn(fiber::current).join().unwrap().unwrap();
+            (me, other)
+        })
+        .await
+        .unwrap()
+    });
+    assert_ne!(ids.0, ids.1);
+}
+
+#[test]
+fn stack_size_below_the_minimum_is_invalid_input_and_metrics_count_fibers() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let err = fiber::Builder::new()
+            .stack_size(4096)
+            .spawn(|| ())
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("16384"), "{err}");
+    });
+    let (tx, rx) = mpsc::channel();
+    let gate = Arc::new(Mutex::new(()));
+    let h = rt.block_on(async move {
+        fiber::spawn(move || {
+            tx.send(()).unwrap();
+            fiber::wait(std::future::pending::<()>())
+        })
+    });
+    drive_until(&rt, &rx);
+    let m = rt.metrics();
+    assert_eq!(m.num_alive_fibers(), 1);
+    assert!(m.num_alive_tasks() >= 1, "fibers count as tasks");
+    h.abort();
+    let _ = rt.block_on(h);
+    assert_eq!(rt.metrics().num_alive_fibers(), 0);
+    drop(gate);
+}
+
+#[test]
+fn fibers_outside_a_runtime_are_refused() {
+    let err = fiber::Builder::new().spawn(|| ()).unwrap_err();
+    assert!(
+        err.to_string().contains("no fiber-runtime runtime"),
+        "{err}"
+    );
+}
