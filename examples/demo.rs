@@ -186,9 +186,37 @@ fn main() {
         drop(client);
         let (peer, more) = server.await.expect("server task failed");
         println!("   client {peer} closed; the server then read {more} bytes (end of stream)");
+
+        section("8. fibers: blocking-style code on the same scheduler");
+        // A fiber waits for a task in plain blocking style...
+        let fib = fiber_runtime::fiber::spawn(|| {
+            let task = fiber_runtime::spawn(async { (1..=10u64).product::<u64>() });
+            let ten_factorial = task.join().expect("task failed"); // suspends only this fiber
+            fiber_runtime::fiber::sleep(Duration::from_millis(1));
+            (
+                fiber_runtime::fiber::current().expect("inside a fiber"),
+                ten_factorial,
+            )
+        });
+        // ...and this task awaits the fiber like any other JoinHandle.
+        let (id, value) = fib.await.expect("fiber failed");
+        println!("   fiber {id:?} joined a task and slept: 10! = {value}");
+        let recursion = fiber_runtime::fiber::Builder::new()
+            .name("deep")
+            .stack_size(512 * 1024)
+            .spawn(|| {
+                fn depth(n: u32) -> u32 {
+                    if n == 0 { 0 } else { 1 + depth(n - 1) }
+                }
+                depth(10_000)
+            })
+            .expect("fiber spawn failed")
+            .await
+            .expect("fiber failed");
+        println!("   a fiber recursed {recursion} frames deep on its own 512 KiB stack");
     });
 
-    section("8. metrics");
+    section("9. metrics");
     std::thread::sleep(Duration::from_millis(5)); // workers publish their counters when idle
     let m = rt.metrics();
     println!(

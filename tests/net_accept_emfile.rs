@@ -259,7 +259,7 @@ fn child(flavor: &str) {
             .expect("accepting a new connection hung")
             .unwrap();
         let mut c = connect.await.unwrap().unwrap();
-        c.write_all(b"new").await.unwrap();
+        AsyncWriteExt::write_all(&mut c, b"new").await.unwrap();
         let mut b = [0; 3];
         s.read_exact(&mut b).await.unwrap();
         assert_eq!(&b, b"new");

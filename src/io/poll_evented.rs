@@ -90,6 +90,59 @@ impl<E: mio::event::Source> PollEvented<E> {
     }
 }
 
+impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
+    /// Runs `op` in blocking style (the `std::io` impls and the
+    /// `*_blocking` methods): inside a fiber it suspends the fiber until
+    /// the reactor reports readiness; on a thread outside any runtime it
+    /// blocks in `poll(2)`; in an async task on a runtime thread it panics,
+    /// naming `instead`.
+    #[track_caller]
+    pub(crate) fn blocking<R>(
+        &self,
+        dir: Direction,
+        what: &str,
+        instead: &str,
+        mut op: impl FnMut(&E) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let io = self.get_ref();
+        if crate::fiber::current().is_some() {
+            return crate::fiber::wait(std::future::poll_fn(|cx| {
+                self.registration.poll_io(cx, dir, || op(io))
+            }));
+        }
+        crate::runtime::context::assert_blocking_allowed(what, instead);
+        loop {
+            match op(io) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(io.as_raw_fd(), dir)?,
+                res => return res,
+            }
+        }
+    }
+}
+
+/// Blocks the thread until `fd` is ready in `dir` (or has an error).
+fn wait_fd(fd: std::os::fd::RawFd, dir: Direction) -> io::Result<()> {
+    let events = match dir {
+        Direction::Read => libc::POLLIN,
+        Direction::Write => libc::POLLOUT,
+    };
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid `pollfd`, for the duration of the call.
+        if unsafe { libc::poll(&mut p, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
 impl<E: mio::event::Source> Drop for PollEvented<E> {
     fn drop(&mut self) {
         if let Some(mut io) = self.io.take() {

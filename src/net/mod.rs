@@ -128,6 +128,56 @@ macro_rules! impl_async_read_write {
             }
         }
 
+        impl std::io::Read for &$ty {
+            /// Blocking-style read: suspends the fiber (inside one), blocks
+            /// a plain thread; panics in an async task (use
+            /// `AsyncReadExt::read(..).await`).
+            #[track_caller]
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.io.blocking(
+                    $crate::reactor::scheduled_io::Direction::Read,
+                    "std::io::Read::read",
+                    "`AsyncReadExt::read(..).await`",
+                    |s| std::io::Read::read(&mut &*s, buf),
+                )
+            }
+        }
+
+        impl std::io::Read for $ty {
+            #[track_caller]
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                std::io::Read::read(&mut &*self, buf)
+            }
+        }
+
+        impl std::io::Write for &$ty {
+            /// Blocking-style write (see `Read`).
+            #[track_caller]
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.io.blocking(
+                    $crate::reactor::scheduled_io::Direction::Write,
+                    "std::io::Write::write",
+                    "`AsyncWriteExt::write(..).await`",
+                    |s| std::io::Write::write(&mut &*s, buf),
+                )
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Write for $ty {
+            #[track_caller]
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                std::io::Write::write(&mut &*self, buf)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
         impl $crate::io::AsyncWrite for &$ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,

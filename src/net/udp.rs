@@ -90,6 +90,52 @@ impl UdpSocket {
         poll_fn(|cx| self.io.poll_read_io(cx, |s| s.recv_from(buf))).await
     }
 
+    /// Blocking-style [`send_to`](Self::send_to): suspends the fiber
+    /// (inside one) or blocks a plain thread; panics in an async task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{fiber, net::UdpSocket};
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     let to = b.local_addr().unwrap();
+    ///     let got = fiber::spawn(move || {
+    ///         a.send_to_blocking(b"hi", to).unwrap();
+    ///         let mut buf = [0; 2];
+    ///         b.recv_from_blocking(&mut buf).unwrap().0
+    ///     });
+    ///     assert_eq!(got.await.unwrap(), 2);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn send_to_blocking(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
+        let target = super::resolve(target)?[0];
+        self.io.blocking(
+            crate::reactor::scheduled_io::Direction::Write,
+            "UdpSocket::send_to_blocking",
+            "`.send_to(..).await`",
+            |s| s.send_to(buf, target),
+        )
+    }
+
+    /// Blocking-style [`recv_from`](Self::recv_from).
+    ///
+    /// # Examples
+    ///
+    /// See [`send_to_blocking`](Self::send_to_blocking).
+    #[track_caller]
+    pub fn recv_from_blocking(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        self.io.blocking(
+            crate::reactor::scheduled_io::Direction::Read,
+            "UdpSocket::recv_from_blocking",
+            "`.recv_from(..).await`",
+            |s| s.recv_from(buf),
+        )
+    }
+
     /// Sends a datagram to the connected peer.
     ///
     /// # Examples

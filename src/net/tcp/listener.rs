@@ -79,6 +79,54 @@ impl TcpListener {
         Ok((TcpStream::from_mio(stream)?, addr))
     }
 
+    /// Blocking-style [`accept`](Self::accept): suspends the fiber (inside
+    /// one) or blocks a plain thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`accept`](Self::accept).
+    ///
+    /// # Panics
+    ///
+    /// Panics in an async task on a runtime thread (use `.accept().await`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{fiber, net::TcpListener};
+    /// use std::io::{Read, Write};
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     let addr = l.local_addr().unwrap();
+    ///     let server = fiber::spawn(move || {
+    ///         let (mut s, _) = l.accept_blocking().unwrap();
+    ///         let mut buf = [0; 4];
+    ///         s.read_exact(&mut buf).unwrap();
+    ///         s.write_all(&buf).unwrap();
+    ///     });
+    ///     let client = std::thread::spawn(move || {
+    ///         let mut c = std::net::TcpStream::connect(addr).unwrap();
+    ///         c.write_all(b"ping").unwrap();
+    ///         let mut buf = [0; 4];
+    ///         c.read_exact(&mut buf).unwrap();
+    ///         buf
+    ///     });
+    ///     server.await.unwrap();
+    ///     assert_eq!(&client.join().unwrap(), b"ping");
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn accept_blocking(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        let (stream, addr) = self.io.blocking(
+            crate::reactor::scheduled_io::Direction::Read,
+            "TcpListener::accept_blocking",
+            "`.accept().await`",
+            |l| l.accept(),
+        )?;
+        Ok((TcpStream::from_mio(stream)?, addr))
+    }
+
     /// The local address (useful after binding port 0).
     ///
     /// # Examples

@@ -60,6 +60,23 @@ impl UnixListener {
         Ok((UnixStream::from_mio(s)?, addr))
     }
 
+    /// Blocking-style [`accept`](Self::accept): suspends the fiber (inside
+    /// one) or blocks a plain thread; panics in an async task.
+    ///
+    /// # Examples
+    ///
+    /// See [`TcpListener::accept_blocking`](crate::net::TcpListener::accept_blocking).
+    #[track_caller]
+    pub fn accept_blocking(&self) -> io::Result<(UnixStream, SocketAddr)> {
+        let (s, addr) = self.io.blocking(
+            crate::reactor::scheduled_io::Direction::Read,
+            "UnixListener::accept_blocking",
+            "`.accept().await`",
+            |l| l.accept(),
+        )?;
+        Ok((UnixStream::from_mio(s)?, addr))
+    }
+
     /// The local address.
     ///
     /// # Examples
