@@ -59,8 +59,7 @@ pub struct FiberId(pub(crate) u64);
 /// State shared by the poller and the fiber (see the module doc).
 pub(crate) struct FiberInner<T> {
     id: FiberId,
-    /// For the stack overflow message (the SIGSEGV handler, next step).
-    #[allow(dead_code)]
+    /// For the stack overflow message.
     name: Option<String>,
     phase: Phase,
     /// The closure, until the fiber starts.
@@ -84,6 +83,10 @@ pub(crate) struct Current {
     cx: *mut Context<'static>,
     fiber_sp: *mut *mut u8,
     caller_sp: *mut *mut u8,
+    /// The guard page below the fiber's stack, and its name, for the
+    /// stack overflow handler (`overflow.rs`).
+    pub(crate) guard: (usize, usize),
+    pub(crate) name: Option<(*const u8, usize)>,
 }
 
 thread_local! {
@@ -166,6 +169,14 @@ fn unregister(ptr: *mut dyn Unwind) {
     });
 }
 
+/// As `current`, from a signal handler: `try_with` (no lazy init, no
+/// panic) on a `const`-initialised thread-local.
+pub(crate) fn current_for_signal() -> Option<&'static Current> {
+    let p = CURRENT.try_with(|c| c.get()).ok().flatten()?;
+    // SAFETY: as in `current`.
+    Some(unsafe { &*p })
+}
+
 /// The running fiber, if this thread is running one.
 pub(crate) fn current() -> Option<&'static Current> {
     // SAFETY: the pointer is set by `resume` for exactly the time the
@@ -227,6 +238,8 @@ impl<T: Send + 'static> FiberInner<T> {
             cx: (&raw mut self.cx).cast(),
             fiber_sp: &raw mut self.fiber_sp,
             caller_sp: &raw mut self.caller_sp,
+            guard: self.stack.as_ref().map_or((0, 0), |s| s.guard_range()),
+            name: self.name.as_ref().map(|n| (n.as_ptr(), n.len())),
         };
         let prev = CURRENT.with(|c| c.replace(Some(&raw const current)));
         self.phase = Phase::Running;
@@ -388,6 +401,8 @@ impl<T> FiberInner<T> {
             cx: (&raw mut self.cx).cast(),
             fiber_sp: &raw mut self.fiber_sp,
             caller_sp: &raw mut self.caller_sp,
+            guard: self.stack.as_ref().map_or((0, 0), |s| s.guard_range()),
+            name: self.name.as_ref().map(|n| (n.as_ptr(), n.len())),
         };
         let prev = CURRENT.with(|c| c.replace(Some(&raw const current)));
         self.phase = Phase::Running;

@@ -52,6 +52,7 @@
 
 mod arch;
 mod future;
+mod overflow;
 mod stack;
 
 pub use future::FiberId;

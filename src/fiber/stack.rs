@@ -50,6 +50,12 @@ pub(crate) struct Stack {
 unsafe impl Send for Stack {}
 
 impl Stack {
+    /// The guard page below the stack: `[start, end)`.
+    pub(crate) fn guard_range(&self) -> (usize, usize) {
+        let page = page_size_cached();
+        (self.bottom as usize - page, self.bottom as usize)
+    }
+
     /// The upper end (stacks grow down), 16-byte aligned.
     pub(crate) fn top(&self) -> *mut u8 {
         self.top
@@ -102,6 +108,18 @@ pub(crate) struct StackPool {
     chunks: usize,
     /// Stacks handed out and not yet returned.
     in_use: usize,
+}
+
+fn page_size_cached() -> usize {
+    static PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    match PAGE.load(Relaxed) {
+        0 => {
+            let p = page_size();
+            PAGE.store(p, Relaxed);
+            p
+        }
+        p => p,
+    }
 }
 
 fn page_size() -> usize {
@@ -185,6 +203,7 @@ impl StackPool {
     }
 
     fn grow(&mut self) -> io::Result<()> {
+        super::overflow::install_handler();
         let stride = self.size + self.page;
         let len = stride * CHUNK;
         // SAFETY: an anonymous private mapping at an address of the
