@@ -24,7 +24,7 @@ pub(crate) fn install_handler() {
             action.sa_sigaction = handler as *const () as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGSEGV, &action, (*(&raw mut PREVIOUS)).as_mut_ptr());
+            libc::sigaction(libc::SIGSEGV, &action, (&raw mut PREVIOUS).cast::<libc::sigaction>());
         }
     });
 }
@@ -75,7 +75,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
     }
     // Not ours: hand it to the previous handler.
     // SAFETY: `PREVIOUS` was written before this handler was installed.
-    let prev = unsafe { (*(&raw const PREVIOUS)).assume_init_ref() };
+    let prev = unsafe { &*(&raw const PREVIOUS).cast::<libc::sigaction>() };
     if prev.sa_sigaction == libc::SIG_DFL || prev.sa_sigaction == libc::SIG_IGN {
         // Restore the default action and return: the faulting instruction
         // runs again and the default action (core dump) happens.
