@@ -24,7 +24,11 @@ pub(crate) fn install_handler() {
             action.sa_sigaction = handler as *const () as usize;
             action.sa_flags = libc::SA_SIGINFO | libc::SA_ONSTACK;
             libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(libc::SIGSEGV, &action, (&raw mut PREVIOUS).cast::<libc::sigaction>());
+            libc::sigaction(
+                libc::SIGSEGV,
+                &action,
+                (&raw mut PREVIOUS).cast::<libc::sigaction>(),
+            );
         }
     });
 }
