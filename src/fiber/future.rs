@@ -34,7 +34,6 @@ use std::future::Future;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::thread::ThreadId;
 
 const RESUME: usize = 0;
 const CANCEL: usize = 1;
@@ -68,7 +67,8 @@ pub(crate) struct FiberInner<T> {
     stack: Option<Stack>,
     fiber_sp: *mut u8,
     caller_sp: *mut u8,
-    owner: Option<ThreadId>,
+    /// The owner thread (`thread_token`).
+    owner: Option<std::thread::ThreadId>,
     /// The context of the poll that resumed the fiber (valid while it runs).
     cx: *mut Context<'static>,
     /// The runtime it belongs to, for shutdown unwinding.
@@ -87,6 +87,22 @@ pub(crate) struct Current {
     /// stack overflow handler (`overflow.rs`).
     pub(crate) guard: (usize, usize),
     pub(crate) name: Option<(*const u8, usize)>,
+}
+
+/// The current thread's id, cached: `std::thread::current()` would clone
+/// an `Arc` on every resumption. (Ids are never reused, unlike addresses.)
+fn thread_token() -> std::thread::ThreadId {
+    thread_local! {
+        static ID: Cell<Option<std::thread::ThreadId>> = const { Cell::new(None) };
+    }
+    ID.with(|c| match c.get() {
+        Some(id) => id,
+        None => {
+            let id = std::thread::current().id();
+            c.set(Some(id));
+            id
+        }
+    })
 }
 
 thread_local! {
@@ -318,7 +334,7 @@ impl<T: Send + 'static> Future for FiberFuture<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let inner = &mut *self.inner;
-        let me = std::thread::current().id();
+        let me = thread_token();
         match inner.owner {
             None => {
                 inner.owner = Some(me);
@@ -362,7 +378,7 @@ impl<T: 'static> Drop for FiberFuture<T> {
         let inner = &mut *self.inner;
         match inner.phase {
             Phase::Suspended => {
-                if inner.owner == Some(std::thread::current().id()) {
+                if inner.owner == Some(thread_token()) {
                     let p: *mut dyn Unwind = &raw mut *inner;
                     unregister(p);
                     // Forced unwind: run the fiber's destructors on its

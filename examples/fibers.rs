@@ -1,0 +1,166 @@
+//! Fiber micro-benchmarks and a memory check, against tokio where the
+//! comparison exists.
+//!
+//! ```text
+//! cargo run --release --example fibers -- [--fibers N] [--rounds R]
+//! ```
+//!
+//! - yield: two fibers on a current-thread runtime each calling
+//!   `fiber::yield_now` N times; ns per switch (each yield is one switch
+//!   out and one back in: reported per yield). tokio current-thread
+//!   `yield_now().await` in two tasks, same count, for comparison.
+//! - spawn+join: spawn a fiber on a pooled stack and join it, ns per pair.
+//! - memory: N fibers (default 100k) suspended in `fiber::wait`, RSS growth
+//!   per fiber at the default 256 KiB stack size.
+
+use fiber_runtime::fiber;
+use std::time::{Duration, Instant};
+
+fn rss_bytes() -> usize {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+fn fiber_yield_ns(n: u64) -> f64 {
+    let rt = fiber_runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        let a = fiber::spawn(move || (0..n).for_each(|_| fiber::yield_now()));
+        let b = fiber::spawn(move || (0..n).for_each(|_| fiber::yield_now()));
+        a.await.unwrap();
+        b.await.unwrap();
+        start.elapsed().as_nanos() as f64 / (2 * n) as f64
+    })
+}
+
+fn tokio_yield_ns(n: u64) -> f64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let start = Instant::now();
+        let a = tokio::spawn(async move {
+            for _ in 0..n {
+                tokio::task::yield_now().await
+            }
+        });
+        let b = tokio::spawn(async move {
+            for _ in 0..n {
+                tokio::task::yield_now().await
+            }
+        });
+        a.await.unwrap();
+        b.await.unwrap();
+        start.elapsed().as_nanos() as f64 / (2 * n) as f64
+    })
+}
+
+fn spawn_join_ns(n: u64) -> f64 {
+    let rt = fiber_runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Warm the stack pool.
+        fiber::spawn(|| ()).await.unwrap();
+        let start = Instant::now();
+        for i in 0..n {
+            assert_eq!(fiber::spawn(move || i).await.unwrap(), i);
+        }
+        start.elapsed().as_nanos() as f64 / n as f64
+    })
+}
+
+fn memory_per_fiber(n: usize) -> f64 {
+    let rt = fiber_runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let before = rss_bytes();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let gate = std::sync::Arc::new(futures::lock::Mutex::new(()));
+    let hold = rt.block_on(gate.clone().lock_owned());
+    let handles: Vec<_> = {
+        let _g = rt.enter();
+        (0..n)
+            .map(|_| {
+                let tx = tx.clone();
+                let gate = gate.clone();
+                fiber::spawn(move || {
+                    tx.send(()).unwrap();
+                    drop(fiber::wait(gate.lock()));
+                })
+            })
+            .collect()
+    };
+    for _ in 0..n {
+        rx.recv_timeout(Duration::from_secs(60)).unwrap();
+    }
+    let after = rss_bytes();
+    assert_eq!(rt.metrics().num_alive_fibers(), n);
+    drop(hold);
+    for h in handles {
+        h.join().unwrap();
+    }
+    (after - before) as f64 / n as f64
+}
+
+fn main() {
+    let mut fibers = 100_000usize;
+    let mut rounds = 7usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--fibers" => {
+                fibers = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--fibers N")
+            }
+            "--rounds" => {
+                rounds = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .expect("--rounds R")
+            }
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    const N: u64 = 200_000;
+    let (mut fy, mut ty, mut sj) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        fy.push(fiber_yield_ns(N));
+        ty.push(tokio_yield_ns(N));
+        sj.push(spawn_join_ns(N / 4));
+    }
+    println!("medians of {rounds} interleaved rounds");
+    println!(
+        "fiber yield_now, 2 fibers, current-thread:    {:6.1} ns per yield",
+        median(fy.clone())
+    );
+    println!(
+        "tokio yield_now().await, 2 tasks, current:    {:6.1} ns per yield",
+        median(ty.clone())
+    );
+    println!(
+        "ratio fiber/tokio:                            {:6.2}",
+        median(fy) / median(ty)
+    );
+    println!(
+        "fiber spawn + join (pooled stack):            {:6.1} ns per fiber",
+        median(sj)
+    );
+    let m = memory_per_fiber(fibers);
+    println!(
+        "memory: {fibers} suspended fibers, 256 KiB stacks: {:.0} bytes ({:.2} KiB) RSS per fiber",
+        m,
+        m / 1024.0
+    );
+}
