@@ -35,8 +35,11 @@
 //!   implementing the [`io`] traits; [`time`] has `sleep`, `timeout` and
 //!   `interval` on a hierarchical timer wheel.
 //!
-//! Stackful fibers are being built next; their names in the public
-//! contract will land in `fiber`.
+//! - **Fibers**: [`fiber::spawn`] runs a closure on its own small stack as
+//!   a green thread on the same scheduler, in plain blocking style
+//!   ([`fiber::wait`] on any future, [`fiber::sleep`], `std::io` on the
+//!   [`net`] types), with the same [`JoinHandle`]. A fiber never migrates
+//!   between threads once started.
 //!
 //! # Entry points
 //!
@@ -50,8 +53,8 @@
 //! # Features and targets
 //!
 //! No cargo features yet. Supported targets: Linux on x86_64 and aarch64
-//! (the fiber context switch, when it lands, is written for these two);
-//! the task scheduler itself is portable Rust.
+//! (the fiber context switch is written in assembly for these two); the
+//! task scheduler itself is portable Rust.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]

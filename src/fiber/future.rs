@@ -73,6 +73,8 @@ pub(crate) struct FiberInner<T> {
     cx: *mut Context<'static>,
     /// The runtime it belongs to, for shutdown unwinding.
     runtime_id: usize,
+    /// Index in the owner thread's `STARTED` list (while started).
+    started_index: usize,
     /// The runtime's count of live fibers, decremented on drop.
     alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -147,9 +149,15 @@ fn free_stack(stack: Stack) {
 /// Type-erased access to a fiber for shutdown unwinding.
 trait Unwind {
     fn unwind(&mut self);
+    /// Records the fiber's index in the thread's `STARTED` list.
+    fn set_started_index(&mut self, i: usize);
 }
 
 impl<T> Unwind for FiberInner<T> {
+    fn set_started_index(&mut self, i: usize) {
+        self.started_index = i;
+    }
+
     fn unwind(&mut self) {
         if self.phase == Phase::Suspended {
             // We are on the owner thread: only the owner registers a fiber
@@ -165,9 +173,13 @@ pub(crate) fn unwind_all_on_this_thread(runtime_id: usize) {
     loop {
         let next = STARTED.with(|s| {
             let mut s = s.borrow_mut();
-            s.iter()
-                .position(|(rt, _)| *rt == runtime_id)
-                .map(|i| s.swap_remove(i).1)
+            let i = s.iter().rposition(|(rt, _)| *rt == runtime_id)?;
+            let (_, f) = s.swap_remove(i);
+            if let Some((_, moved)) = s.get(i) {
+                // SAFETY: registered fibers are alive and not running.
+                unsafe { (**moved).set_started_index(i) };
+            }
+            Some(f)
         });
         let Some(f) = next else { break };
         // SAFETY: registered fibers are alive (their task is alive until
@@ -176,11 +188,18 @@ pub(crate) fn unwind_all_on_this_thread(runtime_id: usize) {
     }
 }
 
-fn unregister(ptr: *mut dyn Unwind) {
+/// Removes a fiber from this thread's `STARTED` list in O(1): it knows
+/// its index, and the entry moved into its place learns its new one.
+fn unregister(ptr: *mut dyn Unwind, index: usize) {
     let _ = STARTED.try_with(|s| {
         let mut s = s.borrow_mut();
-        if let Some(i) = s.iter().position(|(_, p)| std::ptr::addr_eq(*p, ptr)) {
-            s.swap_remove(i);
+        if index < s.len() && std::ptr::addr_eq(s[index].1, ptr) {
+            s.swap_remove(index);
+            if let Some((_, moved)) = s.get(index) {
+                // SAFETY: registered fibers are alive and not running (only
+                // the running one, us, calls this).
+                unsafe { (**moved).set_started_index(index) };
+            }
         }
     });
 }
@@ -319,6 +338,7 @@ impl<T: Send + 'static> FiberFuture<T> {
             owner: None,
             cx: std::ptr::null_mut(),
             runtime_id,
+            started_index: usize::MAX,
             alive,
         });
         let data = (&raw mut *inner).cast::<u8>();
@@ -339,7 +359,11 @@ impl<T: Send + 'static> Future for FiberFuture<T> {
             None => {
                 inner.owner = Some(me);
                 let p: *mut dyn Unwind = &raw mut *inner;
-                STARTED.with(|s| s.borrow_mut().push((inner.runtime_id, p)));
+                STARTED.with(|s| {
+                    let mut s = s.borrow_mut();
+                    inner.started_index = s.len();
+                    s.push((inner.runtime_id, p));
+                });
             }
             Some(owner) => assert_eq!(
                 owner, me,
@@ -356,7 +380,7 @@ impl<T: Send + 'static> Future for FiberFuture<T> {
             return Poll::Pending;
         }
         let p: *mut dyn Unwind = &raw mut *inner;
-        unregister(p);
+        unregister(p, inner.started_index);
         if let Some(stack) = inner.stack.take() {
             free_stack(stack);
         }
@@ -380,7 +404,7 @@ impl<T: 'static> Drop for FiberFuture<T> {
             Phase::Suspended => {
                 if inner.owner == Some(thread_token()) {
                     let p: *mut dyn Unwind = &raw mut *inner;
-                    unregister(p);
+                    unregister(p, inner.started_index);
                     // Forced unwind: run the fiber's destructors on its
                     // own thread.
                     inner.unwind_any();
