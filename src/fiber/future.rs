@@ -135,6 +135,18 @@ pub(crate) fn alloc_stack(size: usize) -> std::io::Result<Stack> {
     })
 }
 
+/// Gives back the pages of this thread's surplus free stacks (the thread
+/// is about to idle).
+pub(crate) fn trim_stack_pools() {
+    let _ = POOL.try_with(|p| {
+        if let Ok(mut pools) = p.try_borrow_mut() {
+            if let Some(pools) = pools.as_mut() {
+                pools.iter_mut().for_each(StackPool::trim);
+            }
+        }
+    });
+}
+
 fn free_stack(stack: Stack) {
     // At thread exit the pool is gone: the stack is simply dropped.
     let _ = POOL.try_with(|p| {

@@ -324,6 +324,11 @@ pub fn current() -> Option<FiberId> {
     future::current().map(|f| f.id)
 }
 
+/// Trims this thread's stack pools (the thread is about to idle).
+pub(crate) fn trim_stack_pools() {
+    future::trim_stack_pools();
+}
+
 /// Unwinds this thread's suspended fibers of the runtime `id` (shutdown).
 pub(crate) fn unwind_all_on_this_thread(id: usize) {
     future::unwind_all_on_this_thread(id);

@@ -101,8 +101,11 @@ pub(crate) struct StackPool {
     page: usize,
     /// Usable bytes per stack (a multiple of the page size).
     size: usize,
+    /// Free stacks whose pages may still be resident (used first).
     free: Vec<Stack>,
-    /// Free stacks kept with their pages; beyond, pages are given back.
+    /// Free stacks whose pages were given back (`trim`).
+    cold: Vec<Stack>,
+    /// Warm free stacks kept by `trim`; beyond, pages are given back.
     retain: usize,
     /// Mappings made so far.
     chunks: usize,
@@ -136,6 +139,7 @@ impl StackPool {
             page,
             size: size.div_ceil(page) * page,
             free: Vec::new(),
+            cold: Vec::new(),
             retain,
             chunks: 0,
             in_use: 0,
@@ -176,21 +180,32 @@ impl StackPool {
     /// The `mmap`/`madvise`/`mprotect` error, with a message naming the
     /// limit that likely caused it (`vm.max_map_count`, `ulimit -v`).
     pub(crate) fn alloc(&mut self) -> io::Result<Stack> {
-        if self.free.is_empty() {
-            self.grow()?;
-        }
-        let stack = self.free.pop().expect("grow added stacks");
+        let stack = match self.free.pop().or_else(|| self.cold.pop()) {
+            Some(s) => s,
+            None => {
+                self.grow()?;
+                self.cold.pop().expect("grow added stacks")
+            }
+        };
         self.in_use += 1;
         Ok(stack)
     }
 
-    /// Returns a stack to the pool.
+    /// Returns a stack to the pool (warm: its pages stay until `trim`).
     pub(crate) fn free(&mut self, stack: Stack) {
         self.in_use = self.in_use.saturating_sub(1);
-        if self.free.len() >= self.retain {
-            // SAFETY: the range is this stack's usable part, which nobody
-            // uses any more; DONTNEED only drops its pages (they read back
-            // as zeros).
+        self.free.push(stack);
+    }
+
+    /// Gives back the pages of warm free stacks beyond `retain` (called
+    /// when the thread is about to idle, so a burst of fibers does not pay
+    /// for trimming while it runs).
+    pub(crate) fn trim(&mut self) {
+        while self.free.len() > self.retain {
+            let stack = self.free.pop().expect("len > retain");
+            // SAFETY: the range is this free stack's usable part, which
+            // nobody uses; DONTNEED only drops its pages (they read back as
+            // zeros).
             unsafe {
                 libc::madvise(
                     stack.bottom.cast(),
@@ -198,8 +213,8 @@ impl StackPool {
                     libc::MADV_DONTNEED,
                 );
             }
+            self.cold.push(stack);
         }
-        self.free.push(stack);
     }
 
     fn grow(&mut self) -> io::Result<()> {
@@ -246,7 +261,7 @@ impl StackPool {
                     ),
                 )
             })?;
-            self.free.push(Stack {
+            self.cold.push(Stack {
                 // SAFETY: within the mapping.
                 bottom: unsafe { guard.add(self.page) },
                 // SAFETY: within (one past) the mapping.

@@ -259,6 +259,7 @@ impl Context {
                 // Nothing to do: park until a wake (a remote schedule or
                 // the `block_on` waker unparks us).
                 core.metrics.parks += 1;
+                crate::fiber::trim_stack_pools();
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                 shared.metrics.flush(&core.metrics);
                 core.park.park();

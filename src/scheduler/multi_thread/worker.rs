@@ -283,6 +283,8 @@ impl Context {
         if !core.transition_to_parked(&self.handle) {
             return core;
         }
+        // Idle from here: give back surplus fiber stack pages.
+        crate::fiber::trim_stack_pools();
         loop {
             core.metrics.parks += 1;
             // Adds the busy stretch up to now (once) and publishes.
