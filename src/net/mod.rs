@@ -12,6 +12,18 @@
 //! so. A socket that outlives its runtime fails every later operation
 //! with an error instead of waiting forever.
 //!
+//! # Blocking style
+//!
+//! The stream types also implement `std::io::Read` and `std::io::Write`
+//! (for `T` and `&T`), and the listeners and `UdpSocket` have `*_blocking`
+//! methods. Inside a [fiber](crate::fiber) they suspend the fiber until the
+//! socket is ready; on a thread outside any runtime they block it; in an
+//! async task on a runtime thread they panic (use the async methods).
+//! With both `std::io::Write` and [`AsyncWriteExt`](crate::io::AsyncWriteExt)
+//! in scope, `stream.write_all(..)` is ambiguous: import only the one you
+//! use in that module, or spell the call out
+//! (`AsyncWriteExt::write_all(&mut stream, ..).await`).
+//!
 //! # Examples
 //!
 //! ```
