@@ -57,7 +57,6 @@ pub struct FiberId(pub(crate) u64);
 
 /// State shared by the poller and the fiber (see the module doc).
 pub(crate) struct FiberInner<T> {
-    id: FiberId,
     /// For the stack overflow message.
     name: Option<String>,
     phase: Phase,
@@ -77,6 +76,11 @@ pub(crate) struct FiberInner<T> {
     started_index: usize,
     /// The runtime's count of live fibers, decremented on drop.
     alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// What the fiber's own code reaches through `CURRENT`. It lives here,
+    /// in the boxed `FiberInner`, not on the stack of the poll that
+    /// resumes the fiber: a suspended fiber resumes under a later poll, and
+    /// the earlier poll's frame is gone by then.
+    current: Current,
 }
 
 /// What `fiber::wait` and friends need of the running fiber.
@@ -280,15 +284,7 @@ impl<T: Send + 'static> FiberInner<T> {
     ///
     /// On the owner thread (or the first resumption), not running.
     unsafe fn resume(&mut self, code: usize) -> usize {
-        let current = Current {
-            id: self.id,
-            cx: (&raw mut self.cx).cast(),
-            fiber_sp: &raw mut self.fiber_sp,
-            caller_sp: &raw mut self.caller_sp,
-            guard: self.stack.as_ref().map_or((0, 0), |s| s.guard_range()),
-            name: self.name.as_ref().map(|n| (n.as_ptr(), n.len())),
-        };
-        let prev = CURRENT.with(|c| c.replace(Some(&raw const current)));
+        let prev = CURRENT.with(|c| c.replace(Some(&raw const self.current)));
         self.phase = Phase::Running;
         // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
         // (or freshly laid out), and we are its owner thread.
@@ -339,7 +335,6 @@ impl<T: Send + 'static> FiberFuture<T> {
     ) -> FiberFuture<T> {
         alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut inner = Box::new(FiberInner {
-            id,
             name,
             phase: Phase::NotStarted,
             func: Some(func),
@@ -352,7 +347,21 @@ impl<T: Send + 'static> FiberFuture<T> {
             runtime_id,
             started_index: usize::MAX,
             alive,
+            current: Current {
+                id,
+                cx: std::ptr::null_mut(),
+                fiber_sp: std::ptr::null_mut(),
+                caller_sp: std::ptr::null_mut(),
+                guard: stack.guard_range(),
+                name: None,
+            },
         });
+        // Now that `inner` has its final (heap) address, point `current`
+        // at its fields.
+        inner.current.cx = (&raw mut inner.cx).cast();
+        inner.current.fiber_sp = &raw mut inner.fiber_sp;
+        inner.current.caller_sp = &raw mut inner.caller_sp;
+        inner.current.name = inner.name.as_ref().map(|n| (n.as_ptr(), n.len()));
         let data = (&raw mut *inner).cast::<u8>();
         // SAFETY: a fresh stack from the pool, used by nothing else.
         inner.fiber_sp = unsafe { arch::init_stack(stack.top(), FiberInner::<T>::entry, data) };
@@ -448,15 +457,7 @@ impl<T> FiberInner<T> {
     fn unwind_any(&mut self) {
         // Re-uses the typed resume through the vtable-free path: the
         // protocol is the same for every `T`.
-        let current = Current {
-            id: self.id,
-            cx: (&raw mut self.cx).cast(),
-            fiber_sp: &raw mut self.fiber_sp,
-            caller_sp: &raw mut self.caller_sp,
-            guard: self.stack.as_ref().map_or((0, 0), |s| s.guard_range()),
-            name: self.name.as_ref().map(|n| (n.as_ptr(), n.len())),
-        };
-        let prev = CURRENT.with(|c| c.replace(Some(&raw const current)));
+        let prev = CURRENT.with(|c| c.replace(Some(&raw const self.current)));
         self.phase = Phase::Running;
         // SAFETY: owner thread (checked by the caller), suspended fiber.
         let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, CANCEL) };
