@@ -334,3 +334,35 @@ fn fibers_outside_a_runtime_are_refused() {
         "{err}"
     );
 }
+
+/// A current-thread runtime whose fibers were started on one thread and
+/// which is dropped on another cannot unwind them there (that would run
+/// their code on a second thread): they are leaked, never resumed, and
+/// nothing crashes.
+#[test]
+fn fibers_started_elsewhere_are_leaked_not_resumed_when_dropped() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let d = drops.clone();
+    let rt = std::thread::spawn(move || {
+        let rt = Builder::new_current_thread().build().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let _h = rt.block_on(async move {
+            fiber::spawn(move || {
+                let _a = CountDrop(d);
+                tx.send(()).unwrap();
+                fiber::wait(std::future::pending::<()>());
+            })
+        });
+        drive_until(&rt, &rx);
+        rt
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rt.metrics().num_alive_fibers(), 1);
+    drop(rt);
+    assert_eq!(
+        drops.load(SeqCst),
+        0,
+        "a fiber was resumed on another thread"
+    );
+}

@@ -316,7 +316,10 @@ impl<T: Send + 'static> FiberInner<T> {
 
 /// The future of a fiber's task.
 pub(crate) struct FiberFuture<T: 'static> {
-    inner: Box<FiberInner<T>>,
+    /// Dropped by hand: a suspended fiber dropped off its owner thread is
+    /// leaked whole, because that thread's `STARTED` list still points at
+    /// it (and may unwind it there later).
+    inner: std::mem::ManuallyDrop<Box<FiberInner<T>>>,
 }
 
 // SAFETY: a `FiberFuture` moves between threads only before its fiber
@@ -366,7 +369,9 @@ impl<T: Send + 'static> FiberFuture<T> {
         // SAFETY: a fresh stack from the pool, used by nothing else.
         inner.fiber_sp = unsafe { arch::init_stack(stack.top(), FiberInner::<T>::entry, data) };
         inner.stack = Some(stack);
-        FiberFuture { inner }
+        FiberFuture {
+            inner: std::mem::ManuallyDrop::new(inner),
+        }
     }
 }
 
@@ -374,7 +379,7 @@ impl<T: Send + 'static> Future for FiberFuture<T> {
     type Output = T;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let inner = &mut *self.inner;
+        let inner: &mut FiberInner<T> = &mut self.inner;
         let me = thread_token();
         match inner.owner {
             None => {
@@ -420,7 +425,7 @@ impl<T: Send + 'static> Future for FiberFuture<T> {
 
 impl<T: 'static> Drop for FiberFuture<T> {
     fn drop(&mut self) {
-        let inner = &mut *self.inner;
+        let inner: &mut FiberInner<T> = &mut self.inner;
         match inner.phase {
             Phase::Suspended => {
                 if inner.owner == Some(thread_token()) {
@@ -430,9 +435,8 @@ impl<T: 'static> Drop for FiberFuture<T> {
                     // own thread.
                     inner.unwind_any();
                 } else {
-                    // Cannot unwind it here (rule 2): leak it.
-                    std::mem::forget(inner.stack.take());
-                    std::mem::forget(inner.func.take());
+                    // Cannot unwind it here (rule 2): leak it whole, stack
+                    // and state (`inner` is never dropped).
                     inner
                         .alive
                         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -450,6 +454,10 @@ impl<T: 'static> Drop for FiberFuture<T> {
         inner
             .alive
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: dropped once, here; the fiber is not running and no
+        // thread's `STARTED` list points at it any more (it was never
+        // started, finished and unregistered, or unwound and unregistered).
+        unsafe { std::mem::ManuallyDrop::drop(&mut self.inner) };
     }
 }
 
