@@ -130,7 +130,10 @@ where
 {
     match runtime::context::with_current(|h| h.spawn(future)) {
         Ok(join) => join,
-        Err(kind) => panic!("`fiber_runtime::spawn` failed: {}", no_runtime(kind)),
+        Err(kind) => panic!(
+            "`fiber_runtime::spawn` failed: {}",
+            TryCurrentError::new(kind)
+        ),
     }
 }
 
@@ -159,15 +162,8 @@ where
         Ok(join) => join,
         Err(kind) => panic!(
             "`fiber_runtime::spawn_blocking` failed: {}",
-            no_runtime(kind)
+            TryCurrentError::new(kind)
         ),
-    }
-}
-
-fn no_runtime(kind: runtime::context::NoRuntime) -> String {
-    match Handle::try_current() {
-        Err(e) => e.to_string(),
-        Ok(_) => format!("{kind:?}"),
     }
 }
 

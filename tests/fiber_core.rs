@@ -7,7 +7,7 @@
 
 use fiber_runtime::{Builder, Runtime, fiber};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 fn runtimes() -> Vec<(&'static str, Runtime)> {
@@ -309,7 +309,6 @@ fn stack_size_below_the_minimum_is_invalid_input_and_metrics_count_fibers() {
         assert!(err.to_string().contains("16384"), "{err}");
     });
     let (tx, rx) = mpsc::channel();
-    let gate = Arc::new(Mutex::new(()));
     let h = rt.block_on(async move {
         fiber::spawn(move || {
             tx.send(()).unwrap();
@@ -323,7 +322,6 @@ fn stack_size_below_the_minimum_is_invalid_input_and_metrics_count_fibers() {
     h.abort();
     let _ = rt.block_on(h);
     assert_eq!(rt.metrics().num_alive_fibers(), 0);
-    drop(gate);
 }
 
 #[test]

@@ -278,26 +278,6 @@ impl Current {
 }
 
 impl<T: Send + 'static> FiberInner<T> {
-    /// Resumes the fiber with `code`; returns what it switched back with.
-    ///
-    /// # Safety
-    ///
-    /// On the owner thread (or the first resumption), not running.
-    unsafe fn resume(&mut self, code: usize) -> usize {
-        let prev = CURRENT.with(|c| c.replace(Some(&raw const self.current)));
-        self.phase = Phase::Running;
-        // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
-        // (or freshly laid out), and we are its owner thread.
-        let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, code) };
-        CURRENT.with(|c| c.set(prev));
-        self.phase = if back == FINISHED {
-            Phase::Finished
-        } else {
-            Phase::Suspended
-        };
-        back
-    }
-
     /// The fiber's entry point, on its own stack.
     unsafe extern "C" fn entry(_code: usize, data: *mut u8) -> ! {
         let this = data.cast::<FiberInner<T>>();
@@ -462,15 +442,32 @@ impl<T: 'static> Drop for FiberFuture<T> {
 }
 
 impl<T> FiberInner<T> {
-    fn unwind_any(&mut self) {
-        // Re-uses the typed resume through the vtable-free path: the
-        // protocol is the same for every `T`.
+    /// Resumes the fiber with `code`; returns what it switched back with.
+    ///
+    /// # Safety
+    ///
+    /// On the owner thread (or the first resumption), not running.
+    unsafe fn resume(&mut self, code: usize) -> usize {
         let prev = CURRENT.with(|c| c.replace(Some(&raw const self.current)));
         self.phase = Phase::Running;
-        // SAFETY: owner thread (checked by the caller), suspended fiber.
-        let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, CANCEL) };
+        // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
+        // (or freshly laid out), and we are its owner thread.
+        let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, code) };
         CURRENT.with(|c| c.set(prev));
+        self.phase = if back == FINISHED {
+            Phase::Finished
+        } else {
+            Phase::Suspended
+        };
+        back
+    }
+
+    /// Forced unwind of a suspended fiber: resumes it with `CANCEL`, which
+    /// makes its suspension point panic with `ForcedUnwind` up to its entry.
+    /// The caller is on the owner thread.
+    fn unwind_any(&mut self) {
+        // SAFETY: owner thread (the caller's contract), suspended fiber.
+        let back = unsafe { self.resume(CANCEL) };
         debug_assert_eq!(back, FINISHED, "a cancelled fiber kept running");
-        self.phase = Phase::Finished;
     }
 }

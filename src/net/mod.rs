@@ -89,21 +89,12 @@ pub(crate) fn each_addr<T>(
     Err(last.expect("resolve returned at least one address"))
 }
 
-/// Implements `AsyncRead` and `AsyncWrite` for a stream type and its
-/// shared reference, through its `io: PollEvented<mio type>` field.
+/// Implements `AsyncRead`/`AsyncWrite` (and the blocking-style
+/// `std::io::Read`/`Write`) for a stream type's shared reference, through
+/// its `io: PollEvented<mio type>` field, and for the type itself by
+/// forwarding to the reference.
 macro_rules! impl_async_read_write {
     ($ty:ty) => {
-        impl $crate::io::AsyncRead for $ty {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut [u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io
-                    .poll_read_stream(cx, buf.len(), |s| std::io::Read::read(&mut &*s, buf))
-            }
-        }
-
         impl $crate::io::AsyncRead for &$ty {
             fn poll_read(
                 self: std::pin::Pin<&mut Self>,
@@ -115,7 +106,7 @@ macro_rules! impl_async_read_write {
             }
         }
 
-        impl $crate::io::AsyncWrite for $ty {
+        impl $crate::io::AsyncWrite for &$ty {
             fn poll_write(
                 self: std::pin::Pin<&mut Self>,
                 cx: &mut std::task::Context<'_>,
@@ -137,6 +128,40 @@ macro_rules! impl_async_read_write {
                 _cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
                 std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+            }
+        }
+
+        impl $crate::io::AsyncRead for $ty {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut &*self).poll_read(cx, buf)
+            }
+        }
+
+        impl $crate::io::AsyncWrite for $ty {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut &*self).poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut &*self).poll_flush(cx)
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut &*self).poll_close(cx)
             }
         }
 
@@ -187,31 +212,6 @@ macro_rules! impl_async_read_write {
 
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
-            }
-        }
-
-        impl $crate::io::AsyncWrite for &$ty {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io
-                    .poll_write_stream(cx, buf.len(), |s| std::io::Write::write(&mut &*s, buf))
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(Ok(()))
-            }
-
-            fn poll_close(
-                self: std::pin::Pin<&mut Self>,
-                _cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
             }
         }
     };

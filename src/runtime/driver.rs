@@ -36,10 +36,10 @@ impl Driver {
         &self.handle
     }
 
-    /// Blocks until an I/O event, the next timer, `max`, or an unpark;
-    /// hands the wakers of the tasks concerned to `wakers`.
-    pub(crate) fn park(&mut self, max: Option<Duration>, wakers: &mut Vec<Waker>) {
-        let timeout = self.handle.time.prepare_park(max);
+    /// Blocks until an I/O event, the next timer, or an unpark; hands the
+    /// wakers of the tasks concerned to `wakers`.
+    pub(crate) fn park(&mut self, wakers: &mut Vec<Waker>) {
+        let timeout = self.handle.time.prepare_park();
         self.io.turn(timeout, wakers);
         self.handle.time.after_park(wakers);
     }

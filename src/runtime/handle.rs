@@ -47,6 +47,12 @@ pub struct TryCurrentError {
     kind: context::NoRuntime,
 }
 
+impl TryCurrentError {
+    pub(crate) fn new(kind: context::NoRuntime) -> TryCurrentError {
+        TryCurrentError { kind }
+    }
+}
+
 impl fmt::Display for TryCurrentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.kind {
@@ -120,8 +126,7 @@ impl Handle {
     /// assert!(fiber_runtime::Handle::try_current().is_ok());
     /// ```
     pub fn try_current() -> Result<Handle, TryCurrentError> {
-        context::with_current(|h| Handle { inner: h.clone() })
-            .map_err(|kind| TryCurrentError { kind })
+        context::with_current(|h| Handle { inner: h.clone() }).map_err(TryCurrentError::new)
     }
 
     /// Spawns a task onto this runtime; see [`crate::spawn`].

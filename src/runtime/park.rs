@@ -13,7 +13,6 @@ use crate::runtime::driver::{self, Driver};
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::Duration;
 
 const EMPTY: usize = 0;
 /// Blocked on the condition variable.
@@ -128,16 +127,6 @@ impl Parker {
     /// called since the last `park`). If this thread turned the driver,
     /// the wakers it collected wait in `take_deferred`.
     pub(crate) fn park(&mut self) {
-        self.park_inner(None)
-    }
-
-    /// As `park`, but returns after `dur` at the latest.
-    #[allow(dead_code)]
-    pub(crate) fn park_timeout(&mut self, dur: Duration) {
-        self.park_inner(Some(dur))
-    }
-
-    fn park_inner(&mut self, dur: Option<Duration>) {
         let inner = &*self.inner;
         let deferred = &mut self.deferred;
         // Fast path: a notification is pending.
@@ -162,7 +151,7 @@ impl Parker {
                         }
                         Err(s) => unreachable!("inconsistent park state {s}"),
                     }
-                    d.park(dur, deferred);
+                    d.park(deferred);
                     // Consumes a notification that arrived meanwhile.
                     inner.state.store(EMPTY, SeqCst);
                     return;
@@ -180,19 +169,7 @@ impl Parker {
             Err(s) => unreachable!("inconsistent park state {s}"),
         }
         loop {
-            guard = match dur {
-                None => inner.condvar.wait(guard),
-                Some(d) => {
-                    let (g, timed_out) = inner.condvar.wait_timeout(guard, d);
-                    if timed_out {
-                        // Back to EMPTY, unless a notification raced in:
-                        // consume it either way.
-                        inner.state.swap(EMPTY, SeqCst);
-                        return;
-                    }
-                    g
-                }
-            };
+            guard = inner.condvar.wait(guard);
             if inner
                 .state
                 .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)

@@ -297,23 +297,35 @@ impl Context {
     }
 }
 
-impl Schedule for Arc<Handle> {
-    fn yield_now(&self, task: Notified) {
-        let task = context::with_scheduler(|cx| {
-            if let Some(scheduler::Context::CurrentThread(cx)) = cx {
-                if Arc::ptr_eq(&cx.handle, self) {
-                    if let Ok(mut core) = cx.core.try_borrow_mut() {
-                        if let Some(core) = core.as_mut() {
-                            // Tasks from other threads go first too.
-                            let tasks = &mut core.tasks;
-                            self.shared.inject.pop_n(usize::MAX, |t| tasks.push_back(t));
-                            core.tasks.push_back(task);
-                            return None;
-                        }
+/// If this thread drives `handle` with its core installed, hands `task`
+/// and the core to `f`; otherwise gives the task back.
+fn with_local_core(
+    handle: &Arc<Handle>,
+    task: Notified,
+    f: impl FnOnce(&mut Core, Notified),
+) -> Option<Notified> {
+    context::with_scheduler(|cx| {
+        if let Some(scheduler::Context::CurrentThread(cx)) = cx {
+            if Arc::ptr_eq(&cx.handle, handle) {
+                if let Ok(mut core) = cx.core.try_borrow_mut() {
+                    if let Some(core) = core.as_mut() {
+                        f(core, task);
+                        return None;
                     }
                 }
             }
-            Some(task)
+        }
+        Some(task)
+    })
+}
+
+impl Schedule for Arc<Handle> {
+    fn yield_now(&self, task: Notified) {
+        let task = with_local_core(self, task, |core, task| {
+            // Tasks from other threads go first too.
+            let tasks = &mut core.tasks;
+            self.shared.inject.pop_n(usize::MAX, |t| tasks.push_back(t));
+            core.tasks.push_back(task);
         });
         if let Some(task) = task {
             self.schedule(task);
@@ -321,19 +333,7 @@ impl Schedule for Arc<Handle> {
     }
 
     fn schedule(&self, task: Notified) {
-        let task = context::with_scheduler(|cx| {
-            if let Some(scheduler::Context::CurrentThread(cx)) = cx {
-                if Arc::ptr_eq(&cx.handle, self) {
-                    if let Ok(mut core) = cx.core.try_borrow_mut() {
-                        if let Some(core) = core.as_mut() {
-                            core.tasks.push_back(task);
-                            return None;
-                        }
-                    }
-                }
-            }
-            Some(task)
-        });
+        let task = with_local_core(self, task, |core, task| core.tasks.push_back(task));
         if let Some(task) = task {
             if self.shared.inject.push(task) {
                 self.shared.unpark.unpark();

@@ -78,13 +78,4 @@ impl Handle {
             Handle::MultiThread(h) => h.metrics(),
         }
     }
-
-    #[allow(dead_code)]
-    pub(crate) fn ptr_eq(&self, other: &Handle) -> bool {
-        match (self, other) {
-            (Handle::CurrentThread(a), Handle::CurrentThread(b)) => Arc::ptr_eq(a, b),
-            (Handle::MultiThread(a), Handle::MultiThread(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        }
-    }
 }

@@ -17,10 +17,9 @@
 
 use super::RawTask;
 use super::core::NO_SLOT;
-use crate::loom::{AtomicUsize, Mutex, Ordering::*};
+use crate::loom::{AtomicIsize, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 use crate::util::CachePadded;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicIsize, AtomicPtr};
 
 /// At most this many shards (workers beyond share them).
 const MAX_SHARDS: usize = 64;
@@ -31,8 +30,12 @@ const SEGMENT_BITS: u32 = 2;
 /// Slots per segment (16384: 128 KiB, whose pages are only touched as
 /// they fill).
 const SEGMENT_LEN: usize = 1 << SEGMENT_BITS;
-/// Segments per shard: 16M live tasks per shard.
+/// Segments per shard: 16M live tasks per shard. Shrunk under loom, which
+/// tracks every atomic of the segment table.
+#[cfg(not(loom))]
 const MAX_SEGMENTS: usize = 1024;
+#[cfg(loom)]
+const MAX_SEGMENTS: usize = 4;
 /// An empty slot.
 const EMPTY: usize = 0;
 

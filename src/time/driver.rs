@@ -143,9 +143,9 @@ impl Handle {
         drop(waker);
     }
 
-    /// Before the driver parks: how long it may sleep (at most `max`), and
-    /// records when it will wake by itself.
-    pub(crate) fn prepare_park(&self, max: Option<Duration>) -> Option<Duration> {
+    /// Before the driver parks: how long it may sleep (until the next
+    /// timer; `None`: no timer), and records when it will wake by itself.
+    pub(crate) fn prepare_park(&self) -> Option<Duration> {
         // Publish "the driver is about to park" first: a timer registered
         // from now on either sees it (and unparks) or is seen below.
         self.wake_at.store(1, SeqCst);
@@ -155,14 +155,10 @@ impl Handle {
             .filter_map(|w| w.lock().next_expiration())
             .min();
         self.wake_at.store(next.unwrap_or(u64::MAX).max(1), SeqCst);
-        let timeout = next.map(|tick| {
+        next.map(|tick| {
             self.tick_instant(tick)
                 .saturating_duration_since(Instant::now())
-        });
-        match (timeout, max) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        })
     }
 
     /// After the driver woke: fires due timers.

@@ -285,20 +285,17 @@ impl Context {
         }
         // Idle from here: give back surplus fiber stack pages.
         crate::fiber::trim_stack_pools();
-        loop {
-            core.metrics.parks += 1;
-            // Adds the busy stretch up to now (once) and publishes.
-            core.flush_metrics(&self.handle);
-            core.park.park();
-            core.busy_since = Instant::now();
-            if self.handle.shared.is_shutdown.load(Acquire) {
-                core.is_shutdown = true;
-                return core;
-            }
-            if core.transition_from_parked(&self.handle) {
-                return core;
-            }
+        core.metrics.parks += 1;
+        // Adds the busy stretch up to now (once) and publishes.
+        core.flush_metrics(&self.handle);
+        core.park.park();
+        core.busy_since = Instant::now();
+        if self.handle.shared.is_shutdown.load(Acquire) {
+            core.is_shutdown = true;
+        } else {
+            core.transition_from_parked(&self.handle);
         }
+        core
     }
 }
 
@@ -417,9 +414,8 @@ impl Core {
     /// driver delivered I/O or timer events (we are still listed: take
     /// ourselves off, as a non-searching worker, and look for the tasks
     /// those events woke).
-    fn transition_from_parked(&mut self, handle: &Handle) -> bool {
+    fn transition_from_parked(&mut self, handle: &Handle) {
         self.is_searching = !handle.shared.idle.unpark_worker_by_id(self.index);
-        true
     }
 
     fn flush_metrics(&mut self, handle: &Handle) {
@@ -502,20 +498,33 @@ impl Handle {
         self.spawn_shard() % self.shared.remotes.len()
     }
 
-    fn schedule_pinned(self: &Arc<Self>, owner: usize, task: Notified) {
-        let task = context::with_scheduler(|cx| {
+    /// If this thread is a worker of ours (worker `only`, if given) with
+    /// its core installed, hands `task` and the core to `f`; otherwise
+    /// gives the task back.
+    fn with_local_core(
+        self: &Arc<Self>,
+        only: Option<usize>,
+        task: Notified,
+        f: impl FnOnce(&mut Core, Notified),
+    ) -> Option<Notified> {
+        context::with_scheduler(|cx| {
             if let Some(scheduler::Context::MultiThread(cx)) = cx {
-                if cx.index == owner && Arc::ptr_eq(&cx.handle, self) {
+                if only.is_none_or(|i| i == cx.index) && Arc::ptr_eq(&cx.handle, self) {
                     if let Ok(mut core) = cx.core.try_borrow_mut() {
                         if let Some(core) = core.as_mut() {
-                            core.pinned.push_back(task);
+                            f(core, task);
                             return None;
                         }
                     }
                 }
             }
             Some(task)
-        });
+        })
+    }
+
+    fn schedule_pinned(self: &Arc<Self>, owner: usize, task: Notified) {
+        let task =
+            self.with_local_core(Some(owner), task, |core, task| core.pinned.push_back(task));
         if let Some(task) = task {
             let remote = &self.shared.remotes[owner];
             {
@@ -535,18 +544,8 @@ impl Handle {
     }
 
     fn schedule_task(self: &Arc<Self>, task: Notified, is_yield: bool) {
-        let task = context::with_scheduler(|cx| {
-            if let Some(scheduler::Context::MultiThread(cx)) = cx {
-                if Arc::ptr_eq(&cx.handle, self) {
-                    if let Ok(mut core) = cx.core.try_borrow_mut() {
-                        if let Some(core) = core.as_mut() {
-                            self.schedule_local(core, task, is_yield);
-                            return None;
-                        }
-                    }
-                }
-            }
-            Some(task)
+        let task = self.with_local_core(None, task, |core, task| {
+            self.schedule_local(core, task, is_yield)
         });
         if let Some(task) = task {
             // From outside a worker of ours: through the injector.
