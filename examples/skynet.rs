@@ -69,6 +69,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     let mut rounds = 5;
+    let mut only: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -78,7 +79,8 @@ fn main() {
                     .and_then(|v| v.parse().ok())
                     .expect("--rounds R")
             }
-            other => panic!("unknown argument {other}"),
+            "--only" => only = Some(args.next().expect("--only tasks|fibers|tokio")),
+            other => panic!("unknown argument {other} (--rounds R, --only tasks|fibers|tokio)"),
         }
     }
     let (mut t, mut f, mut k) = (Vec::new(), Vec::new(), Vec::new());
@@ -87,16 +89,24 @@ fn main() {
             .worker_threads(2)
             .build()
             .unwrap();
-        let start = Instant::now();
-        assert_eq!(rt.block_on(rt.spawn(task_node(0, SIZE))).unwrap(), SUM);
-        t.push(start.elapsed().as_secs_f64() * 1e3);
-        let start = Instant::now();
-        assert_eq!(
-            rt.block_on(async { fiber::spawn(|| fiber_node(0, SIZE)).await.unwrap() }),
-            SUM
-        );
-        f.push(start.elapsed().as_secs_f64() * 1e3);
+        let run = |what: &str| only.as_deref().is_none_or(|o| o == what);
+        if run("tasks") {
+            let start = Instant::now();
+            assert_eq!(rt.block_on(rt.spawn(task_node(0, SIZE))).unwrap(), SUM);
+            t.push(start.elapsed().as_secs_f64() * 1e3);
+        }
+        if run("fibers") {
+            let start = Instant::now();
+            assert_eq!(
+                rt.block_on(async { fiber::spawn(|| fiber_node(0, SIZE)).await.unwrap() }),
+                SUM
+            );
+            f.push(start.elapsed().as_secs_f64() * 1e3);
+        }
         drop(rt);
+        if !run("tokio") {
+            continue;
+        }
         let trt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
@@ -106,7 +116,13 @@ fn main() {
         k.push(start.elapsed().as_secs_f64() * 1e3);
     }
     println!("skynet 1M, fan-out 10, 2 workers, median of {rounds} interleaved rounds");
-    println!("fiber-runtime tasks:  {:8.1} ms", median(t));
-    println!("fiber-runtime fibers: {:8.1} ms", median(f));
-    println!("tokio tasks:          {:8.1} ms", median(k));
+    for (name, v) in [
+        ("fiber-runtime tasks: ", t),
+        ("fiber-runtime fibers:", f),
+        ("tokio tasks:         ", k),
+    ] {
+        if !v.is_empty() {
+            println!("{name} {:8.1} ms", median(v));
+        }
+    }
 }

@@ -307,6 +307,12 @@ fn stack_size_below_the_minimum_is_invalid_input_and_metrics_count_fibers() {
             .unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
         assert!(err.to_string().contains("16384"), "{err}");
+        let err = fiber::Builder::new()
+            .stack_size(usize::MAX)
+            .spawn(|| ())
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("1 GiB"), "{err}");
     });
     let (tx, rx) = mpsc::channel();
     let h = rt.block_on(async move {

@@ -21,10 +21,13 @@
 //!    cancelled (the cancellation runs where the task is polled, i.e. the
 //!    owner), and at runtime shutdown by the owner worker before it exits
 //!    (`unwind_all_on_this_thread`). A suspended fiber dropped anywhere
-//!    else is leaked (stack and locals), never resumed.
-//! 3. `FiberInner` lives in a `Box` that the `FiberFuture` owns; its
-//!    address is stable while the fiber runs and is only used while the
-//!    task is alive.
+//!    else is leaked: its stack, with its record and locals, is never
+//!    freed, so the owner's `STARTED` entry stays valid.
+//! 3. A started fiber's record (`Current`) lives at the top of its own
+//!    stack: one address for the fiber's life, no allocation. Nothing on
+//!    the fiber's stack points into its `FiberFuture` beyond the poll that
+//!    set it (the closure slot, read on the first resumption; the poll's
+//!    `Context`), so the future may move between polls.
 
 use super::arch;
 use super::stack::{Stack, StackPool};
@@ -55,45 +58,39 @@ enum Phase {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FiberId(pub(crate) u64);
 
-/// State shared by the poller and the fiber (see the module doc).
-pub(crate) struct FiberInner<T> {
-    /// For the stack overflow message.
-    name: Option<String>,
-    phase: Phase,
-    /// The closure, until the fiber starts.
-    func: Option<Box<dyn FnOnce() -> T + Send>>,
-    result: Option<Result<T, Box<dyn Any + Send>>>,
-    stack: Option<Stack>,
-    fiber_sp: *mut u8,
-    caller_sp: *mut u8,
+/// A started fiber's record: what the poller, the fiber's own code
+/// (through `CURRENT`), the shutdown unwinder (through `STARTED`) and the
+/// overflow handler need. It lives at the top of the fiber's own stack,
+/// so it costs no allocation, stays at one address for the fiber's life,
+/// and is leaked together with the stack when the fiber must be (rule 2).
+pub(crate) struct Current {
+    pub(crate) id: FiberId,
+    phase: Cell<Phase>,
+    fiber_sp: Cell<*mut u8>,
+    caller_sp: Cell<*mut u8>,
     /// The owner thread (`thread_token`).
-    owner: Option<std::thread::ThreadId>,
-    /// The context of the poll that resumed the fiber (valid while it runs).
-    cx: *mut Context<'static>,
+    owner: std::thread::ThreadId,
+    /// The context of the poll that resumed the fiber (null while it is
+    /// not running under a poll).
+    cx: Cell<*mut Context<'static>>,
     /// The runtime it belongs to, for shutdown unwinding.
     runtime_id: usize,
     /// Index in the owner thread's `STARTED` list (while started).
-    started_index: usize,
-    /// The runtime's count of live fibers, decremented on drop.
-    alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// What the fiber's own code reaches through `CURRENT`. It lives here,
-    /// in the boxed `FiberInner`, not on the stack of the poll that
-    /// resumes the fiber: a suspended fiber resumes under a later poll, and
-    /// the earlier poll's frame is gone by then.
-    current: Current,
-}
-
-/// What `fiber::wait` and friends need of the running fiber.
-pub(crate) struct Current {
-    pub(crate) id: FiberId,
-    cx: *mut Context<'static>,
-    fiber_sp: *mut *mut u8,
-    caller_sp: *mut *mut u8,
+    started_index: Cell<usize>,
+    /// The `FiberFuture`'s `Option<F>`, which the fiber takes when it
+    /// starts (set for the first resumption only).
+    func: *mut u8,
+    /// Once finished: the fiber's `Option<Result<T, panic payload>>`, a
+    /// local of its entry frame, on its own stack.
+    result: Cell<*mut u8>,
     /// The guard page below the fiber's stack, and its name, for the
     /// stack overflow handler (`overflow.rs`).
     pub(crate) guard: (usize, usize),
     pub(crate) name: Option<(*const u8, usize)>,
 }
+
+/// What a finished fiber leaves on its stack.
+type FiberResult<T> = Option<Result<T, Box<dyn Any + Send>>>;
 
 /// The current thread's id, cached: `std::thread::current()` would clone
 /// an `Arc` on every resumption. (Ids are never reused, unlike addresses.)
@@ -116,8 +113,8 @@ thread_local! {
     static CURRENT: Cell<Option<*const Current>> = const { Cell::new(None) };
     /// Stacks for fibers of this thread, one pool per stack size.
     static POOL: RefCell<Option<Vec<StackPool>>> = const { RefCell::new(None) };
-    /// Started, unfinished fibers owned by this thread: (runtime, unwinder).
-    static STARTED: RefCell<Vec<(usize, *mut dyn Unwind)>> = const { RefCell::new(Vec::new()) };
+    /// Started, unfinished fibers owned by this thread.
+    static STARTED: RefCell<Vec<*const Current>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Stacks retained per thread pool with their pages.
@@ -162,59 +159,43 @@ fn free_stack(stack: Stack) {
     });
 }
 
-/// Type-erased access to a fiber for shutdown unwinding.
-trait Unwind {
-    fn unwind(&mut self);
-    /// Records the fiber's index in the thread's `STARTED` list.
-    fn set_started_index(&mut self, i: usize);
-}
-
-impl<T> Unwind for FiberInner<T> {
-    fn set_started_index(&mut self, i: usize) {
-        self.started_index = i;
-    }
-
-    fn unwind(&mut self) {
-        if self.phase == Phase::Suspended {
-            // We are on the owner thread: only the owner registers a fiber
-            // in its thread-local list.
-            self.unwind_any();
-        }
-    }
-}
-
 /// Unwinds every fiber of runtime `runtime_id` suspended on this thread
 /// (runtime shutdown, from the owner worker before it exits).
 pub(crate) fn unwind_all_on_this_thread(runtime_id: usize) {
     loop {
         let next = STARTED.with(|s| {
             let mut s = s.borrow_mut();
-            let i = s.iter().rposition(|(rt, _)| *rt == runtime_id)?;
-            let (_, f) = s.swap_remove(i);
-            if let Some((_, moved)) = s.get(i) {
-                // SAFETY: registered fibers are alive and not running.
-                unsafe { (**moved).set_started_index(i) };
+            // SAFETY: registered fibers are alive (rule 3) and not running
+            // (only the running one could be, and it is not calling this).
+            let i = s
+                .iter()
+                .rposition(|&f| unsafe { (*f).runtime_id } == runtime_id)?;
+            let f = s.swap_remove(i);
+            if let Some(&moved) = s.get(i) {
+                // SAFETY: as above.
+                unsafe { (*moved).started_index.set(i) };
             }
             Some(f)
         });
         let Some(f) = next else { break };
         // SAFETY: registered fibers are alive (their task is alive until
-        // the runtime finalizes, after this) and not running.
+        // the runtime finalizes, after this), suspended and owned by this
+        // thread (only the owner registers a fiber in its list).
         unsafe { (*f).unwind() };
     }
 }
 
 /// Removes a fiber from this thread's `STARTED` list in O(1): it knows
 /// its index, and the entry moved into its place learns its new one.
-fn unregister(ptr: *mut dyn Unwind, index: usize) {
+fn unregister(ptr: *const Current, index: usize) {
     let _ = STARTED.try_with(|s| {
         let mut s = s.borrow_mut();
-        if index < s.len() && std::ptr::addr_eq(s[index].1, ptr) {
+        if index < s.len() && s[index] == ptr {
             s.swap_remove(index);
-            if let Some((_, moved)) = s.get(index) {
-                // SAFETY: registered fibers are alive and not running (only
-                // the running one, us, calls this).
-                unsafe { (**moved).set_started_index(index) };
+            if let Some(&moved) = s.get(index) {
+                // SAFETY: registered fibers are alive and not running (the
+                // caller is the poller of, or the fiber being removed).
+                unsafe { (*moved).started_index.set(index) };
             }
         }
     });
@@ -252,10 +233,8 @@ impl Current {
     }
 
     fn cx_now(&self) -> *mut Context<'static> {
-        // The context changes at every resumption: read it through the
-        // fiber's `FiberInner`, whose field `cx` this points to.
-        // SAFETY: `self.cx` points into the live `FiberInner` (rule 3).
-        let cx = unsafe { *(self.cx as *const *mut Context<'static>) };
+        // The context changes at every resumption.
+        let cx = self.cx.get();
         if cx.is_null() {
             // Only while the fiber is being cancelled (a destructor waits).
             panic!(
@@ -270,131 +249,220 @@ impl Current {
     pub(crate) fn suspend(&self) {
         // SAFETY: we run on this fiber's stack; the poller waits at
         // `caller_sp` (rule 1).
-        let code = unsafe { arch::switch(self.fiber_sp, *self.caller_sp, SUSPENDED) };
+        let code = unsafe { arch::switch(self.fiber_sp.as_ptr(), self.caller_sp.get(), SUSPENDED) };
         if code == CANCEL {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }
     }
-}
 
-impl<T: Send + 'static> FiberInner<T> {
-    /// The fiber's entry point, on its own stack.
-    unsafe extern "C" fn entry(_code: usize, data: *mut u8) -> ! {
-        let this = data.cast::<FiberInner<T>>();
-        // SAFETY: `data` is the `FiberInner` that resumed us; it outlives
-        // the fiber (rule 3), and only this fiber touches `func`/`result`
-        // while it runs.
-        unsafe {
-            let func = (*this).func.take().expect("fiber started twice");
-            let result = panic::catch_unwind(AssertUnwindSafe(func));
-            (*this).result = Some(result);
-            arch::switch(&raw mut (*this).fiber_sp, (*this).caller_sp, FINISHED);
+    /// Resumes the fiber with `code`; returns what it switched back with.
+    ///
+    /// # Safety
+    ///
+    /// On the owner thread, not running, its `FiberFuture` alive.
+    unsafe fn resume(&self, code: usize) -> usize {
+        let prev = CURRENT.with(|c| c.replace(Some(self)));
+        self.phase.set(Phase::Running);
+        // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
+        // (or freshly laid out), and we are its owner thread.
+        let back = unsafe { arch::switch(self.caller_sp.as_ptr(), self.fiber_sp.get(), code) };
+        CURRENT.with(|c| c.set(prev));
+        self.phase.set(if back == FINISHED {
+            Phase::Finished
+        } else {
+            Phase::Suspended
+        });
+        back
+    }
+
+    /// Forced unwind of a suspended fiber: resumes it with `CANCEL`, which
+    /// makes its suspension point panic with `ForcedUnwind` up to its entry.
+    ///
+    /// # Safety
+    ///
+    /// As `resume`.
+    unsafe fn unwind(&self) {
+        if self.phase.get() == Phase::Suspended {
+            // SAFETY: the caller's contract.
+            let back = unsafe { self.resume(CANCEL) };
+            debug_assert_eq!(back, FINISHED, "a cancelled fiber kept running");
         }
-        unreachable!("a finished fiber was resumed");
     }
 }
 
-/// The future of a fiber's task.
-pub(crate) struct FiberFuture<T: 'static> {
-    /// Dropped by hand: a suspended fiber dropped off its owner thread is
-    /// leaked whole, because that thread's `STARTED` list still points at
-    /// it (and may unwind it there later).
-    inner: std::mem::ManuallyDrop<Box<FiberInner<T>>>,
+/// The fiber's entry point, on its own stack; `data` is its `Current`.
+unsafe extern "C" fn entry<F: FnOnce() -> T, T>(_code: usize, data: *mut u8) -> ! {
+    let this = data.cast_const().cast::<Current>();
+    // SAFETY: `data` is the record at the top of our stack (alive while we
+    // run); on this first resumption its `func` points to the closure slot
+    // of the `FiberFuture` being polled (rule 3).
+    let func = unsafe { (*(*this).func.cast::<Option<F>>()).take() };
+    let func = func.expect("fiber started twice");
+    let mut result: FiberResult<T> = Some(panic::catch_unwind(AssertUnwindSafe(func)));
+    // SAFETY: as above. `result` stays on this frame, which never returns,
+    // until the poller takes it: the stack outlives the switch.
+    unsafe {
+        (*this).result.set((&raw mut result).cast());
+        arch::switch((*this).fiber_sp.as_ptr(), (*this).caller_sp.get(), FINISHED);
+    }
+    unreachable!("a finished fiber was resumed");
 }
+
+/// The future of a fiber's task.
+pub(crate) struct FiberFuture<F, T> {
+    /// The closure, until the fiber starts (and takes it).
+    func: Option<F>,
+    /// Null until the fiber starts and after it finished and gave its
+    /// stack back; in between, its record at the top of `stack`.
+    current: *const Current,
+    /// Taken from the owner thread's pool when the fiber first runs, so a
+    /// fiber queued but not started holds no stack (and the stack comes
+    /// from, and returns to, the pool of the thread that runs it).
+    stack: Option<Stack>,
+    stack_size: usize,
+    id: FiberId,
+    /// For the stack overflow message.
+    name: Option<String>,
+    runtime_id: usize,
+    /// The runtime's count of live fibers, decremented on drop.
+    alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    _result: std::marker::PhantomData<fn() -> T>,
+}
+
+// No pointer into a `FiberFuture` outlives the poll that made it (the
+// closure slot is read during the first resumption only), so it may move
+// between polls.
+impl<F, T> Unpin for FiberFuture<F, T> {}
 
 // SAFETY: a `FiberFuture` moves between threads only before its fiber
 // starts (the closure is `Send`); once started it is only resumed on its
-// owner thread (rule 1). `T: Send` covers the result.
-unsafe impl<T: Send> Send for FiberFuture<T> {}
+// owner thread (rule 1), and dropped off it only as a leak (rule 2).
+// `T: Send` covers the result.
+unsafe impl<F: Send, T: Send> Send for FiberFuture<F, T> {}
 
-impl<T: Send + 'static> FiberFuture<T> {
+impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
     pub(crate) fn new(
-        func: Box<dyn FnOnce() -> T + Send>,
-        stack: Stack,
+        func: F,
+        stack_size: usize,
         id: FiberId,
         name: Option<String>,
         runtime_id: usize,
         alive: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    ) -> FiberFuture<T> {
+    ) -> FiberFuture<F, T> {
         alive.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut inner = Box::new(FiberInner {
-            name,
-            phase: Phase::NotStarted,
-            func: Some(func),
-            result: None,
-            stack: None,
-            fiber_sp: std::ptr::null_mut(),
-            caller_sp: std::ptr::null_mut(),
-            owner: None,
-            cx: std::ptr::null_mut(),
-            runtime_id,
-            started_index: usize::MAX,
-            alive,
-            current: Current {
-                id,
-                cx: std::ptr::null_mut(),
-                fiber_sp: std::ptr::null_mut(),
-                caller_sp: std::ptr::null_mut(),
-                guard: stack.guard_range(),
-                name: None,
-            },
-        });
-        // Now that `inner` has its final (heap) address, point `current`
-        // at its fields.
-        inner.current.cx = (&raw mut inner.cx).cast();
-        inner.current.fiber_sp = &raw mut inner.fiber_sp;
-        inner.current.caller_sp = &raw mut inner.caller_sp;
-        inner.current.name = inner.name.as_ref().map(|n| (n.as_ptr(), n.len()));
-        let data = (&raw mut *inner).cast::<u8>();
-        // SAFETY: a fresh stack from the pool, used by nothing else.
-        inner.fiber_sp = unsafe { arch::init_stack(stack.top(), FiberInner::<T>::entry, data) };
-        inner.stack = Some(stack);
         FiberFuture {
-            inner: std::mem::ManuallyDrop::new(inner),
+            func: Some(func),
+            current: std::ptr::null(),
+            stack: None,
+            stack_size,
+            id,
+            name,
+            runtime_id,
+            alive,
+            _result: std::marker::PhantomData,
         }
+    }
+
+    /// First run: takes a stack from this thread's pool, writes the
+    /// fiber's record at its top, lays out the entry below it, and
+    /// registers the fiber as owned by this thread.
+    fn start(&mut self, owner: std::thread::ThreadId) {
+        let stack = match alloc_stack(self.stack_size) {
+            Ok(stack) => stack,
+            // The task completes with a `JoinError` carrying the message
+            // (which names the limit); nothing was started.
+            Err(e) => {
+                panic::resume_unwind(Box::new(format!("the fiber could not get a stack: {e}")))
+            }
+        };
+        let top = stack.top() as usize;
+        let at = (top - std::mem::size_of::<Current>()) & !(CURRENT_ALIGN - 1);
+        let record = Current {
+            id: self.id,
+            phase: Cell::new(Phase::NotStarted),
+            fiber_sp: Cell::new(std::ptr::null_mut()),
+            caller_sp: Cell::new(std::ptr::null_mut()),
+            owner,
+            cx: Cell::new(std::ptr::null_mut()),
+            runtime_id: self.runtime_id,
+            started_index: Cell::new(usize::MAX),
+            func: (&raw mut self.func).cast(),
+            result: Cell::new(std::ptr::null_mut()),
+            guard: stack.guard_range(),
+            name: self.name.as_ref().map(|n| (n.as_ptr(), n.len())),
+        };
+        let at = at as *mut Current;
+        // SAFETY: the top of a stack from the pool, which nothing else
+        // uses, aligned for `Current`; the fiber's frames start below it.
+        let current = unsafe {
+            at.write(record);
+            let sp = arch::init_stack(at.cast(), entry::<F, T>, at.cast());
+            (*at).fiber_sp.set(sp);
+            &*at
+        };
+        STARTED.with(|s| {
+            let mut s = s.borrow_mut();
+            current.started_index.set(s.len());
+            s.push(current);
+        });
+        self.stack = Some(stack);
+        self.current = current;
+    }
+
+    /// The fiber finished: takes its result off its stack, unregisters it
+    /// and gives the stack back.
+    fn finish(&mut self) -> Result<T, Box<dyn Any + Send>> {
+        // SAFETY: `current` is the live record of our finished fiber, and
+        // its `result` points to its entry frame's `FiberResult<T>`, on the
+        // stack we still hold.
+        let result = unsafe {
+            let current = &*self.current;
+            unregister(current, current.started_index.get());
+            (*current.result.get().cast::<FiberResult<T>>()).take()
+        };
+        self.current = std::ptr::null();
+        if let Some(stack) = self.stack.take() {
+            free_stack(stack);
+        }
+        result.expect("finished fiber without a result")
     }
 }
 
-impl<T: Send + 'static> Future for FiberFuture<T> {
+/// `Current` sits 16-byte aligned at the top of the stack, and the fiber's
+/// frames start right below it.
+const CURRENT_ALIGN: usize = if std::mem::align_of::<Current>() > 16 {
+    std::mem::align_of::<Current>()
+} else {
+    16
+};
+
+impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> Future for FiberFuture<F, T> {
     type Output = T;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
-        let inner: &mut FiberInner<T> = &mut self.inner;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let this = self.get_mut();
         let me = thread_token();
-        match inner.owner {
-            None => {
-                inner.owner = Some(me);
-                let p: *mut dyn Unwind = &raw mut *inner;
-                STARTED.with(|s| {
-                    let mut s = s.borrow_mut();
-                    inner.started_index = s.len();
-                    s.push((inner.runtime_id, p));
-                });
-            }
-            Some(owner) => assert_eq!(
-                owner, me,
-                "fiber-runtime bug: a fiber was polled on a thread other than its own"
-            ),
+        if this.current.is_null() {
+            this.start(me);
         }
+        // SAFETY: started above or earlier, and not finished (a finished
+        // fiber's task is never polled again).
+        let current = unsafe { &*this.current };
+        assert_eq!(
+            current.owner, me,
+            "fiber-runtime bug: a fiber was polled on a thread other than its own"
+        );
         // Erase the context's lifetime: it is used only while this poll
         // runs the fiber (rule 3).
-        inner.cx = (cx as *mut Context<'_>).cast();
-        // SAFETY: owner thread, not running (we hold the task's RUNNING).
-        let back = unsafe { inner.resume(RESUME) };
-        inner.cx = std::ptr::null_mut();
+        current.cx.set((cx as *mut Context<'_>).cast());
+        // SAFETY: owner thread, not running (we hold the task's RUNNING),
+        // and `this` is alive.
+        let back = unsafe { current.resume(RESUME) };
+        current.cx.set(std::ptr::null_mut());
         if back == SUSPENDED {
             return Poll::Pending;
         }
-        let p: *mut dyn Unwind = &raw mut *inner;
-        unregister(p, inner.started_index);
-        if let Some(stack) = inner.stack.take() {
-            free_stack(stack);
-        }
-        match inner
-            .result
-            .take()
-            .expect("finished fiber without a result")
-        {
+        match this.finish() {
             Ok(v) => Poll::Ready(v),
             // Re-raised inside the task poll: the task's `JoinError`
             // carries it.
@@ -403,71 +471,42 @@ impl<T: Send + 'static> Future for FiberFuture<T> {
     }
 }
 
-impl<T: 'static> Drop for FiberFuture<T> {
+impl<F, T> Drop for FiberFuture<F, T> {
     fn drop(&mut self) {
-        let inner: &mut FiberInner<T> = &mut self.inner;
-        match inner.phase {
-            Phase::Suspended => {
-                if inner.owner == Some(thread_token()) {
-                    let p: *mut dyn Unwind = &raw mut *inner;
-                    unregister(p, inner.started_index);
+        // SAFETY: non-null means started and not given back: the record
+        // at the top of our stack is alive.
+        if let Some(current) = unsafe { self.current.as_ref() } {
+            match current.phase.get() {
+                Phase::Suspended if current.owner == thread_token() => {
+                    unregister(current, current.started_index.get());
                     // Forced unwind: run the fiber's destructors on its
                     // own thread.
-                    inner.unwind_any();
-                } else {
-                    // Cannot unwind it here (rule 2): leak it whole, stack
-                    // and state (`inner` is never dropped).
-                    inner
-                        .alive
-                        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    return;
+                    // SAFETY: owner thread, suspended, and `self` alive.
+                    unsafe { current.unwind() };
                 }
+                Phase::Suspended => {
+                    // Cannot unwind it here (rule 2): leak its stack, with
+                    // the record and locals on it (the owner's `STARTED`
+                    // list may still point at the record; nothing on it
+                    // points back into this future).
+                    std::mem::forget(self.stack.take());
+                }
+                Phase::Running => unreachable!("a running fiber's future was dropped"),
+                Phase::NotStarted | Phase::Finished => {}
             }
-            Phase::Running => unreachable!("a running fiber's future was dropped"),
-            Phase::NotStarted | Phase::Finished => {}
+            if current.phase.get() == Phase::Finished {
+                // Unwound (here or by the shutdown unwinder, which also
+                // unregistered it): drop what it left on its stack (a
+                // `ForcedUnwind` payload) before the stack goes back.
+                // SAFETY: as in `finish`.
+                drop(unsafe { (*current.result.get().cast::<FiberResult<T>>()).take() });
+            }
         }
-        if let Some(stack) = inner.stack.take() {
+        if let Some(stack) = self.stack.take() {
             free_stack(stack);
         }
-        // A `ForcedUnwind` result (or an output nobody took) drops here.
-        drop(inner.result.take());
-        inner
-            .alive
+        self.alive
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-        // SAFETY: dropped once, here; the fiber is not running and no
-        // thread's `STARTED` list points at it any more (it was never
-        // started, finished and unregistered, or unwound and unregistered).
-        unsafe { std::mem::ManuallyDrop::drop(&mut self.inner) };
-    }
-}
-
-impl<T> FiberInner<T> {
-    /// Resumes the fiber with `code`; returns what it switched back with.
-    ///
-    /// # Safety
-    ///
-    /// On the owner thread (or the first resumption), not running.
-    unsafe fn resume(&mut self, code: usize) -> usize {
-        let prev = CURRENT.with(|c| c.replace(Some(&raw const self.current)));
-        self.phase = Phase::Running;
-        // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
-        // (or freshly laid out), and we are its owner thread.
-        let back = unsafe { arch::switch(&raw mut self.caller_sp, self.fiber_sp, code) };
-        CURRENT.with(|c| c.set(prev));
-        self.phase = if back == FINISHED {
-            Phase::Finished
-        } else {
-            Phase::Suspended
-        };
-        back
-    }
-
-    /// Forced unwind of a suspended fiber: resumes it with `CANCEL`, which
-    /// makes its suspension point panic with `ForcedUnwind` up to its entry.
-    /// The caller is on the owner thread.
-    fn unwind_any(&mut self) {
-        // SAFETY: owner thread (the caller's contract), suspended fiber.
-        let back = unsafe { self.resume(CANCEL) };
-        debug_assert_eq!(back, FINISHED, "a cancelled fiber kept running");
+        // A closure never run drops with the fields.
     }
 }

@@ -57,7 +57,7 @@ mod stack;
 
 pub use future::FiberId;
 
-use crate::runtime::builder::MIN_FIBER_STACK_SIZE;
+use crate::runtime::builder::check_fiber_stack_size;
 use crate::runtime::context;
 use crate::scheduler;
 use crate::task::JoinHandle;
@@ -140,7 +140,7 @@ impl Builder {
         self
     }
 
-    /// Sets the stack size in bytes (at least 16 KiB; rounded up to pages).
+    /// Sets the stack size in bytes (16 KiB to 1 GiB; rounded up to pages).
     ///
     /// # Examples
     ///
@@ -154,9 +154,15 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if the stack size is below the minimum (naming it),
-    /// or if there is no current runtime; the OS error (naming
-    /// `vm.max_map_count` / `ulimit -v`) if no stack can be mapped.
+    /// `InvalidInput` if the stack size is outside 16 KiB..=1 GiB (naming
+    /// the range), or if there is no current runtime.
+    ///
+    /// The stack itself is taken when the fiber first runs, from the pool
+    /// of the worker that runs it, so a fiber queued but not started holds
+    /// none. If no stack can be mapped then, the fiber does not start and
+    /// its `JoinHandle` returns a [`JoinError`](crate::JoinError) whose
+    /// message carries the OS error and names the limit
+    /// (`vm.max_map_count`, `ulimit -v`).
     ///
     /// # Examples
     ///
@@ -179,24 +185,17 @@ impl Builder {
             )
         })?;
         let size = self.stack_size.unwrap_or_else(|| handle.fiber_stack_size());
-        if size < MIN_FIBER_STACK_SIZE {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "fiber stack_size must be at least {MIN_FIBER_STACK_SIZE} bytes (16 KiB), got {size}"
-                ),
-            ));
-        }
-        let stack = future::alloc_stack(size)?;
+        check_fiber_stack_size(
+            if self.stack_size.is_some() {
+                "fiber stack_size"
+            } else {
+                "fiber_stack_size"
+            },
+            size,
+        )?;
         let id = FiberId(NEXT_ID.fetch_add(1, Relaxed));
-        let fut = future::FiberFuture::new(
-            Box::new(f),
-            stack,
-            id,
-            self.name,
-            handle.id(),
-            handle.fiber_counter(),
-        );
+        let fut =
+            future::FiberFuture::new(f, size, id, self.name, handle.id(), handle.fiber_counter());
         Ok(match &handle {
             scheduler::Handle::MultiThread(h) => {
                 let owner = h.pick_owner();

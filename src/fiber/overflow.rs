@@ -63,7 +63,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
             match f.name {
                 Some((ptr, len)) => {
                     // SAFETY: the name is a `String` owned by the running
-                    // fiber's `FiberInner`, alive while it runs.
+                    // fiber's `FiberFuture`, alive while it runs.
                     let name = unsafe { std::slice::from_raw_parts(ptr, len) };
                     write_stderr(&[b"\nfiber '", name, b"' has overflowed its stack\n"]);
                 }

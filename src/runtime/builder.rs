@@ -15,6 +15,10 @@ pub(crate) const MAX_WORKER_THREADS: usize = 32_767;
 pub(crate) const MIN_THREAD_STACK_SIZE: usize = 64 * 1024;
 /// The smallest fiber stack (one page of guard below is extra).
 pub(crate) const MIN_FIBER_STACK_SIZE: usize = 16 * 1024;
+/// The largest fiber stack: stacks are mapped 64 at a time, so this keeps
+/// a mapping within 64 GiB of address space (and the size arithmetic far
+/// from overflow).
+pub(crate) const MAX_FIBER_STACK_SIZE: usize = 1 << 30;
 /// The default fiber stack size (virtual; only touched pages cost memory).
 pub(crate) const DEFAULT_FIBER_STACK_SIZE: usize = 256 * 1024;
 const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
@@ -152,7 +156,7 @@ impl Builder {
     }
 
     /// Sets the default stack size, in bytes, of fibers spawned on this
-    /// runtime (at least 16 KiB; default 256 KiB of virtual memory, of
+    /// runtime (16 KiB to 1 GiB; default 256 KiB of virtual memory, of
     /// which only touched pages cost memory).
     ///
     /// # Examples
@@ -217,12 +221,7 @@ impl Builder {
                 )));
             }
         }
-        if self.fiber_stack_size < MIN_FIBER_STACK_SIZE {
-            return Err(invalid(format!(
-                "fiber_stack_size must be at least {MIN_FIBER_STACK_SIZE} bytes (16 KiB), got {}",
-                self.fiber_stack_size
-            )));
-        }
+        check_fiber_stack_size("fiber_stack_size", self.fiber_stack_size)?;
         if self.max_blocking_threads == 0 {
             return Err(invalid(
                 "max_blocking_threads must be at least 1, got 0".to_string(),
@@ -310,4 +309,19 @@ impl fmt::Debug for Builder {
             .field("max_blocking_threads", &self.max_blocking_threads)
             .finish()
     }
+}
+
+/// `Err(InvalidInput)` naming `setting` and the allowed range unless
+/// `size` is a valid fiber stack size.
+pub(crate) fn check_fiber_stack_size(setting: &str, size: usize) -> io::Result<()> {
+    if (MIN_FIBER_STACK_SIZE..=MAX_FIBER_STACK_SIZE).contains(&size) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{setting} must be between {MIN_FIBER_STACK_SIZE} bytes (16 KiB) and \
+             {MAX_FIBER_STACK_SIZE} bytes (1 GiB), got {size}"
+        ),
+    ))
 }

@@ -1,0 +1,69 @@
+//! A fiber whose stack cannot be mapped does not start: its `JoinHandle`
+//! returns a `JoinError` whose message carries the OS error and names the
+//! limit, and the runtime goes on. Run in a child process whose address
+//! space is capped with `RLIMIT_AS` (what `ulimit -v` sets).
+
+use std::process::Command;
+
+const VAR: &str = "FIBER_RUNTIME_STACK_LIMIT_CHILD";
+/// The child's address-space cap.
+const LIMIT: u64 = 4 << 30;
+
+fn child() {
+    let rt = fiber_runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let cap = libc::rlimit {
+        rlim_cur: LIMIT,
+        rlim_max: LIMIT,
+    };
+    // SAFETY: plain system call on a valid struct.
+    assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_AS, &cap) }, 0);
+    rt.block_on(async {
+        // 64 stacks of 256 MiB are mapped at once: 16 GiB, over the cap.
+        let h = fiber_runtime::fiber::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(|| 1)
+            .expect("the stack is taken when the fiber starts, not at spawn");
+        let err = h.await.unwrap_err();
+        assert!(err.is_panic(), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains("could not get a stack"), "{msg}");
+        assert!(msg.contains("ulimit -v"), "{msg}");
+        // The runtime and smaller fibers go on.
+        let ok = fiber_runtime::fiber::spawn(|| 2).await.unwrap();
+        assert_eq!(ok, 2);
+        assert_eq!(
+            fiber_runtime::Handle::current()
+                .metrics()
+                .num_alive_fibers(),
+            0
+        );
+    });
+    println!("child ok");
+}
+
+#[test]
+fn a_stack_that_cannot_be_mapped_fails_the_fiber_not_the_runtime() {
+    if std::env::var_os(VAR).is_some() {
+        child();
+        return;
+    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_stack_that_cannot_be_mapped_fails_the_fiber_not_the_runtime",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(VAR, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child ok"),
+        "child failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
