@@ -1,15 +1,19 @@
-//! Fiber micro-benchmarks and a memory check, against tokio where the
-//! comparison exists.
+//! Fiber micro-benchmarks and a memory check, against tokio, corosensei
+//! and may where the comparison exists.
 //!
 //! ```text
 //! cargo run --release --example fibers -- [--fibers N] [--rounds R]
 //! ```
 //!
+//! - raw switch: two bare contexts ping-ponging (no scheduler), ns per
+//!   switch; corosensei's `resume`/`suspend` pair, same count.
 //! - yield: two fibers on a current-thread runtime each calling
 //!   `fiber::yield_now` N times; ns per switch (each yield is one switch
 //!   out and one back in: reported per yield). tokio current-thread
-//!   `yield_now().await` in two tasks, same count, for comparison.
-//! - spawn+join: spawn a fiber on a pooled stack and join it, ns per pair.
+//!   `yield_now().await` in two tasks, and may's `coroutine::yield_now` in
+//!   two coroutines on one may worker, same count, for comparison.
+//! - spawn+join: spawn a fiber on a pooled stack and join it, ns per pair;
+//!   the same with a may coroutine.
 //! - memory: N fibers (default 100k) suspended in `fiber::wait`, RSS growth
 //!   per fiber at the default 256 KiB stack size.
 
@@ -25,6 +29,74 @@ fn rss_bytes() -> usize {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
+}
+
+fn raw_switch_ns(n: u64) -> f64 {
+    fiber::__bench_raw_switch(n).as_nanos() as f64 / (2 * n) as f64
+}
+
+fn corosensei_switch_ns(n: u64) -> f64 {
+    use corosensei::{Coroutine, CoroutineResult};
+    let mut co = Coroutine::new(|yielder, mut x: u64| {
+        loop {
+            x = yielder.suspend(x);
+        }
+    });
+    let start = Instant::now();
+    for i in 0..n {
+        match co.resume(i) {
+            CoroutineResult::Yield(v) => debug_assert_eq!(v, i),
+            CoroutineResult::Return(()) => unreachable!(),
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / (2 * n) as f64;
+    // The coroutine never returns: unwinding it on drop would need it to
+    // resume; forcing that is corosensei's job and not what we time.
+    std::mem::forget(co);
+    ns
+}
+
+/// may runs on its own global scheduler: configured once, one worker.
+fn may_init() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        may::config().set_workers(1);
+    });
+}
+
+fn may_yield_ns(n: u64) -> f64 {
+    may_init();
+    let start = Instant::now();
+    // SAFETY: may's contract for `spawn`: the closures use no thread-local
+    // storage and do not block the thread.
+    let (a, b) = unsafe {
+        (
+            may::coroutine::spawn(move || (0..n).for_each(|_| may::coroutine::yield_now())),
+            may::coroutine::spawn(move || (0..n).for_each(|_| may::coroutine::yield_now())),
+        )
+    };
+    a.join().unwrap();
+    b.join().unwrap();
+    start.elapsed().as_nanos() as f64 / (2 * n) as f64
+}
+
+fn may_spawn_join_ns(n: u64) -> f64 {
+    may_init();
+    // Joined from inside a coroutine, as the fiber version joins from a
+    // task on its runtime.
+    // SAFETY: as in `may_yield_ns`.
+    let h = unsafe {
+        may::coroutine::spawn(move || {
+            let start = Instant::now();
+            for i in 0..n {
+                // SAFETY: as above.
+                let h = may::coroutine::spawn(move || i);
+                assert_eq!(h.join().unwrap(), i);
+            }
+            start.elapsed().as_nanos() as f64 / n as f64
+        })
+    };
+    h.join().unwrap()
 }
 
 fn fiber_yield_ns(n: u64) -> f64 {
@@ -130,12 +202,29 @@ fn main() {
     }
     const N: u64 = 200_000;
     let (mut fy, mut ty, mut sj) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rs, mut cs, mut my, mut msj) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
+        rs.push(raw_switch_ns(10 * N));
+        cs.push(corosensei_switch_ns(10 * N));
         fy.push(fiber_yield_ns(N));
         ty.push(tokio_yield_ns(N));
+        my.push(may_yield_ns(N));
         sj.push(spawn_join_ns(N / 4));
+        msj.push(may_spawn_join_ns(N / 4));
     }
     println!("medians of {rounds} interleaved rounds");
+    println!(
+        "raw switch, two contexts ping-ponging:        {:6.2} ns per switch",
+        median(rs.clone())
+    );
+    println!(
+        "corosensei resume/suspend:                    {:6.2} ns per switch",
+        median(cs.clone())
+    );
+    println!(
+        "ratio ours/corosensei:                        {:6.2}",
+        median(rs) / median(cs)
+    );
     println!(
         "fiber yield_now, 2 fibers, current-thread:    {:6.1} ns per yield",
         median(fy.clone())
@@ -145,12 +234,25 @@ fn main() {
         median(ty.clone())
     );
     println!(
-        "ratio fiber/tokio:                            {:6.2}",
-        median(fy) / median(ty)
+        "may yield_now, 2 coroutines, 1 worker:        {:6.1} ns per yield",
+        median(my.clone())
+    );
+    println!(
+        "ratio fiber/tokio, fiber/may:                 {:6.2} {:6.2}",
+        median(fy.clone()) / median(ty),
+        median(fy) / median(my)
     );
     println!(
         "fiber spawn + join (pooled stack):            {:6.1} ns per fiber",
-        median(sj)
+        median(sj.clone())
+    );
+    println!(
+        "may spawn + join:                             {:6.1} ns per coroutine",
+        median(msj.clone())
+    );
+    println!(
+        "ratio fiber/may:                              {:6.2}",
+        median(sj) / median(msj)
     );
     let (m, shutdown) = memory_per_fiber(fibers);
     println!(

@@ -7,7 +7,7 @@
 //!
 //! # Protocol
 //!
-//! Values passed through `switch`:
+//! Values passed through `arch::resume` and `arch::suspend`:
 //! - to the fiber: `RESUME` (go on) or `CANCEL` (unwind now);
 //! - back to the poller: `SUSPENDED` (the fiber waits) or `FINISHED`.
 //!
@@ -249,7 +249,7 @@ impl Current {
     pub(crate) fn suspend(&self) {
         // SAFETY: we run on this fiber's stack; the poller waits at
         // `caller_sp` (rule 1).
-        let code = unsafe { arch::switch(self.fiber_sp.as_ptr(), self.caller_sp.get(), SUSPENDED) };
+        let code = unsafe { arch::suspend(self.caller_sp.as_ptr(), SUSPENDED) };
         if code == CANCEL {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }
@@ -265,7 +265,9 @@ impl Current {
         self.phase.set(Phase::Running);
         // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
         // (or freshly laid out), and we are its owner thread.
-        let back = unsafe { arch::switch(self.caller_sp.as_ptr(), self.fiber_sp.get(), code) };
+        let (back, sp) =
+            unsafe { arch::resume(self.fiber_sp.get(), self.caller_sp.as_ptr(), code) };
+        self.fiber_sp.set(sp);
         CURRENT.with(|c| c.set(prev));
         self.phase.set(if back == FINISHED {
             Phase::Finished
@@ -303,7 +305,7 @@ unsafe extern "C" fn entry<F: FnOnce() -> T, T>(_code: usize, data: *mut u8) -> 
     // until the poller takes it: the stack outlives the switch.
     unsafe {
         (*this).result.set((&raw mut result).cast());
-        arch::switch((*this).fiber_sp.as_ptr(), (*this).caller_sp.get(), FINISHED);
+        arch::suspend((*this).caller_sp.as_ptr(), FINISHED);
     }
     unreachable!("a finished fiber was resumed");
 }

@@ -340,3 +340,10 @@ pub(crate) fn wait_if_in_fiber<F: Future>(fut: F) -> Result<F::Output, F> {
         None => Err(fut),
     }
 }
+
+/// For the benchmarks only: `round_trips` round trips (two switches each)
+/// between two bare contexts, no scheduler involved.
+#[doc(hidden)]
+pub fn __bench_raw_switch(round_trips: u64) -> Duration {
+    arch::ping_pong(round_trips)
+}

@@ -350,7 +350,7 @@ mod tests {
     /// A fiber runs on a pooled, guarded stack.
     #[test]
     fn a_fiber_runs_on_a_pooled_stack() {
-        use crate::fiber::arch::{init_stack, switch};
+        use crate::fiber::arch::{init_stack, resume, suspend};
         struct Link {
             main_sp: *mut u8,
             fiber_sp: *mut u8,
@@ -359,7 +359,7 @@ mod tests {
             let link = data.cast::<Link>();
             // SAFETY: the test keeps `link` alive and never resumes us
             // after this switch.
-            unsafe { switch(&raw mut (*link).fiber_sp, (*link).main_sp, arg * 2) };
+            unsafe { suspend(&raw mut (*link).main_sp, arg * 2) };
             unreachable!()
         }
         let mut pool = StackPool::new(64 * 1024, 4);
@@ -370,8 +370,8 @@ mod tests {
         };
         // SAFETY: a pooled stack nothing else uses.
         link.fiber_sp = unsafe { init_stack(s.top(), double, (&raw mut link).cast()) };
-        // SAFETY: the fiber is suspended at `fiber_sp` on a live stack.
-        let r = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, 21) };
+        // SAFETY: the fiber is laid out at `fiber_sp` on a live stack.
+        let (r, _) = unsafe { resume(link.fiber_sp, &raw mut link.main_sp, 21) };
         assert_eq!(r, 42);
         pool.free(s);
     }

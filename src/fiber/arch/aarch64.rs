@@ -1,67 +1,39 @@
 //! aarch64 (AAPCS64) context switch.
 //!
-//! Callee-saved state per AAPCS64: `x19`–`x28`, the frame pointer `x29`,
-//! the link register `x30` (our return address), the low halves `d8`–`d15`
-//! of `v8`–`v15`, and the stack pointer.
+//! The same asymmetric scheme as on x86_64 (see `x86_64.rs`): a resumer
+//! enters a context with `blr` and the context leaves with the `ret` that
+//! matches it, each side an inline `asm!` block that declares every
+//! register a call may clobber, plus `x20`–`x28`, as clobbered, so the
+//! compiler saves only the live ones. (`clobber_abi("C")` covers all of
+//! `v0`–`v31`, so the callee-saved `d8`–`d15` are saved by the compiler
+//! when live.) `x19` and the frame pointer `x29` cannot be declared (LLVM
+//! reserves them) and are saved by hand, as is `FPCR` (rounding mode and
+//! the other floating-point control bits): each side stores it when it
+//! leaves, and the side entered loads its own back only if that stored
+//! (current) value differs.
 //!
 //! A suspended context's stack, from its saved stack pointer upwards:
 //!
 //! ```text
-//!  sp + 0x00  x19 x20    new stack: x19 = data, x20 = entry
-//!  sp + 0x10  x21 x22
-//!  sp + 0x20  x23 x24
-//!  sp + 0x30  x25 x26
-//!  sp + 0x40  x27 x28
-//!  sp + 0x50  x29 x30    new stack: x30 = the trampoline
-//!  sp + 0x60  d8  d9
-//!  sp + 0x70  d10 d11
-//!  sp + 0x80  d12 d13
-//!  sp + 0x90  d14 d15
+//!  sp + 0   resume address (label 2 in `suspend`; a new stack: the trampoline)
+//!  sp + 8   FPCR
+//!  sp + 16  x19                new stack: entry
+//!  sp + 24  x29                new stack: data
+//! ```
+//!
+//! The resumer's stack while the context runs, from the saved pointer
+//! (stored in the context's *link*):
+//!
+//! ```text
+//!  link + 0   return address into `resume` (the resumer's x30), padding
+//!  link + 16  the resumer's x19, x29, FPCR, padding
 //! ```
 
 use super::Entry;
-use std::arch::global_asm;
+use std::arch::{asm, global_asm};
 
 global_asm!(
     ".text",
-    ".p2align 4",
-    ".globl __fiber_runtime_0_1_switch",
-    ".type __fiber_runtime_0_1_switch,%function",
-    "__fiber_runtime_0_1_switch:",
-    // On entry: x0 = where to save our sp, x1 = the sp to resume,
-    // x2 = the value to hand over, x30 = our return address.
-    "sub sp, sp, #0xa0",
-    "stp x19, x20, [sp, #0x00]",
-    "stp x21, x22, [sp, #0x10]",
-    "stp x23, x24, [sp, #0x20]",
-    "stp x25, x26, [sp, #0x30]",
-    "stp x27, x28, [sp, #0x40]",
-    "stp x29, x30, [sp, #0x50]",
-    "stp d8, d9, [sp, #0x60]",
-    "stp d10, d11, [sp, #0x70]",
-    "stp d12, d13, [sp, #0x80]",
-    "stp d14, d15, [sp, #0x90]",
-    // Publish our sp and move to the other stack.
-    "mov x3, sp",
-    "str x3, [x0]",
-    "mov sp, x1",
-    // Restore the other side's registers.
-    "ldp x19, x20, [sp, #0x00]",
-    "ldp x21, x22, [sp, #0x10]",
-    "ldp x23, x24, [sp, #0x20]",
-    "ldp x25, x26, [sp, #0x30]",
-    "ldp x27, x28, [sp, #0x40]",
-    "ldp x29, x30, [sp, #0x50]",
-    "ldp d8, d9, [sp, #0x60]",
-    "ldp d10, d11, [sp, #0x70]",
-    "ldp d12, d13, [sp, #0x80]",
-    "ldp d14, d15, [sp, #0x90]",
-    "add sp, sp, #0xa0",
-    // The other side's `switch` returns `arg` (or the trampoline reads it).
-    "mov x0, x2",
-    "ret",
-    ".size __fiber_runtime_0_1_switch, . - __fiber_runtime_0_1_switch",
-    "",
     ".p2align 4",
     ".globl __fiber_runtime_0_1_trampoline",
     ".type __fiber_runtime_0_1_trampoline,%function",
@@ -69,35 +41,145 @@ global_asm!(
     ".cfi_startproc",
     // There is no caller: unwinders and backtraces stop here.
     ".cfi_undefined x30",
-    // x0 = arg of the first switch (already in place), x19 = data,
-    // x20 = entry.
-    "mov x1, x19",
-    "blr x20",
+    // Reached by the first `resume`'s `blr`: sp = the resumer's stack,
+    // x30 = its return address, x1 = the link, x2 = our stack pointer,
+    // x0 = the argument.
+    // A new context starts from the default FPCR (0), as a new thread
+    // does. The current one is the resumer's, which it stored at sp + 16:
+    // load the default only if it differs.
+    "ldr x4, [sp, #16]",
+    "cbz x4, 3f",
+    "msr fpcr, xzr",
+    "3:",
+    // Record where the resumer waits, as `suspend`'s label 2 does.
+    "str x30, [sp, #-16]!",
+    "mov x3, sp",
+    "str x3, [x1]",
+    // The entry function and its data, laid out by `init_stack`.
+    "ldp x4, x1, [x2, #16]",
+    // Our stack's top (16-byte aligned).
+    "add sp, x2, #32",
+    // End of the frame-pointer chain.
+    "mov x29, xzr",
+    // entry(arg = x0, data = x1)
+    "blr x4",
     // `entry` never returns.
-    "brk #0",
+    "brk #1",
     ".cfi_endproc",
     ".size __fiber_runtime_0_1_trampoline, . - __fiber_runtime_0_1_trampoline",
 );
 
 unsafe extern "C" {
-    fn __fiber_runtime_0_1_switch(from_sp: *mut *mut u8, to_sp: *mut u8, arg: usize) -> usize;
     fn __fiber_runtime_0_1_trampoline();
 }
 
-/// Switches to the context saved at `to_sp`, saving ours in `*from_sp`.
+/// Resumes the context suspended at `sp` (or laid out by `init_stack`),
+/// handing it `arg`; returns when it suspends, with the value it suspended
+/// with and its new stack pointer.
 ///
 /// # Safety
 ///
-/// As the x86_64 version: `to_sp` is a live, idle saved context;
-/// `from_sp` is valid for writes.
-#[inline(always)] // one call less on the hot path; the asm is the call
-pub(crate) unsafe fn switch(from_sp: *mut *mut u8, to_sp: *mut u8, arg: usize) -> usize {
-    // SAFETY: forwarded contract; the asm follows AAPCS64 for this
-    // signature.
-    unsafe { __fiber_runtime_0_1_switch(from_sp, to_sp, arg) }
+/// As the x86_64 version: `sp` is this context's current stack pointer,
+/// on a live stack not running anywhere; `link` is valid for writes and is
+/// the word the context passes to `suspend`.
+#[inline(always)]
+pub(crate) unsafe fn resume(sp: *mut u8, link: *mut *mut u8, arg: usize) -> (usize, *mut u8) {
+    let (back, new_sp): (usize, *mut u8);
+    // SAFETY: the caller's contract; the block restores x19, x29 and FPCR
+    // and declares every other register it (or the context) may change as
+    // clobbered.
+    unsafe {
+        asm!(
+            // x19 and x29 cannot be declared clobbered: save them, and
+            // our FPCR.
+            "stp x19, x29, [sp, #-32]!",
+            "mrs x4, fpcr",
+            "str x4, [sp, #16]",
+            // Enter the context at its resume address (its label 2, or
+            // the trampoline), with x30 = our return address.
+            "ldr x3, [x2]",
+            "blr x3",
+            // Back from `suspend`'s `ret`: x0 = its value, x1 = its sp.
+            // `suspend` stored the context's FPCR, the current one, at
+            // x1 + 8: load ours back only if it differs.
+            "ldr x4, [x1, #8]",
+            "ldr x5, [sp, #16]",
+            "cmp x4, x5",
+            "b.eq 3f",
+            "msr fpcr, x5",
+            "3:",
+            "ldp x19, x29, [sp], #32",
+            inlateout("x0") arg => back,
+            inlateout("x1") link => new_sp,
+            in("x2") sp,
+            lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
+            lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
+            lateout("x28") _,
+            clobber_abi("C"),
+        );
+    }
+    (back, new_sp)
 }
 
-/// Lays out a new stack whose first resumption calls `entry(arg, data)`.
+/// From inside a context: switches back to the resumer whose stack
+/// pointer is in `*link`, handing it `arg`; returns the value of the next
+/// `resume`.
+///
+/// # Safety
+///
+/// As the x86_64 version.
+#[inline(always)]
+pub(crate) unsafe fn suspend(link: *mut *mut u8, arg: usize) -> usize {
+    let back: usize;
+    // SAFETY: the caller's contract; as in `resume`.
+    unsafe {
+        asm!(
+            // Our frame: resume address, FPCR, x19, x29.
+            "sub sp, sp, #32",
+            "stp x19, x29, [sp, #16]",
+            "mrs x4, fpcr",
+            "str x4, [sp, #8]",
+            "adr x3, 2f",
+            "str x3, [sp]",
+            // Our stack pointer goes back to the resumer in x1.
+            "mov x1, sp",
+            // The resumer's stack: pop its return address into x30...
+            "ldr x3, [x2]",
+            "ldr x30, [x3], #16",
+            "mov sp, x3",
+            // ...and return there: the `ret` that matches its `blr`.
+            "ret",
+            // Entered by a later `resume`'s `blr`: sp = that resumer's
+            // stack, x30 = its return address, x1 = the link, x2 = our
+            // sp, x0 = the value.
+            "2:",
+            // The resumer's FPCR, the current one, is at sp + 16: load
+            // ours back only if it differs.
+            "ldr x4, [sp, #16]",
+            "ldr x5, [x2, #8]",
+            "cmp x4, x5",
+            "b.eq 3f",
+            "msr fpcr, x5",
+            "3:",
+            // Record where the resumer waits (its return address on top).
+            "str x30, [sp, #-16]!",
+            "mov x3, sp",
+            "str x3, [x1]",
+            // x19, x29, and back on our stack.
+            "ldp x19, x29, [x2, #16]",
+            "add sp, x2, #32",
+            inlateout("x0") arg => back,
+            in("x2") link,
+            lateout("x20") _, lateout("x21") _, lateout("x22") _, lateout("x23") _,
+            lateout("x24") _, lateout("x25") _, lateout("x26") _, lateout("x27") _,
+            lateout("x28") _,
+            clobber_abi("C"),
+        );
+    }
+    back
+}
+
+/// Lays out a new stack whose first `resume` calls `entry(arg, data)`.
 ///
 /// # Safety
 ///
@@ -105,14 +187,16 @@ pub(crate) unsafe fn switch(from_sp: *mut *mut u8, to_sp: *mut u8, arg: usize) -
 /// 4 KiB that nothing else uses.
 pub(crate) unsafe fn init_stack(top: *mut u8, entry: Entry, data: *mut u8) -> *mut u8 {
     debug_assert_eq!(top as usize % 16, 0);
-    let mut words = [0u64; 20];
-    words[0] = data as u64; // x19
-    words[1] = entry as usize as u64; // x20
-    words[11] = __fiber_runtime_0_1_trampoline as *const () as usize as u64; // x30
-    // SAFETY: the caller gives us the top 160 bytes of a writable stack.
+    let words: [u64; 4] = [
+        __fiber_runtime_0_1_trampoline as *const () as usize as u64, // resume address
+        0,                                                           // FPCR slot (unused)
+        entry as usize as u64,
+        data as u64,
+    ];
+    // SAFETY: the caller gives us the top 32 bytes of a writable stack.
     unsafe {
-        let sp = top.sub(0xa0);
-        std::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), sp, 0xa0);
+        let sp = top.sub(32);
+        std::ptr::copy_nonoverlapping(words.as_ptr().cast::<u8>(), sp, 32);
         sp
     }
 }

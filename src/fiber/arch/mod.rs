@@ -2,15 +2,21 @@
 //!
 //! Every variant exports the same names and meets the same contract:
 //!
-//! - `switch(from_sp, to_sp, arg) -> usize`: saves the callee-saved
-//!   registers (and the floating-point control state the ABI requires) on
-//!   the current stack, stores the stack pointer in `*from_sp`, loads
-//!   `to_sp`, restores the registers saved there, and returns `arg` on the
-//!   other side: either from that side's own `switch` call, or, for a new
-//!   stack, as the first argument of its entry function.
+//! - `resume(sp, link, arg) -> (value, new_sp)`: from the resumer's side,
+//!   enters the context suspended at `sp` (or laid out by `init_stack`),
+//!   handing it `arg`; the context records where the resumer waits in
+//!   `*link`. Returns when the context suspends: the value it suspended
+//!   with and the stack pointer to resume it at next time.
+//! - `suspend(link, arg) -> value`: from inside a context, switches back
+//!   to the resumer waiting at `*link`, handing it `arg`; returns the
+//!   `arg` of the next `resume`.
 //! - `init_stack(top, entry, data) -> sp`: lays out a new stack so that
-//!   the first `switch` to `sp` calls `entry(arg, data)` on it; `entry`
-//!   must never return (it switches away for good instead).
+//!   the first `resume` of `sp` calls `entry(arg, data)` on it, starting
+//!   from the default floating-point control state; `entry` must never
+//!   return (it suspends for good instead).
+//! - Every register the ABI makes callee-saved (and the floating-point
+//!   control state it requires) is preserved across `resume` and across
+//!   `suspend`, per context.
 //! - Backtraces taken on a fiber stack end at its entry: the trampoline
 //!   that calls `entry` marks its return address undefined in its CFI.
 //!
@@ -19,12 +25,12 @@
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use self::x86_64::{init_stack, switch};
+pub(crate) use self::x86_64::{init_stack, resume, suspend};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub(crate) use self::aarch64::{init_stack, switch};
+pub(crate) use self::aarch64::{init_stack, resume, suspend};
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!(
@@ -38,3 +44,39 @@ pub(crate) type Entry = unsafe extern "C" fn(arg: usize, data: *mut u8) -> !;
 
 #[cfg(test)]
 mod tests;
+
+/// Two contexts ping-ponging `round_trips` times on a pooled stack (each
+/// round trip is two switches); for the raw switch benchmark.
+pub(crate) fn ping_pong(round_trips: u64) -> std::time::Duration {
+    struct Link {
+        main_sp: *mut u8,
+        fiber_sp: *mut u8,
+    }
+    unsafe extern "C" fn echo(mut arg: usize, data: *mut u8) -> ! {
+        let link = data.cast::<Link>();
+        loop {
+            // SAFETY: `link` outlives every switch to us, and we were
+            // resumed with `main_sp` as the link.
+            arg = unsafe { suspend(&raw mut (*link).main_sp, arg) };
+        }
+    }
+    let mut pool = super::stack::StackPool::new(16 * 1024, 1);
+    let stack = pool.alloc().expect("a 16 KiB fiber stack");
+    let mut link = Link {
+        main_sp: std::ptr::null_mut(),
+        fiber_sp: std::ptr::null_mut(),
+    };
+    // SAFETY: a pooled stack that nothing else uses.
+    link.fiber_sp = unsafe { init_stack(stack.top(), echo, (&raw mut link).cast()) };
+    let start = std::time::Instant::now();
+    for i in 0..round_trips as usize {
+        // SAFETY: the other context is suspended at `fiber_sp` on a live
+        // stack; it is abandoned (never resumed) after the loop.
+        let (r, sp) = unsafe { resume(link.fiber_sp, &raw mut link.main_sp, i) };
+        link.fiber_sp = sp;
+        debug_assert_eq!(r, i);
+    }
+    let elapsed = start.elapsed();
+    pool.free(stack);
+    elapsed
+}

@@ -1,7 +1,7 @@
 //! Tests of the raw switch, on plain heap stacks (no guard pages).
 //! `.ci/run` runs them in debug and in release.
 
-use super::{init_stack, switch};
+use super::{init_stack, resume, suspend};
 use std::hint::black_box;
 
 /// A 16-byte aligned heap stack.
@@ -23,6 +23,21 @@ struct Link {
     fiber_sp: *mut u8,
 }
 
+impl Link {
+    /// Resumes the fiber with `arg`; returns what it suspends with.
+    ///
+    /// # Safety
+    ///
+    /// The fiber is suspended (or laid out) at `fiber_sp` on a live stack,
+    /// and uses `main_sp` as its link.
+    unsafe fn resume(&mut self, arg: usize) -> usize {
+        // SAFETY: the caller's contract.
+        let (back, sp) = unsafe { resume(self.fiber_sp, &raw mut self.main_sp, arg) };
+        self.fiber_sp = sp;
+        back
+    }
+}
+
 /// Answers every switch with `arg + 1`, forever.
 unsafe extern "C" fn plus_one(mut arg: usize, data: *mut u8) -> ! {
     let link = data.cast::<Link>();
@@ -30,7 +45,7 @@ unsafe extern "C" fn plus_one(mut arg: usize, data: *mut u8) -> ! {
         // SAFETY: `link` outlives the fiber's use of it (the test keeps it
         // alive until the last switch back), and `main_sp` is the context
         // that just switched to us.
-        arg = unsafe { switch(&raw mut (*link).fiber_sp, (*link).main_sp, arg + 1) };
+        arg = unsafe { suspend(&raw mut (*link).main_sp, arg + 1) };
     }
 }
 
@@ -45,7 +60,7 @@ fn ping_pong_hands_values_both_ways() {
     link.fiber_sp = unsafe { init_stack(stack.top(), plus_one, (&raw mut link).cast()) };
     for i in 0..10_000usize {
         // SAFETY: the fiber is suspended at `fiber_sp` on a live stack.
-        let r = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, i * 3) };
+        let r = unsafe { link.resume(i * 3) };
         assert_eq!(r, i * 3 + 1);
     }
 }
@@ -73,7 +88,7 @@ unsafe extern "C" fn clobber(mut arg: usize, data: *mut u8) -> ! {
                 .map(|x| x.to_bits())
                 .fold(0, |s, a| s ^ a);
         // SAFETY: as in `plus_one`.
-        arg = unsafe { switch(&raw mut (*link).fiber_sp, (*link).main_sp, mix as usize) };
+        arg = unsafe { suspend(&raw mut (*link).main_sp, mix as usize) };
     }
 }
 
@@ -94,7 +109,7 @@ fn callee_saved_registers_survive_a_clobbering_fiber() {
         let floats: [f64; 12] = std::array::from_fn(|i| black_box(round as f64 + i as f64 / 7.0));
         let (a, b, c, d) = (ints[0] ^ 0xdead, ints[5] + 7, ints[11] * 3, floats[3] * 2.5);
         // SAFETY: the fiber is suspended at `fiber_sp` on a live stack.
-        let r = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, round as usize) };
+        let r = unsafe { link.resume(round as usize) };
         black_box(r);
         for (i, v) in ints.iter().enumerate() {
             assert_eq!(*v, round * 1000 + i as u64);
@@ -133,7 +148,7 @@ mod x86 {
             let seen = mxcsr();
             set_mxcsr((seen & !0x6000) | 0x6000);
             // SAFETY: as in `plus_one`.
-            unsafe { switch(&raw mut (*link).fiber_sp, (*link).main_sp, seen as usize) };
+            unsafe { suspend(&raw mut (*link).main_sp, seen as usize) };
         }
     }
 
@@ -147,18 +162,133 @@ mod x86 {
         };
         // SAFETY: a fresh stack that only this fiber uses.
         link.fiber_sp = unsafe { init_stack(stack.top(), round_to_zero, (&raw mut link).cast()) };
+        // Ours rounds down, so that the fiber's default differs from it.
+        let original = mxcsr();
+        set_mxcsr((original & !0x6000) | 0x2000);
         let ours = mxcsr();
         // SAFETY: the fiber is suspended at `fiber_sp` on a live stack.
-        let seen = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, 0) };
+        let seen = unsafe { link.resume(0) };
         // A new fiber starts from the default control state...
         assert_eq!(seen as u32 & 0xFFBF, 0x1F80);
         // ...and its change did not leak into ours.
         assert_eq!(mxcsr(), ours);
         // SAFETY: as above.
-        let seen = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, 0) };
+        let seen = unsafe { link.resume(0) };
         // The fiber kept its own rounding mode across the switch.
         assert_eq!(seen as u32 & 0x6000, 0x6000);
         assert_eq!(mxcsr(), ours);
+        set_mxcsr(original);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x87 {
+    use super::*;
+    use std::arch::asm;
+
+    fn control_word() -> u16 {
+        let mut v = 0u16;
+        // SAFETY: `fnstcw` only stores the control word into `v`.
+        unsafe { asm!("fnstcw [{}]", in(reg) &raw mut v, options(nostack)) };
+        v
+    }
+
+    fn set_control_word(v: u16) {
+        // SAFETY: `fldcw` loads a valid control word.
+        unsafe { asm!("fldcw [{}]", in(reg) &raw const v, options(nostack)) };
+    }
+
+    /// Sets 24-bit x87 precision in the fiber; reports the word it saw.
+    unsafe extern "C" fn single_precision(_arg: usize, data: *mut u8) -> ! {
+        let link = data.cast::<Link>();
+        loop {
+            let seen = control_word();
+            set_control_word(seen & !0x0300);
+            // SAFETY: as in `plus_one`.
+            unsafe { suspend(&raw mut (*link).main_sp, seen as usize) };
+        }
+    }
+
+    /// The x87 control word is callee-saved too: each context keeps its
+    /// own.
+    #[test]
+    fn x87_control_word_is_per_context() {
+        let mut stack = HeapStack::new(64 * 1024);
+        let mut link = Link {
+            main_sp: std::ptr::null_mut(),
+            fiber_sp: std::ptr::null_mut(),
+        };
+        // SAFETY: a fresh stack that only this fiber uses.
+        link.fiber_sp =
+            unsafe { init_stack(stack.top(), single_precision, (&raw mut link).cast()) };
+        let ours = control_word();
+        // SAFETY: the fiber is laid out at `fiber_sp` on a live stack.
+        let seen = unsafe { link.resume(0) };
+        // A new fiber starts from the default control word...
+        assert_eq!(seen as u16, 0x037F);
+        // ...and its change did not leak into ours.
+        assert_eq!(control_word(), ours);
+        // SAFETY: as above.
+        let seen = unsafe { link.resume(0) };
+        // The fiber kept its own precision across the switch.
+        assert_eq!(seen as u16 & 0x0300, 0);
+        assert_eq!(control_word(), ours);
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod fpcr {
+    use super::*;
+    use std::arch::asm;
+
+    fn fpcr() -> u64 {
+        let v: u64;
+        // SAFETY: reading FPCR has no side effects.
+        unsafe { asm!("mrs {}, fpcr", out(reg) v, options(nomem, nostack)) };
+        v
+    }
+
+    fn set_fpcr(v: u64) {
+        // SAFETY: writes only the floating-point control bits.
+        unsafe { asm!("msr fpcr, {}", in(reg) v, options(nomem, nostack)) };
+    }
+
+    /// Sets round-toward-zero (RMode, bits 22-23) in the fiber; reports
+    /// the FPCR it saw.
+    unsafe extern "C" fn round_to_zero(_arg: usize, data: *mut u8) -> ! {
+        let link = data.cast::<Link>();
+        loop {
+            let seen = fpcr();
+            set_fpcr(seen | (0b11 << 22));
+            // SAFETY: as in `plus_one`.
+            unsafe { suspend(&raw mut (*link).main_sp, seen as usize) };
+        }
+    }
+
+    /// FPCR is per context: a new one starts from the default, and each
+    /// keeps its own.
+    #[test]
+    fn fpcr_is_per_context() {
+        let mut stack = HeapStack::new(64 * 1024);
+        let mut link = Link {
+            main_sp: std::ptr::null_mut(),
+            fiber_sp: std::ptr::null_mut(),
+        };
+        // SAFETY: a fresh stack that only this fiber uses.
+        link.fiber_sp = unsafe { init_stack(stack.top(), round_to_zero, (&raw mut link).cast()) };
+        // Ours rounds toward plus infinity, so the fiber's default differs.
+        let original = fpcr();
+        set_fpcr((original & !(0b11 << 22)) | (0b01 << 22));
+        let ours = fpcr();
+        // SAFETY: the fiber is laid out at `fiber_sp` on a live stack.
+        let seen = unsafe { link.resume(0) };
+        assert_eq!(seen, 0, "a new fiber starts from the default FPCR");
+        assert_eq!(fpcr(), ours);
+        // SAFETY: as above.
+        let seen = unsafe { link.resume(0) };
+        assert_eq!(seen as u64 >> 22 & 0b11, 0b11, "the fiber kept its own");
+        assert_eq!(fpcr(), ours);
+        set_fpcr(original);
     }
 }
 
@@ -181,8 +311,8 @@ fn deep_recursion_runs_on_the_fiber_stack() {
         // SAFETY: as in `plus_one`; we switch back twice and are never
         // resumed after the second.
         unsafe {
-            switch(&raw mut (*link).fiber_sp, (*link).main_sp, addr);
-            switch(&raw mut (*link).fiber_sp, (*link).main_sp, sum as usize);
+            suspend(&raw mut (*link).main_sp, addr);
+            suspend(&raw mut (*link).main_sp, sum as usize);
         }
         unreachable!("resumed after the last switch");
     }
@@ -196,12 +326,12 @@ fn deep_recursion_runs_on_the_fiber_stack() {
     // SAFETY: a fresh 2 MiB stack that only this fiber uses.
     link.fiber_sp = unsafe { init_stack(stack.top(), recurse, (&raw mut link).cast()) };
     // SAFETY: the fiber is suspended at `fiber_sp` on a live stack.
-    let addr = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, 10_000) };
+    let addr = unsafe { link.resume(10_000) };
     assert!(
         (lo..hi).contains(&addr),
         "fiber local not on the fiber stack"
     );
     // SAFETY: as above.
-    let sum = unsafe { switch(&raw mut link.main_sp, link.fiber_sp, 0) };
+    let sum = unsafe { link.resume(0) };
     assert_eq!(sum as u64, (1..=10_000u64).sum::<u64>());
 }
