@@ -370,3 +370,38 @@ fn fibers_started_elsewhere_are_leaked_not_resumed_when_dropped() {
         "a fiber was resumed on another thread"
     );
 }
+
+/// A backtrace taken inside a fiber ends at the fiber's entry: it shows
+/// the fiber's own frames and none of the poller's (the scheduler that
+/// resumed it runs on another stack).
+#[test]
+fn a_backtrace_inside_a_fiber_ends_at_its_entry() {
+    #[inline(never)]
+    fn deep_in_the_fiber() -> String {
+        std::backtrace::Backtrace::force_capture().to_string()
+    }
+    let rt = Builder::new_current_thread().build().unwrap();
+    let trace = rt.block_on(async { fiber::spawn(deep_in_the_fiber).await.unwrap() });
+    assert!(trace.contains("deep_in_the_fiber"), "{trace}");
+    assert!(trace.contains("fiber::future::entry"), "{trace}");
+    for poller in ["harness::poll", "block_on", "fiber_core::main"] {
+        assert!(!trace.contains(poller), "found {poller} in:\n{trace}");
+    }
+    // The last frame is the trampoline that called the entry. (Its CFI
+    // marks the return address undefined; without that the walk happens
+    // to stop here too today, since the word above it is no code address.)
+    let last = trace
+        .lines()
+        .rev()
+        .find(|l| {
+            l.trim_start()
+                .split(':')
+                .next()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .unwrap_or_default();
+    assert!(
+        last.contains("trampoline"),
+        "last frame {last:?} in:\n{trace}"
+    );
+}
