@@ -204,6 +204,67 @@ fn aborting_a_suspended_fiber_runs_its_destructors() {
     }
 }
 
+/// A fiber that only yields sits in its worker's queue still running (no
+/// wake per yield): aborting it still cancels it and runs its destructors.
+#[test]
+fn aborting_a_fiber_that_keeps_yielding_runs_its_destructors() {
+    for (name, rt) in runtimes() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let yields = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let (d, y) = (drops.clone(), yields.clone());
+        let h = rt.block_on(async move {
+            fiber::spawn(move || {
+                let _a = CountDrop(d);
+                tx.send(()).unwrap();
+                loop {
+                    y.fetch_add(1, SeqCst);
+                    fiber::yield_now();
+                }
+            })
+        });
+        drive_until(&rt, &rx);
+        h.abort();
+        let err = rt.block_on(h).unwrap_err();
+        assert!(err.is_cancelled(), "{name}");
+        assert_eq!(drops.load(SeqCst), 1, "{name}: the fiber's local dropped");
+        assert!(yields.load(SeqCst) >= 1, "{name}");
+        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name}");
+        assert_eq!(rt.metrics().num_alive_tasks(), 0, "{name}");
+    }
+}
+
+/// Fibers yielding in a loop (queued still running) when the runtime is
+/// dropped are unwound, and their tasks cancelled.
+#[test]
+fn dropping_the_runtime_unwinds_fibers_that_keep_yielding() {
+    for (name, rt) in runtimes() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let (d, tx) = (drops.clone(), tx.clone());
+            handles.push(rt.block_on(async move {
+                fiber::spawn(move || {
+                    let _a = CountDrop(d);
+                    tx.send(()).unwrap();
+                    loop {
+                        fiber::yield_now();
+                    }
+                })
+            }));
+        }
+        for _ in 0..4 {
+            drive_until(&rt, &rx);
+        }
+        drop(rt);
+        assert_eq!(drops.load(SeqCst), 4, "{name}");
+        for h in handles {
+            assert!(h.join().unwrap_err().is_cancelled(), "{name}");
+        }
+    }
+}
+
 #[test]
 fn dropping_the_runtime_unwinds_suspended_fibers() {
     for (name, rt) in runtimes() {

@@ -9,7 +9,9 @@
 //!
 //! Values passed through `arch::resume` and `arch::suspend`:
 //! - to the fiber: `RESUME` (go on) or `CANCEL` (unwind now);
-//! - back to the poller: `SUSPENDED` (the fiber waits) or `FINISHED`.
+//! - back to the poller: `SUSPENDED` (the fiber waits), `YIELDED` (it
+//!   wants to run again after the others: the task asks to be requeued,
+//!   `task::request_yield`) or `FINISHED`.
 //!
 //! # Safety
 //!
@@ -42,6 +44,8 @@ const RESUME: usize = 0;
 const CANCEL: usize = 1;
 const SUSPENDED: usize = 2;
 const FINISHED: usize = 3;
+/// Suspended by `yield_now`: the task is requeued without a wake.
+const YIELDED: usize = 4;
 
 /// The payload of the forced unwind of a cancelled fiber.
 pub(crate) struct ForcedUnwind;
@@ -210,6 +214,7 @@ pub(crate) fn current_for_signal() -> Option<&'static Current> {
 }
 
 /// The running fiber, if this thread is running one.
+#[inline]
 pub(crate) fn current() -> Option<&'static Current> {
     // SAFETY: the pointer is set by `resume` for exactly the time the
     // fiber runs, on this thread.
@@ -247,10 +252,32 @@ impl Current {
     /// Switches back to the poller; returns when resumed. Unwinds the
     /// fiber if it is being cancelled.
     pub(crate) fn suspend(&self) {
+        self.switch_out(SUSPENDED);
+    }
+
+    /// Lets the other tasks of this worker run, then goes on.
+    ///
+    /// Inlined into the caller (with `fiber::yield_now`), so that a fiber
+    /// looping over yields returns from no function between its switches:
+    /// a `ret` on the fiber's side would pop the return address the
+    /// resumer's `call` pushed on the CPU's return predictor, and
+    /// mispredict.
+    #[inline]
+    pub(crate) fn yield_now(&self) {
+        if self.cx.get().is_null() {
+            // Being cancelled (a destructor yields): there is no poll to
+            // return to, so there is nothing to yield to.
+            return;
+        }
+        self.switch_out(YIELDED);
+    }
+
+    #[inline]
+    fn switch_out(&self, code: usize) {
         // SAFETY: we run on this fiber's stack; the poller waits at
         // `caller_sp` (rule 1).
-        let code = unsafe { arch::suspend(self.caller_sp.as_ptr(), SUSPENDED) };
-        if code == CANCEL {
+        let back = unsafe { arch::suspend(self.caller_sp.as_ptr(), code) };
+        if back == CANCEL {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }
     }
@@ -462,6 +489,12 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> Future for FiberFutur
         let back = unsafe { current.resume(RESUME) };
         current.cx.set(std::ptr::null_mut());
         if back == SUSPENDED {
+            return Poll::Pending;
+        }
+        if back == YIELDED {
+            // This future is its task's top-level future, as
+            // `request_yield` requires.
+            crate::task::request_yield();
             return Poll::Pending;
         }
         match this.finish() {

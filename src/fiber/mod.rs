@@ -261,21 +261,14 @@ pub fn wait<F: Future>(fut: F) -> F::Output {
 /// });
 /// ```
 #[track_caller]
+#[inline] // see `Current::yield_now`
 pub fn yield_now() {
-    match locate("fiber::yield_now", "`fiber_runtime::yield_now().await`") {
-        Where::Fiber(f) => {
-            let mut yielded = false;
-            f.wait(std::future::poll_fn(|cx| {
-                if yielded {
-                    std::task::Poll::Ready(())
-                } else {
-                    yielded = true;
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                }
-            }))
+    match future::current() {
+        Some(f) => f.yield_now(),
+        None => {
+            locate("fiber::yield_now", "`fiber_runtime::yield_now().await`");
+            std::thread::yield_now()
         }
-        Where::PlainThread => std::thread::yield_now(),
     }
 }
 

@@ -12,7 +12,9 @@ use crate::runtime::driver;
 use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
 use crate::runtime::park::{DriverSlot, Parker, Unparker};
 use crate::scheduler::{self, blocking, inject::Inject};
-use crate::task::{self, JoinHandle, Notified, RawTask, Schedule, list::OwnedTasks};
+use crate::task::{
+    self, JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks,
+};
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -51,7 +53,7 @@ struct Shared {
 }
 
 pub(crate) struct Core {
-    tasks: VecDeque<Notified>,
+    tasks: VecDeque<Runnable>,
     park: Parker,
     tick: u32,
     metrics: LocalMetrics,
@@ -191,7 +193,10 @@ impl Handle {
         crate::fiber::unwind_all_on_this_thread(Arc::as_ptr(self) as usize);
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
-        if let Some(mut core) = self.core.lock().take() {
+        // Out of the lock first: dropping a yielded entry cancels its task,
+        // which runs the future's destructor.
+        let core = self.core.lock().take();
+        if let Some(mut core) = core {
             core.tasks.clear();
         }
         self.shared.inject.drain();
@@ -241,9 +246,9 @@ impl Context {
                 }
                 core.tick = core.tick.wrapping_add(1);
                 let task = if core.tick % GLOBAL_POLL_INTERVAL == 0 {
-                    shared.inject.pop().or_else(|| core.tasks.pop_front())
+                    (shared.inject.pop().map(Runnable::from)).or_else(|| core.tasks.pop_front())
                 } else {
-                    core.tasks.pop_front().or_else(|| shared.inject.pop())
+                    (core.tasks.pop_front()).or_else(|| shared.inject.pop().map(Runnable::from))
                 };
                 let Some(task) = task else { break };
                 core.metrics.polls += 1;
@@ -299,11 +304,7 @@ impl Context {
 
 /// If this thread drives `handle` with its core installed, hands `task`
 /// and the core to `f`; otherwise gives the task back.
-fn with_local_core(
-    handle: &Arc<Handle>,
-    task: Notified,
-    f: impl FnOnce(&mut Core, Notified),
-) -> Option<Notified> {
+fn with_local_core<T>(handle: &Arc<Handle>, task: T, f: impl FnOnce(&mut Core, T)) -> Option<T> {
     context::with_scheduler(|cx| {
         if let Some(scheduler::Context::CurrentThread(cx)) = cx {
             if Arc::ptr_eq(&cx.handle, handle) {
@@ -324,16 +325,30 @@ impl Schedule for Arc<Handle> {
         let task = with_local_core(self, task, |core, task| {
             // Tasks from other threads go first too.
             let tasks = &mut core.tasks;
-            self.shared.inject.pop_n(usize::MAX, |t| tasks.push_back(t));
-            core.tasks.push_back(task);
+            self.shared
+                .inject
+                .pop_n(usize::MAX, |t| tasks.push_back(t.into()));
+            core.tasks.push_back(task.into());
         });
         if let Some(task) = task {
             self.schedule(task);
         }
     }
 
+    fn yield_running(&self, task: Yielded) -> Option<Yielded> {
+        // Only this thread runs this scheduler's tasks, so a RUNNING task
+        // queued here is never seen by a second poller.
+        with_local_core(self, task, |core, task| {
+            let tasks = &mut core.tasks;
+            self.shared
+                .inject
+                .pop_n(usize::MAX, |t| tasks.push_back(t.into()));
+            core.tasks.push_back(Runnable::Yielded(task));
+        })
+    }
+
     fn schedule(&self, task: Notified) {
-        let task = with_local_core(self, task, |core, task| core.tasks.push_back(task));
+        let task = with_local_core(self, task, |core, task| core.tasks.push_back(task.into()));
         if let Some(task) = task {
             if self.shared.inject.push(task) {
                 self.shared.unpark.unpark();

@@ -59,6 +59,16 @@ pub(crate) struct Vtable {
     pub(crate) drop_join_handle_slow: unsafe fn(NonNull<Header>),
     /// Cancels the task if idle; consumes one reference.
     pub(crate) shutdown: unsafe fn(NonNull<Header>),
+    /// Polls a task that yielded still holding `RUNNING` (a [`Yielded`]
+    /// entry); consumes the entry's reference and `RUNNING`.
+    ///
+    /// [`Yielded`]: super::Yielded
+    pub(crate) resume_yielded: unsafe fn(NonNull<Header>),
+    /// Cancels a task held by a dropped [`Yielded`] entry; consumes its
+    /// reference and `RUNNING`.
+    ///
+    /// [`Yielded`]: super::Yielded
+    pub(crate) cancel_yielded: unsafe fn(NonNull<Header>),
 }
 
 /// The future, later its output; which one is live is the header's stage

@@ -21,6 +21,8 @@ pub(super) fn vtable<F: Future, S: Schedule>() -> &'static Vtable {
         try_read_output: try_read_output::<F, S>,
         drop_join_handle_slow: drop_join_handle_slow::<F, S>,
         shutdown: shutdown::<F, S>,
+        resume_yielded: resume_yielded::<F, S>,
+        cancel_yielded: cancel_yielded::<F, S>,
     }
 }
 
@@ -43,31 +45,8 @@ unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the caller's reference keeps the cell alive.
     let cell = unsafe { cell::<F, S>(ptr) };
     match cell.header.state.transition_to_running() {
-        TransitionToRunning::Success => {
-            // SAFETY: the task is alive while we hold RUNNING (we still own
-            // the reference the `Notified` gave us).
-            let waker = unsafe { waker_ref(ptr) };
-            let mut cx = Context::from_waker(&waker);
-            if crate::runtime::coop::budget(|| poll_future(cell, &mut cx)).is_ready() {
-                complete(cell, ptr);
-                return;
-            }
-            match cell.header.state.transition_to_idle() {
-                TransitionToIdle::Ok => {}
-                TransitionToIdle::OkNotified => {
-                    // SAFETY: `transition_to_idle` moved our reference into
-                    // this new queue entry.
-                    let task = unsafe { Notified::from_raw(RawTask::from_raw(ptr)) };
-                    cell.scheduler.yield_now(task);
-                }
-                // SAFETY: that was the last reference.
-                TransitionToIdle::OkDealloc => unsafe { dealloc::<F, S>(ptr) },
-                TransitionToIdle::Cancelled => {
-                    cancel_task(cell);
-                    complete(cell, ptr);
-                }
-            }
-        }
+        // SAFETY: we hold RUNNING now, and the `Notified`'s reference.
+        TransitionToRunning::Success => unsafe { poll_running(cell, ptr) },
         TransitionToRunning::Cancelled => {
             cancel_task(cell);
             complete(cell, ptr);
@@ -76,6 +55,84 @@ unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
         // SAFETY: that was the last reference.
         TransitionToRunning::Dealloc => unsafe { dealloc::<F, S>(ptr) },
     }
+}
+
+/// Polls the future, then completes the task or hands it back to its
+/// scheduler.
+///
+/// # Safety
+///
+/// The caller holds `RUNNING` and one reference, both of which this
+/// consumes.
+unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    // SAFETY: the task is alive while we hold RUNNING (we own a reference).
+    let waker = unsafe { waker_ref(ptr) };
+    let mut cx = Context::from_waker(&waker);
+    if crate::runtime::coop::budget(|| poll_future(cell, &mut cx)).is_ready() {
+        complete(cell, ptr);
+        return;
+    }
+    if super::take_yield_request() {
+        // The future yielded without waking itself: requeue it still
+        // RUNNING, with no state transition (see `Yielded`).
+        // SAFETY: our reference and RUNNING move into the entry.
+        let task = unsafe { super::Yielded::from_raw(RawTask::from_raw(ptr)) };
+        let Some(task) = cell.scheduler.yield_running(task) else {
+            return;
+        };
+        // Not here: take them back and wake the task the usual way (we
+        // hold RUNNING, so this only sets NOTIFIED and queues nothing).
+        std::mem::forget(task);
+        let _ = cell.header.state.transition_to_notified_by_ref();
+    }
+    match cell.header.state.transition_to_idle() {
+        TransitionToIdle::Ok => {}
+        TransitionToIdle::OkNotified => {
+            // SAFETY: `transition_to_idle` moved our reference into this
+            // new queue entry.
+            let task = unsafe { Notified::from_raw(RawTask::from_raw(ptr)) };
+            cell.scheduler.yield_now(task);
+        }
+        // SAFETY: that was the last reference.
+        TransitionToIdle::OkDealloc => unsafe { dealloc::<F, S>(ptr) },
+        TransitionToIdle::Cancelled => {
+            cancel_task(cell);
+            complete(cell, ptr);
+        }
+    }
+}
+
+/// Polls a task that a `Yielded` entry held: it is still RUNNING, so no
+/// transition is needed, only a look for a cancellation that came
+/// meanwhile.
+///
+/// # Safety
+///
+/// `ptr` is a `Cell<F, S>`; the caller hands over a `Yielded` entry's
+/// reference and RUNNING.
+unsafe fn resume_yielded<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the entry's reference keeps the cell alive.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    if cell.header.state.load().is_cancelled() {
+        cancel_task(cell);
+        complete(cell, ptr);
+    } else {
+        // SAFETY: the caller's RUNNING and reference.
+        unsafe { poll_running(cell, ptr) }
+    }
+}
+
+/// A `Yielded` entry was dropped (its queue drained at shutdown): cancel
+/// the task, as its poller would on seeing `CANCELLED`.
+///
+/// # Safety
+///
+/// As `resume_yielded`.
+unsafe fn cancel_yielded<F: Future, S: Schedule>(ptr: NonNull<Header>) {
+    // SAFETY: the entry's reference keeps the cell alive.
+    let cell = unsafe { cell::<F, S>(ptr) };
+    cancel_task(cell);
+    complete(cell, ptr);
 }
 
 /// Polls the future under `catch_unwind`; stores the output when ready.

@@ -170,3 +170,134 @@ fn loom_concurrent_wakers() {
         assert_eq!(drops.load(SeqCst), 2);
     });
 }
+
+/// Yields on its first poll (asking to be requeued still running, as a
+/// fiber's `yield_now` does); then behaves as a `Gate`.
+struct YieldThenGate {
+    yielded: bool,
+    gate: Gate,
+}
+
+impl Future for YieldThenGate {
+    type Output = DropCount;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<DropCount> {
+        if !self.yielded {
+            self.yielded = true;
+            *self.gate.waker.lock() = Some(cx.waker().clone());
+            super::request_yield();
+            return Poll::Pending;
+        }
+        Pin::new(&mut self.gate).poll(cx)
+    }
+}
+
+fn yield_then_gate(
+    drops: &Arc<AtomicUsize>,
+) -> (YieldThenGate, Arc<AtomicUsize>, Arc<Mutex<Option<Waker>>>) {
+    let open = Arc::new(AtomicUsize::new(0));
+    let slot = Arc::new(Mutex::new(None::<Waker>));
+    let fut = YieldThenGate {
+        yielded: false,
+        gate: Gate {
+            open: open.clone(),
+            waker: slot.clone(),
+            _drop: DropCount(drops.clone()),
+        },
+    };
+    (fut, open, slot)
+}
+
+/// A wake from another thread while the task sits in the queue as a
+/// yielded (still running) entry is never lost.
+#[test]
+fn loom_wake_racing_a_yielded_entry() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (fut, open, slot) = yield_then_gate(&drops);
+        let (first, mut join) = sched.spawn(fut);
+        first.run();
+        let th = {
+            let (open, slot) = (open.clone(), slot.clone());
+            thread::spawn(move || {
+                open.store(1, SeqCst);
+                let w = slot.lock().take();
+                if let Some(w) = w {
+                    w.wake();
+                }
+            })
+        };
+        sched.run_all();
+        th.join().unwrap();
+        sched.run_all();
+        let out = match poll_once(&mut join) {
+            Poll::Ready(out) => out.expect("task failed"),
+            Poll::Pending => panic!("wake lost while the task was queued yielded"),
+        };
+        drop(out);
+        drop(join);
+        drop(slot.lock().take());
+        assert_eq!(drops.load(SeqCst), 2);
+        assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
+    });
+}
+
+/// `abort` racing a yielded entry: the next run of the entry cancels the
+/// task (or the task was done); the future is dropped exactly once.
+#[test]
+fn loom_abort_racing_a_yielded_entry() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (fut, open, slot) = yield_then_gate(&drops);
+        open.store(1, SeqCst);
+        let (first, mut join) = sched.spawn(fut);
+        first.run();
+        let th = {
+            let sched = sched.clone();
+            thread::spawn(move || sched.run_all())
+        };
+        join.abort();
+        th.join().unwrap();
+        sched.run_all();
+        match poll_once(&mut join) {
+            Poll::Ready(Ok(out)) => drop(out),
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            Poll::Pending => panic!("task neither completed nor cancelled"),
+        }
+        drop(join);
+        drop(slot.lock().take());
+        assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
+    });
+}
+
+/// A yielded entry dropped with its queue (shutdown) cancels the task and
+/// frees it.
+#[test]
+fn loom_dropping_a_yielded_entry_cancels_the_task() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (fut, _open, slot) = yield_then_gate(&drops);
+        let (first, join) = sched.spawn(fut);
+        first.run();
+        let th = thread::spawn(move || {
+            let mut join = join;
+            join.abort();
+            join
+        });
+        sched.drain();
+        let mut join = th.join().unwrap();
+        match poll_once(&mut join) {
+            Poll::Ready(Err(e)) => assert!(e.is_cancelled()),
+            other => panic!(
+                "expected a cancellation, got {:?}",
+                other.map(|r| r.is_ok())
+            ),
+        }
+        drop(join);
+        drop(slot.lock().take());
+        assert_eq!(drops.load(SeqCst), 1);
+        assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
+    });
+}

@@ -15,7 +15,9 @@
 //! 2. the [`JoinHandle`], until dropped;
 //! 3. a [`Notified`]: an entry in a run queue, from submission until a
 //!    worker polls it (polling consumes it) or a queue is drained;
-//! 4. each `Waker` clone.
+//! 4. each `Waker` clone;
+//! 5. a [`Yielded`]: the entry of a task that yielded still holding
+//!    `RUNNING` (it holds both until run or dropped).
 //!
 //! The allocation is freed by whoever drops the last count.
 //!
@@ -24,7 +26,9 @@
 //! 1. The stage is touched only by the thread holding `RUNNING` (poll,
 //!    cancel, store output) — except as in rule 3.
 //! 2. `RUNNING` is taken by `transition_to_running` (a worker with a
-//!    `Notified`) or `transition_to_shutdown`, never by two threads.
+//!    `Notified`) or `transition_to_shutdown`, never by two threads. A
+//!    poller may hand it, with its reference, to a `Yielded` entry, and
+//!    whoever runs or drops that entry holds it next.
 //! 3. Once `COMPLETE` is set, the output belongs to the `JoinHandle` while
 //!    `JOIN_INTEREST` is set; if `JOIN_INTEREST` is cleared first, the
 //!    completing thread drops it; if `COMPLETE` comes first, the dropping
@@ -73,6 +77,34 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// Removes the finished task from the owned list; returns `true` if the
     /// list still held its reference (now the caller's).
     fn release(&self, task: RawTask) -> bool;
+
+    /// Queues a task that asked to yield ([`request_yield`]) behind the
+    /// others of this thread, still `RUNNING`; or gives it back if this
+    /// thread does not run this scheduler's tasks (the task is then woken
+    /// the usual way). Only schedulers whose entries for a task all run on
+    /// one thread may accept: a task's `RUNNING` must never be seen by a
+    /// second poller.
+    fn yield_running(&self, task: Yielded) -> Option<Yielded> {
+        Some(task)
+    }
+}
+
+std::thread_local! {
+    static YIELD_REQUEST: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Called by a task's own top-level future (a fiber's) as it returns
+/// `Pending` to yield: instead of waking itself (three state transitions
+/// per yield), the task is requeued still `RUNNING` if its scheduler
+/// allows ([`Schedule::yield_running`]), or woken otherwise. Only the
+/// task's top-level future may ask: a future nested in another would not
+/// be polled again by its parent without a wake.
+pub(crate) fn request_yield() {
+    YIELD_REQUEST.with(|r| r.set(true));
+}
+
+fn take_yield_request() -> bool {
+    YIELD_REQUEST.with(|r| r.replace(false))
 }
 
 /// An untyped pointer to a task; carries no reference by itself.
@@ -146,6 +178,67 @@ impl Notified {
         std::mem::forget(self);
         // SAFETY: our reference moves into `shutdown`.
         unsafe { raw.shutdown() }
+    }
+}
+
+/// A run-queue entry for a task that yielded while keeping `RUNNING`
+/// ([`request_yield`]): it owns one reference and `RUNNING`. Running it
+/// polls the task again with no state transition; dropping it (a queue
+/// drained at shutdown) cancels the task, as its poller would. Wakes and
+/// aborts meanwhile see a running task: they set `NOTIFIED` or
+/// `CANCELLED` and queue nothing, and the next poll heeds them.
+pub(crate) struct Yielded(RawTask);
+
+impl Yielded {
+    /// # Safety
+    ///
+    /// The caller hands over one reference and `RUNNING`.
+    unsafe fn from_raw(raw: RawTask) -> Yielded {
+        Yielded(raw)
+    }
+
+    /// Polls the task again (or cancels it, if it was aborted).
+    pub(crate) fn run(self) {
+        let raw = self.0;
+        std::mem::forget(self);
+        // SAFETY: our reference and RUNNING move into `resume_yielded`.
+        unsafe { (raw.header().vtable.resume_yielded)(raw.ptr) }
+    }
+}
+
+impl Drop for Yielded {
+    fn drop(&mut self) {
+        // SAFETY: our reference and RUNNING move into `cancel_yielded`.
+        unsafe { (self.0.header().vtable.cancel_yielded)(self.0.ptr) }
+    }
+}
+
+impl std::fmt::Debug for Yielded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Yielded").field(&self.0.ptr).finish()
+    }
+}
+
+/// An entry of a thread-private run queue: a woken task, or one that
+/// yielded still running.
+#[derive(Debug)]
+pub(crate) enum Runnable {
+    Notified(Notified),
+    Yielded(Yielded),
+}
+
+impl Runnable {
+    pub(crate) fn run(self) {
+        match self {
+            Runnable::Notified(t) => t.run(),
+            Runnable::Yielded(t) => t.run(),
+        }
+    }
+}
+
+impl From<Notified> for Runnable {
+    fn from(t: Notified) -> Runnable {
+        Runnable::Notified(t)
     }
 }
 

@@ -1,19 +1,26 @@
 //! A scheduler for unit and loom tests: a plain queue that the test drains.
 
-use super::{JoinHandle, Notified, RawTask, Schedule, new_task};
+use super::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, new_task};
 use crate::loom::Mutex;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
+/// Its entries all run on the thread that drains it, so it may hold
+/// yielded (still running) tasks.
 #[derive(Default)]
 pub(crate) struct TestSched {
-    queue: Mutex<VecDeque<Notified>>,
+    queue: Mutex<VecDeque<Runnable>>,
 }
 
 impl Schedule for Arc<TestSched> {
     fn schedule(&self, task: Notified) {
-        self.queue.lock().push_back(task);
+        self.queue.lock().push_back(task.into());
+    }
+
+    fn yield_running(&self, task: Yielded) -> Option<Yielded> {
+        self.queue.lock().push_back(Runnable::Yielded(task));
+        None
     }
 
     fn release(&self, _task: RawTask) -> bool {
@@ -34,8 +41,14 @@ impl TestSched {
         (notified, join)
     }
 
-    pub(crate) fn pop(&self) -> Option<Notified> {
+    pub(crate) fn pop(&self) -> Option<Runnable> {
         self.queue.lock().pop_front()
+    }
+
+    /// Drops every queued entry (a queue drained at shutdown).
+    pub(crate) fn drain(&self) {
+        let entries = std::mem::take(&mut *self.queue.lock());
+        drop(entries);
     }
 
     /// Runs queued tasks until the queue is empty.

@@ -38,7 +38,9 @@ use crate::runtime::driver;
 use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
 use crate::runtime::park::{DriverSlot, Parker, Unparker};
 use crate::scheduler::{self, blocking, inject::Inject};
-use crate::task::{self, JoinHandle, Notified, RawTask, Schedule, list::OwnedTasks};
+use crate::task::{
+    self, JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks,
+};
 use crate::util::{CachePadded, FastRand};
 use std::cell::RefCell;
 use std::future::Future;
@@ -92,7 +94,7 @@ pub(crate) struct Core {
     tick: u32,
     lifo_slot: Option<Notified>,
     /// Tasks pinned to this worker (fibers): never stolen.
-    pinned: std::collections::VecDeque<Notified>,
+    pinned: std::collections::VecDeque<Runnable>,
     run_queue: Local,
     is_searching: bool,
     is_shutdown: bool,
@@ -202,7 +204,7 @@ impl Context {
             if let Some(task) = core.next_task(&self.handle) {
                 core = self.run_task(task, core);
             } else if let Some(task) = core.steal_work(&self.handle) {
-                core = self.run_task(task, core);
+                core = self.run_task(task.into(), core);
             } else {
                 core = self.park(core);
                 core = self.wake_deferred(core);
@@ -251,7 +253,7 @@ impl Context {
             .expect("worker core lost while waking I/O tasks")
     }
 
-    fn run_task(&self, task: Notified, mut core: Box<Core>) -> Box<Core> {
+    fn run_task(&self, task: Runnable, mut core: Box<Core>) -> Box<Core> {
         core.transition_from_searching(&self.handle);
         core.metrics.polls += 1;
         *self.core.borrow_mut() = Some(core);
@@ -300,11 +302,11 @@ impl Context {
 }
 
 impl Core {
-    fn next_task(&mut self, handle: &Handle) -> Option<Notified> {
+    fn next_task(&mut self, handle: &Handle) -> Option<Runnable> {
         let remote = &handle.shared.remotes[self.index];
         if remote.inbox_len.load(Acquire) != 0 {
             let mut inbox = remote.inbox.lock();
-            self.pinned.extend(inbox.drain(..));
+            self.pinned.extend(inbox.drain(..).map(Runnable::from));
             remote.inbox_len.store(0, Release);
         }
         // Pinned tasks and the rest take turns, so neither starves.
@@ -314,7 +316,7 @@ impl Core {
             }
         }
         if let Some(task) = self.next_unpinned_task(handle) {
-            return Some(task);
+            return Some(task.into());
         }
         self.pinned.pop_front()
     }
@@ -501,12 +503,12 @@ impl Handle {
     /// If this thread is a worker of ours (worker `only`, if given) with
     /// its core installed, hands `task` and the core to `f`; otherwise
     /// gives the task back.
-    fn with_local_core(
+    fn with_local_core<T>(
         self: &Arc<Self>,
         only: Option<usize>,
-        task: Notified,
-        f: impl FnOnce(&mut Core, Notified),
-    ) -> Option<Notified> {
+        task: T,
+        f: impl FnOnce(&mut Core, T),
+    ) -> Option<T> {
         context::with_scheduler(|cx| {
             if let Some(scheduler::Context::MultiThread(cx)) = cx {
                 if only.is_none_or(|i| i == cx.index) && Arc::ptr_eq(&cx.handle, self) {
@@ -523,8 +525,9 @@ impl Handle {
     }
 
     fn schedule_pinned(self: &Arc<Self>, owner: usize, task: Notified) {
-        let task =
-            self.with_local_core(Some(owner), task, |core, task| core.pinned.push_back(task));
+        let task = self.with_local_core(Some(owner), task, |core, task| {
+            core.pinned.push_back(task.into())
+        });
         if let Some(task) = task {
             let remote = &self.shared.remotes[owner];
             {
@@ -669,6 +672,15 @@ pub(crate) struct PinnedSchedule {
 impl Schedule for PinnedSchedule {
     fn schedule(&self, task: Notified) {
         self.handle.schedule_pinned(self.owner, task);
+    }
+
+    fn yield_running(&self, task: Yielded) -> Option<Yielded> {
+        // A pinned task runs only on its owner: a RUNNING task queued
+        // there is never seen by a second poller.
+        self.handle
+            .with_local_core(Some(self.owner), task, |core, task| {
+                core.pinned.push_back(Runnable::Yielded(task))
+            })
     }
 
     fn release(&self, task: RawTask) -> bool {
