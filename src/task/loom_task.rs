@@ -282,7 +282,6 @@ fn loom_dropping_a_yielded_entry_cancels_the_task() {
         let (first, join) = sched.spawn(fut);
         first.run();
         let th = thread::spawn(move || {
-            let mut join = join;
             join.abort();
             join
         });
