@@ -16,7 +16,8 @@
 //! # Safety
 //!
 //! 1. A fiber is resumed only on the thread that first resumed it (its
-//!    owner): fibers are pinned tasks on the multi-thread scheduler, and
+//!    owner): fibers are pinned to the worker of their first poll on the
+//!    multi-thread scheduler (`PinnedSchedule`), and
 //!    `poll` checks the thread. Its stack may hold `!Send` values and
 //!    references to thread-locals, which stay valid only there.
 //! 2. A suspended fiber is unwound on its owner thread: when its task is

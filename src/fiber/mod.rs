@@ -22,11 +22,14 @@
 //!
 //! # Never migrates
 //!
-//! A fiber runs on the worker where it was spawned (or the one picked for
-//! it when spawned from outside the runtime), from its first instruction to
-//! its last: it is a *pinned* task, queued only on its worker and never
-//! stolen, and its future checks the thread on every resumption. So
-//! thread-locals and `!Send` values held across a suspension stay sound.
+//! A fiber runs on the worker where it first runs, from its first
+//! instruction to its last. Until it starts it is an ordinary task, which
+//! an idle worker may steal (so fibers spread over the workers); its first
+//! poll makes it a *pinned* task of that worker: from then on every wake
+//! queues it there only, in a queue no other worker steals from, and its
+//! future checks the thread on every resumption. So thread-locals and
+//! `!Send` values held across a suspension stay sound: the thread they
+//! belong to is the only one that ever runs the fiber's code.
 //!
 //! # Blocking-style calls
 //!
@@ -198,8 +201,7 @@ impl Builder {
             future::FiberFuture::new(f, size, id, self.name, handle.id(), handle.fiber_counter());
         Ok(match &handle {
             scheduler::Handle::MultiThread(h) => {
-                let owner = h.pick_owner();
-                scheduler::multi_thread::Handle::spawn_pinned(h, fut, owner)
+                scheduler::multi_thread::Handle::spawn_pinned(h, fut)
             }
             scheduler::Handle::CurrentThread(h) => scheduler::current_thread::Handle::spawn(h, fut),
         })

@@ -65,6 +65,7 @@ unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
 /// The caller holds `RUNNING` and one reference, both of which this
 /// consumes.
 unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    cell.scheduler.before_poll();
     // SAFETY: the task is alive while we hold RUNNING (we own a reference).
     let waker = unsafe { waker_ref(ptr) };
     let mut cx = Context::from_waker(&waker);

@@ -87,6 +87,11 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     fn yield_running(&self, task: Yielded) -> Option<Yielded> {
         Some(task)
     }
+
+    /// Called on the polling thread, holding `RUNNING`, before every poll
+    /// of the task's future.
+    #[inline]
+    fn before_poll(&self) {}
 }
 
 std::thread_local! {

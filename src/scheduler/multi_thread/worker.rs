@@ -467,37 +467,28 @@ impl Handle {
         })
     }
 
-    /// Spawns a task that only ever runs on worker `owner` (a fiber:
-    /// once started it must not migrate). It never enters a stealable
-    /// queue.
-    pub(crate) fn spawn_pinned<F>(
-        me: &Arc<Handle>,
-        future: F,
-        owner: usize,
-    ) -> JoinHandle<F::Output>
+    /// Spawns a task that, once it has first run, only ever runs on the
+    /// worker where it did (a fiber: once started it must not migrate).
+    /// Until then it is an ordinary task, which idle workers may steal, so
+    /// fibers spread over the workers when they start.
+    pub(crate) fn spawn_pinned<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let sched = PinnedSchedule {
             handle: me.clone(),
-            owner: owner % me.shared.remotes.len(),
+            owner: std::sync::atomic::AtomicUsize::new(NO_OWNER),
         };
         let (notified, join, raw) = task::new_task(future, sched);
-        if me.shared.owned.insert(raw, owner).is_err() {
+        if me.shared.owned.insert(raw, me.spawn_shard()).is_err() {
             drop(notified);
             // SAFETY: the owned list refused, so its reference is ours.
             unsafe { raw.shutdown() };
             return join;
         }
-        me.schedule_pinned(owner % me.shared.remotes.len(), notified);
+        me.schedule_task(notified, false);
         join
-    }
-
-    /// The worker a new pinned task should go to: this one, if the
-    /// caller is one of ours, else round-robin.
-    pub(crate) fn pick_owner(self: &Arc<Self>) -> usize {
-        self.spawn_shard() % self.shared.remotes.len()
     }
 
     /// If this thread is a worker of ours (worker `only`, if given) with
@@ -663,22 +654,49 @@ impl Schedule for Arc<Handle> {
     }
 }
 
-/// The scheduler of a pinned task: every wake goes to its owner worker.
+/// `PinnedSchedule::owner` before the task first runs.
+const NO_OWNER: usize = usize::MAX;
+
+/// The scheduler of a pinned task (a fiber): until it first runs, an
+/// ordinary task; from its first poll on, every wake goes to the worker
+/// that polled it.
 pub(crate) struct PinnedSchedule {
     handle: Arc<Handle>,
-    owner: usize,
+    /// The owner worker's index, set once, by the first poll (on the owner
+    /// itself) before the task runs. A wake that reads it got the task
+    /// through the state word after that poll, which orders the two.
+    owner: std::sync::atomic::AtomicUsize,
 }
 
 impl Schedule for PinnedSchedule {
     fn schedule(&self, task: Notified) {
-        self.handle.schedule_pinned(self.owner, task);
+        match self.owner.load(Acquire) {
+            NO_OWNER => self.handle.schedule_task(task, false),
+            owner => self.handle.schedule_pinned(owner, task),
+        }
+    }
+
+    fn before_poll(&self) {
+        if self.owner.load(Relaxed) != NO_OWNER {
+            return;
+        }
+        let index = context::with_scheduler(|cx| match cx {
+            Some(scheduler::Context::MultiThread(cx)) if Arc::ptr_eq(&cx.handle, &self.handle) => {
+                Some(cx.index)
+            }
+            _ => None,
+        });
+        let index =
+            index.expect("fiber-runtime bug: a pinned task polled off its runtime's workers");
+        self.owner.store(index, Release);
     }
 
     fn yield_running(&self, task: Yielded) -> Option<Yielded> {
         // A pinned task runs only on its owner: a RUNNING task queued
         // there is never seen by a second poller.
+        let owner = self.owner.load(Relaxed);
         self.handle
-            .with_local_core(Some(self.owner), task, |core, task| {
+            .with_local_core(Some(owner), task, |core, task| {
                 core.pinned.push_back(Runnable::Yielded(task))
             })
     }
