@@ -131,10 +131,19 @@ fn main() {
             other => panic!("unknown argument {other}"),
         }
     }
+    let only = std::env::var("ECHO_ONLY").ok();
     let (mut f, mut t) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        f.push(fiber_echo(conns, trips));
-        t.push(tokio_echo(conns, trips));
+        if only.as_deref() != Some("tokio") {
+            f.push(fiber_echo(conns, trips));
+        }
+        if only.as_deref() != Some("fibers") {
+            t.push(tokio_echo(conns, trips));
+        }
+    }
+    if only.is_some() {
+        println!("{:?} {:?}", f, t);
+        return;
     }
     let (f, t) = (median(f), median(t));
     println!(

@@ -102,12 +102,29 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
         dir: Direction,
         what: &str,
         instead: &str,
+        op: impl FnMut(&E) -> io::Result<R>,
+    ) -> io::Result<R> {
+        self.blocking_drained(dir, what, instead, op, |_| false)
+    }
+
+    /// As `blocking`, for a stream read or write: `drained` says whether a
+    /// result shows the socket buffer emptied (read) or filled (write), so
+    /// that the next call waits for readiness without a `WouldBlock`
+    /// round trip first (see `poll_read_stream`).
+    #[track_caller]
+    pub(crate) fn blocking_drained<R>(
+        &self,
+        dir: Direction,
+        what: &str,
+        instead: &str,
         mut op: impl FnMut(&E) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         let io = self.get_ref();
         if crate::fiber::current().is_some() {
             return crate::fiber::wait(std::future::poll_fn(|cx| {
-                self.registration.poll_io(cx, dir, || op(io))
+                self.registration
+                    .poll_io_drained(cx, dir, || op(io), &drained)
             }));
         }
         crate::runtime::context::assert_blocking_allowed(what, instead);

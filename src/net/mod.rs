@@ -171,11 +171,13 @@ macro_rules! impl_async_read_write {
             /// `AsyncReadExt::read(..).await`).
             #[track_caller]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.io.blocking(
+                let len = buf.len();
+                self.io.blocking_drained(
                     $crate::reactor::scheduled_io::Direction::Read,
                     "std::io::Read::read",
                     "`AsyncReadExt::read(..).await`",
                     |s| std::io::Read::read(&mut &*s, buf),
+                    |&n| n > 0 && n < len,
                 )
             }
         }
@@ -191,11 +193,13 @@ macro_rules! impl_async_read_write {
             /// Blocking-style write (see `Read`).
             #[track_caller]
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.io.blocking(
+                let len = buf.len();
+                self.io.blocking_drained(
                     $crate::reactor::scheduled_io::Direction::Write,
                     "std::io::Write::write",
                     "`AsyncWriteExt::write(..).await`",
                     |s| std::io::Write::write(&mut &*s, buf),
+                    |&n| n < len,
                 )
             }
 
