@@ -51,7 +51,8 @@
 //! Default 256 KiB of virtual memory (only touched pages cost memory; set
 //! per runtime with [`Builder::fiber_stack_size`](crate::Builder::fiber_stack_size)
 //! or per fiber with [`Builder::stack_size`]), with a guard page below,
-//! pooled per thread.
+//! pooled per thread. A fiber takes its stack when it first runs, so a
+//! fiber spawned but not started holds none.
 
 mod arch;
 mod future;
