@@ -466,3 +466,22 @@ fn a_backtrace_inside_a_fiber_ends_at_its_entry() {
         "last frame {last:?} in:\n{trace}"
     );
 }
+
+/// A finished fiber's stack goes back to its worker's pool, and the next
+/// fiber started there gets it: same stack, no new mapping.
+#[test]
+fn the_next_fiber_reuses_a_finished_fibers_stack() {
+    fn stack_address() -> usize {
+        let local = 0u8;
+        std::hint::black_box(&raw const local) as usize
+    }
+    let rt = Builder::new_current_thread().build().unwrap();
+    rt.block_on(async {
+        let first = fiber::spawn(stack_address).await.unwrap();
+        let second = fiber::spawn(stack_address).await.unwrap();
+        assert_eq!(
+            first, second,
+            "the second fiber ran on the first one's stack"
+        );
+    });
+}
