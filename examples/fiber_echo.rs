@@ -11,6 +11,9 @@ use fiber_runtime::fiber;
 use fiber_runtime::net::{TcpListener, TcpStream};
 use std::io::{Read, Write};
 use std::time::Instant;
+#[path = "shared/stats.rs"]
+mod stats;
+use stats::median;
 
 const MSG: usize = 64;
 
@@ -112,11 +115,6 @@ fn tokio_echo(conns: usize, trips: usize) -> f64 {
         server.await.unwrap();
         (conns * trips) as f64 / secs
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -19,17 +19,9 @@
 
 use fiber_runtime::fiber;
 use std::time::{Duration, Instant};
-
-fn rss_bytes() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
+#[path = "shared/stats.rs"]
+mod stats;
+use stats::{median, rss_bytes};
 
 fn raw_switch_ns(n: u64) -> f64 {
     fiber::__bench_raw_switch(n).as_nanos() as f64 / (2 * n) as f64

@@ -14,6 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
+#[path = "shared/stats.rs"]
+mod stats;
+use stats::rss_bytes;
 
 /// A one-shot event: `wait` is pending until `set`, which wakes every
 /// waiter.
@@ -51,12 +54,6 @@ impl Event {
         }
         Wait(self)
     }
-}
-
-fn rss_bytes() -> usize {
-    let s = std::fs::read_to_string("/proc/self/statm").unwrap();
-    let pages: usize = s.split_whitespace().nth(1).unwrap().parse().unwrap();
-    pages * 4096
 }
 
 fn mappings() -> usize {

@@ -11,6 +11,9 @@ use fiber_runtime::fiber;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Instant;
+#[path = "shared/stats.rs"]
+mod stats;
+use stats::median;
 
 const SIZE: u64 = 1_000_000;
 const SUM: u64 = SIZE * (SIZE - 1) / 2;
@@ -60,11 +63,6 @@ fn fiber_node(num: u64, size: u64) -> u64 {
         })
         .collect();
     hs.into_iter().map(|h| h.join().unwrap()).sum()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -523,9 +523,12 @@ impl<F, T> Drop for FiberFuture<F, T> {
                 Phase::Suspended => {
                     // Cannot unwind it here (rule 2): leak its stack, with
                     // the record and locals on it (the owner's `STARTED`
-                    // list may still point at the record; nothing on it
-                    // points back into this future).
+                    // list may still point at the record), and the name
+                    // the record points to. (Its other pointer into this
+                    // future, the closure slot, is read on the first
+                    // resumption only.)
                     std::mem::forget(self.stack.take());
+                    std::mem::forget(self.name.take());
                 }
                 Phase::Running => unreachable!("a running fiber's future was dropped"),
                 Phase::NotStarted | Phase::Finished => {}

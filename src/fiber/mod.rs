@@ -269,7 +269,10 @@ pub fn yield_now() {
     match future::current() {
         Some(f) => f.yield_now(),
         None => {
-            locate("fiber::yield_now", "`fiber_runtime::yield_now().await`");
+            context::assert_blocking_allowed(
+                "fiber::yield_now",
+                "`fiber_runtime::yield_now().await`",
+            );
             std::thread::yield_now()
         }
     }

@@ -185,6 +185,16 @@ impl Handle {
         }
     }
 
+    /// Queues a task that yielded behind every other ready one, those
+    /// from other threads included.
+    fn push_behind_all(&self, core: &mut Core, task: Runnable) {
+        let tasks = &mut core.tasks;
+        self.shared
+            .inject
+            .pop_n(usize::MAX, |t| tasks.push_back(t.into()));
+        tasks.push_back(task);
+    }
+
     /// Closes the scheduler and cancels every task (runtime drop).
     pub(crate) fn shutdown(self: &Arc<Self>) {
         self.shared.is_shutdown.store(true, Release);
@@ -323,27 +333,20 @@ fn with_local_core<T>(handle: &Arc<Handle>, task: T, f: impl FnOnce(&mut Core, T
 impl Schedule for Arc<Handle> {
     fn yield_now(&self, task: Notified) {
         let task = with_local_core(self, task, |core, task| {
-            // Tasks from other threads go first too.
-            let tasks = &mut core.tasks;
-            self.shared
-                .inject
-                .pop_n(usize::MAX, |t| tasks.push_back(t.into()));
-            core.tasks.push_back(task.into());
+            self.push_behind_all(core, task.into())
         });
         if let Some(task) = task {
             self.schedule(task);
         }
     }
 
+    // Only this thread runs this scheduler's tasks, so a RUNNING task
+    // queued here is never seen by a second poller.
+    const YIELDS_RUNNING: bool = true;
+
     fn yield_running(&self, task: Yielded) -> Option<Yielded> {
-        // Only this thread runs this scheduler's tasks, so a RUNNING task
-        // queued here is never seen by a second poller.
         with_local_core(self, task, |core, task| {
-            let tasks = &mut core.tasks;
-            self.shared
-                .inject
-                .pop_n(usize::MAX, |t| tasks.push_back(t.into()));
-            core.tasks.push_back(Runnable::Yielded(task));
+            self.push_behind_all(core, Runnable::Yielded(task))
         })
     }
 

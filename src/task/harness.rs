@@ -73,7 +73,7 @@ unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<H
         complete(cell, ptr);
         return;
     }
-    if super::take_yield_request() {
+    if S::YIELDS_RUNNING && super::take_yield_request() {
         // The future yielded without waking itself: requeue it still
         // RUNNING, with no state transition (see `Yielded`).
         // SAFETY: our reference and RUNNING move into the entry.
@@ -115,10 +115,10 @@ unsafe fn resume_yielded<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the entry's reference keeps the cell alive.
     let cell = unsafe { cell::<F, S>(ptr) };
     if cell.header.state.load().is_cancelled() {
-        cancel_task(cell);
-        complete(cell, ptr);
-    } else {
         // SAFETY: the caller's RUNNING and reference.
+        unsafe { cancel_yielded::<F, S>(ptr) }
+    } else {
+        // SAFETY: as above.
         unsafe { poll_running(cell, ptr) }
     }
 }

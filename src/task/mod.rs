@@ -78,12 +78,17 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// list still held its reference (now the caller's).
     fn release(&self, task: RawTask) -> bool;
 
+    /// Whether this scheduler's tasks may yield still `RUNNING`
+    /// ([`request_yield`], [`Schedule::yield_running`]): only schedulers
+    /// that run every entry of a task on one thread, so that a task's
+    /// `RUNNING` is never seen by a second poller. The others' polls skip
+    /// looking for a yield request.
+    const YIELDS_RUNNING: bool = false;
+
     /// Queues a task that asked to yield ([`request_yield`]) behind the
     /// others of this thread, still `RUNNING`; or gives it back if this
     /// thread does not run this scheduler's tasks (the task is then woken
-    /// the usual way). Only schedulers whose entries for a task all run on
-    /// one thread may accept: a task's `RUNNING` must never be seen by a
-    /// second poller.
+    /// the usual way). Called only if `YIELDS_RUNNING`.
     fn yield_running(&self, task: Yielded) -> Option<Yielded> {
         Some(task)
     }
@@ -102,8 +107,9 @@ std::thread_local! {
 /// `Pending` to yield: instead of waking itself (three state transitions
 /// per yield), the task is requeued still `RUNNING` if its scheduler
 /// allows ([`Schedule::yield_running`]), or woken otherwise. Only the
-/// task's top-level future may ask: a future nested in another would not
-/// be polled again by its parent without a wake.
+/// task's top-level future may ask (a future nested in another would not
+/// be polled again by its parent without a wake), and only under a
+/// scheduler with `YIELDS_RUNNING`, whose polls take the request.
 pub(crate) fn request_yield() {
     YIELD_REQUEST.with(|r| r.set(true));
 }

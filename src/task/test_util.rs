@@ -6,8 +6,9 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
-/// Its entries all run on the thread that drains it, so it may hold
-/// yielded (still running) tasks.
+/// Entries leave it one at a time, under its lock, so a task's `RUNNING`
+/// is never seen by two pollers: it may hold yielded (still running)
+/// tasks.
 #[derive(Default)]
 pub(crate) struct TestSched {
     queue: Mutex<VecDeque<Runnable>>,
@@ -17,6 +18,8 @@ impl Schedule for Arc<TestSched> {
     fn schedule(&self, task: Notified) {
         self.queue.lock().push_back(task.into());
     }
+
+    const YIELDS_RUNNING: bool = true;
 
     fn yield_running(&self, task: Yielded) -> Option<Yielded> {
         self.queue.lock().push_back(Runnable::Yielded(task));

@@ -691,9 +691,11 @@ impl Schedule for PinnedSchedule {
         self.owner.store(index, Release);
     }
 
+    // A pinned task runs only on its owner: a RUNNING task queued there is
+    // never seen by a second poller.
+    const YIELDS_RUNNING: bool = true;
+
     fn yield_running(&self, task: Yielded) -> Option<Yielded> {
-        // A pinned task runs only on its owner: a RUNNING task queued
-        // there is never seen by a second poller.
         let owner = self.owner.load(Relaxed);
         self.handle
             .with_local_core(Some(owner), task, |core, task| {
