@@ -511,3 +511,60 @@ fn timers_fire_while_every_worker_is_busy() {
         });
     }
 }
+
+/// Issue 9, bug 4: a timer still pending when its runtime shut down was
+/// dropped from the wheel without a wake, so whoever awaited it from
+/// outside the runtime hung for good. Now it is woken, and its poll
+/// panics saying the runtime is gone.
+#[test]
+fn a_sleep_pending_when_its_runtime_drops_resolves_instead_of_hanging() {
+    silence_expected_panics(&[SHUT_DOWN]);
+    // From a plain thread, through `Handle::block_on` (multi-thread: a
+    // current-thread runtime would be driven by that thread).
+    for workers in [1, 2] {
+        let rt = Flavor::MultiThread(workers).build();
+        let handle = rt.handle().clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                handle.block_on(async move {
+                    let s = sleep(Duration::from_secs(3600));
+                    tx.send(()).unwrap();
+                    s.await
+                })
+            }))
+        });
+        rx.recv().unwrap();
+        drop(rt);
+        let res = run_with_timeout(
+            "a plain thread's sleep after its runtime dropped",
+            move || waiter.join().unwrap(),
+        );
+        let msg = util::panic_message(&*res.expect_err("the sleep completed")).unwrap();
+        assert!(msg.contains(SHUT_DOWN), "{msg}");
+    }
+    // From a task of another runtime.
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let other = Flavor::MultiThread(1).build();
+        let s = {
+            let _g = rt.enter();
+            sleep(Duration::from_secs(3600))
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let task = other.spawn(async move {
+            let mut s = Box::pin(s);
+            assert!(futures::poll!(s.as_mut()).is_pending());
+            tx.send(()).unwrap();
+            s.await
+        });
+        rx.recv().unwrap();
+        drop(rt);
+        let err = run_with_timeout("another runtime's task awaiting the sleep", move || {
+            task.join()
+        })
+        .expect_err("the sleep completed");
+        assert!(err.is_panic(), "{flavor:?}: {err}");
+        assert!(err.to_string().contains(SHUT_DOWN), "{flavor:?}: {err}");
+    }
+}

@@ -206,3 +206,28 @@ fn a_timed_out_accept_or_read_leaves_the_socket_usable() {
         });
     }
 }
+
+/// Issue 9, bug 2: a deadline beyond the wheel's 2.2 years used to be
+/// filed in the last level's current slot, due at once and refiled there
+/// forever: once any earlier timer had fired, the worker spun inside the
+/// wheel and `timeout(Duration::MAX, ..)` never completed.
+#[test]
+fn a_far_future_timeout_lets_its_future_complete() {
+    for flavor in Flavor::ALL {
+        run(flavor, "timeout(Duration::MAX, sleep(10 ms))", || async {
+            // An earlier timer fires first, so the wheel's time has moved.
+            sleep(ms(1)).await;
+            let out = timeout(Duration::MAX, async {
+                sleep(ms(10)).await;
+                7
+            })
+            .await;
+            assert_eq!(out, Ok(7));
+            // A deadline three years ahead pends while a near one fires.
+            let three_years = Duration::from_secs(3 * 365 * 86_400);
+            assert!(timeout(ms(5), sleep(three_years)).await.is_err());
+            // And the far timers left nothing behind that keeps firing.
+            sleep(ms(2)).await;
+        });
+    }
+}

@@ -118,6 +118,8 @@ impl Builder {
     }
 
     /// Sets the name of the runtime's threads (workers and blocking pool).
+    /// A name with a NUL byte makes [`build`](Self::build) fail with
+    /// `InvalidInput`.
     ///
     /// # Examples
     ///
@@ -214,6 +216,12 @@ impl Builder {
                 .unwrap_or(1)
                 .min(MAX_WORKER_THREADS),
         };
+        if (self.thread_name)().contains('\0') {
+            return Err(invalid(format!(
+                "thread_name must not contain a NUL byte, got {:?}",
+                (self.thread_name)()
+            )));
+        }
         if let Some(size) = self.thread_stack_size {
             if size < MIN_THREAD_STACK_SIZE {
                 return Err(invalid(format!(

@@ -198,7 +198,8 @@ impl Spawner {
         for task in queued {
             task.shutdown();
         }
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout too long for `Instant` means no deadline.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         // A runtime dropped inside one of its own blocking closures cannot
         // wait for the thread it runs on: that one exits after the closure.
         let me = Arc::as_ptr(&self.inner);

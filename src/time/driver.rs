@@ -6,31 +6,79 @@
 //! workers never contend. The thread turning the driver advances all of
 //! them. A `Sleep` takes its wheel's lock twice in its life: to register,
 //! and to learn that it fired and free its entry in the same step.
+//!
+//! # Waking the parked driver
+//!
+//! The thread about to park in the driver computes its timeout from the
+//! earliest timer of every wheel. A timer registered meanwhile, or while
+//! it sleeps, that is due before the driver would wake by itself must
+//! wake it. `wake_at` says which case holds:
+//!
+//! 1. `NOT_PARKED`: nobody sleeps in the driver; whoever parks next scans
+//!    the wheels after this registration and sees it (a registration that
+//!    reads `NOT_PARKED` under its wheel's lock precedes that scan of the
+//!    wheel: the parker stores `PARKING` before it, and coherence forbids
+//!    reading the older value after it).
+//! 2. `PARKING`: a thread is scanning the wheels; it may already have
+//!    passed this wheel, so every registration wakes it (its `epoll_wait`
+//!    then returns at once, and it scans again on its next park).
+//! 3. otherwise, the encoded tick the driver wakes at by itself: a timer
+//!    due before it wakes the driver.
+//!
+//! The loom model `loom_timer_registered_while_the_driver_parks` checks
+//! that no interleaving of a registration with a park leaves the timer
+//! unseen and the driver unwoken.
+//!
+//! # Shutdown
+//!
+//! Shutdown sets `is_shutdown` and then, wheel by wheel under its lock,
+//! fires every pending timer and wakes its waker: the `Sleep` is polled
+//! again and reports the shutdown. A registration checks the flag under
+//! its wheel's lock, so it either sees it or is drained.
 
 use super::wheel::{EntryPoll, Key, Wheel};
-use crate::loom::{AtomicU64, Mutex, Ordering::*};
+use crate::loom::{AtomicBool, AtomicU64, Mutex, Ordering::*};
 use crate::reactor;
 use crate::util::CachePadded;
 use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+/// Wakes the thread parked in the driver (the reactor's waker in a
+/// runtime; a counter in the models).
+pub(crate) trait Unpark: Send + Sync + 'static {
+    fn unpark(&self);
+}
+
+impl Unpark for reactor::Handle {
+    fn unpark(&self) {
+        reactor::Handle::unpark(self)
+    }
+}
+
+/// `wake_at`: nobody is parked in the driver (module doc, case 1).
+const NOT_PARKED: u64 = 0;
+/// `wake_at`: a thread is computing its park timeout (case 2).
+const PARKING: u64 = 1;
+/// `wake_at` values from here on are a wake tick plus `WAKE_BASE`.
+const WAKE_BASE: u64 = 2;
+/// `wake_at`: parked with no timer, until woken.
+const WAKE_NEVER: u64 = u64::MAX;
+
 /// Shared by every `Sleep` of a runtime and by its driver.
 pub(crate) struct Handle {
     wheels: Box<[CachePadded<Mutex<Wheel>>]>,
     /// Tick 0.
     start: Instant,
-    /// The tick the parked driver will wake at by itself, or 0 while no
-    /// thread is parked in the driver. A timer registered earlier than
-    /// this must wake the driver so it re-computes its timeout.
+    /// Whether, and when, the thread parked in the driver wakes by itself
+    /// (module doc).
     wake_at: AtomicU64,
     /// No pending timer is due before this tick (a lower bound kept by
     /// every registration, recomputed after firing), so that `process`
     /// costs one atomic load when nothing is due.
     earliest: AtomicU64,
-    /// To wake the driver.
-    io: Arc<reactor::Handle>,
-    is_shutdown: std::sync::atomic::AtomicBool,
+    unpark: Arc<dyn Unpark>,
+    is_shutdown: AtomicBool,
 }
 
 /// A registered timer: its wheel and its entry there.
@@ -40,26 +88,30 @@ pub(crate) struct TimerKey {
     key: Key,
 }
 
+/// The runtime of the timer has shut down.
+#[derive(Debug)]
+pub(crate) struct Shutdown;
+
 impl Handle {
-    pub(crate) fn new(io: Arc<reactor::Handle>, shards: usize) -> Handle {
+    pub(crate) fn new(unpark: Arc<dyn Unpark>, shards: usize) -> Handle {
         Handle {
             wheels: (0..shards.max(1))
                 .map(|_| CachePadded::new(Mutex::new(Wheel::new())))
                 .collect(),
             start: Instant::now(),
-            wake_at: AtomicU64::new(0),
+            wake_at: AtomicU64::new(NOT_PARKED),
             earliest: AtomicU64::new(u64::MAX),
-            io,
-            is_shutdown: std::sync::atomic::AtomicBool::new(false),
+            unpark,
+            is_shutdown: AtomicBool::new(false),
         }
     }
 
     /// The tick of `t`, rounded up so that a timer never fires early.
     pub(crate) fn deadline_tick(&self, t: Instant) -> u64 {
         let d = t.saturating_duration_since(self.start);
-        let ms = d.as_millis() as u64;
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         if d.subsec_nanos() % 1_000_000 != 0 {
-            ms + 1
+            ms.saturating_add(1)
         } else {
             ms
         }
@@ -67,17 +119,13 @@ impl Handle {
 
     /// The current tick, rounded down.
     fn now_tick(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    fn tick_instant(&self, tick: u64) -> Instant {
-        self.start + Duration::from_millis(tick)
-    }
-
-    fn check_shutdown(&self) {
-        if self.is_shutdown.load(Acquire) {
-            panic!("the fiber-runtime runtime of this timer has shut down");
-        }
+    /// The instant of `tick`, or `None` if it is beyond what `Instant`
+    /// can represent.
+    fn tick_instant(&self, tick: u64) -> Option<Instant> {
+        self.start.checked_add(Duration::from_millis(tick))
     }
 
     /// Registers a timer for `deadline` in wheel `shard` (modulo the
@@ -87,41 +135,55 @@ impl Handle {
         shard: usize,
         deadline: Instant,
         waker: &Waker,
-    ) -> (TimerKey, bool) {
-        self.check_shutdown();
+    ) -> Result<(TimerKey, bool), Shutdown> {
+        self.register_tick(shard, self.deadline_tick(deadline), waker)
+    }
+
+    fn register_tick(
+        &self,
+        shard: usize,
+        tick: u64,
+        waker: &Waker,
+    ) -> Result<(TimerKey, bool), Shutdown> {
         let shard = shard % self.wheels.len();
-        let tick = self.deadline_tick(deadline);
         let mut wheel = self.wheels[shard].lock();
+        // Under the lock: shutdown drains this wheel after setting the
+        // flag, so a timer that misses the flag is drained (module doc).
+        if self.is_shutdown.load(Acquire) {
+            return Err(Shutdown);
+        }
         let key = wheel.insert(tick, waker.clone());
         let fired = wheel.poll_entry(key, waker) == EntryPoll::Fired;
         self.earliest.fetch_min(tick, AcqRel);
-        let wake_at = self.wake_at.load(Acquire);
+        let wake = must_wake(self.wake_at.load(SeqCst), tick);
         drop(wheel);
-        if wake_at != 0 && tick < wake_at {
-            self.io.unpark();
+        if wake {
+            self.unpark.unpark();
         }
-        (
+        Ok((
             TimerKey {
                 shard: shard as u32,
                 key,
             },
             fired,
-        )
+        ))
     }
 
     /// Returns `true` (and frees the entry) if the timer fired; otherwise
     /// makes `waker` the one to wake.
-    pub(crate) fn poll(&self, key: TimerKey, waker: &Waker) -> bool {
-        self.check_shutdown();
+    pub(crate) fn poll(&self, key: TimerKey, waker: &Waker) -> Result<bool, Shutdown> {
         let mut wheel = self.wheels[key.shard as usize].lock();
+        if self.is_shutdown.load(Acquire) {
+            return Err(Shutdown);
+        }
         match wheel.poll_entry(key.key, waker) {
             EntryPoll::Fired => {
                 let w = wheel.remove(key.key);
                 drop(wheel);
                 drop(w);
-                true
+                Ok(true)
             }
-            EntryPoll::Pending => false,
+            EntryPoll::Pending => Ok(false),
         }
     }
 
@@ -129,12 +191,16 @@ impl Handle {
     pub(crate) fn reset(&self, key: TimerKey, deadline: Instant) {
         let tick = self.deadline_tick(deadline);
         let mut wheel = self.wheels[key.shard as usize].lock();
+        if self.is_shutdown.load(Acquire) {
+            // Drained: the next poll reports the shutdown.
+            return;
+        }
         wheel.reset(key.key, tick);
         self.earliest.fetch_min(tick, AcqRel);
-        let wake_at = self.wake_at.load(Acquire);
+        let wake = must_wake(self.wake_at.load(SeqCst), tick);
         drop(wheel);
-        if wake_at != 0 && tick < wake_at {
-            self.io.unpark();
+        if wake {
+            self.unpark.unpark();
         }
     }
 
@@ -146,24 +212,30 @@ impl Handle {
     /// Before the driver parks: how long it may sleep (until the next
     /// timer; `None`: no timer), and records when it will wake by itself.
     pub(crate) fn prepare_park(&self) -> Option<Duration> {
-        // Publish "the driver is about to park" first: a timer registered
-        // from now on either sees it (and unparks) or is seen below.
-        self.wake_at.store(1, SeqCst);
+        let tick = self.prepare_park_tick()?;
+        // Beyond `Instant`'s range: as good as never.
+        let at = self.tick_instant(tick)?;
+        Some(at.saturating_duration_since(Instant::now()))
+    }
+
+    /// `prepare_park` in ticks.
+    fn prepare_park_tick(&self) -> Option<u64> {
+        // Publish "parking" first: a timer registered from now on either
+        // wakes us or is seen below (module doc).
+        self.wake_at.store(PARKING, SeqCst);
         let next = self
             .wheels
             .iter()
             .filter_map(|w| w.lock().next_expiration())
             .min();
-        self.wake_at.store(next.unwrap_or(u64::MAX).max(1), SeqCst);
-        next.map(|tick| {
-            self.tick_instant(tick)
-                .saturating_duration_since(Instant::now())
-        })
+        let wake_at = next.map_or(WAKE_NEVER, |t| t.saturating_add(WAKE_BASE));
+        self.wake_at.store(wake_at, SeqCst);
+        next
     }
 
     /// After the driver woke: fires due timers.
     pub(crate) fn after_park(&self, wakers: &mut Vec<Waker>) {
-        self.wake_at.store(0, Release);
+        self.wake_at.store(NOT_PARKED, SeqCst);
         self.process(wakers);
     }
 
@@ -173,7 +245,10 @@ impl Handle {
         if self.earliest.load(Acquire) == u64::MAX {
             return;
         }
-        let now = self.now_tick();
+        self.process_at(self.now_tick(), wakers);
+    }
+
+    fn process_at(&self, now: u64, wakers: &mut Vec<Waker>) {
         if self.earliest.load(Acquire) > now {
             return;
         }
@@ -183,7 +258,7 @@ impl Handle {
         let mut next = u64::MAX;
         for w in self.wheels.iter() {
             let mut wheel = w.lock();
-            if wheel.pending() != 0 && wheel.next_expiration().is_some_and(|t| t <= now) {
+            if wheel.next_expiration().is_some_and(|t| t <= now) {
                 wheel.advance(now, wakers);
             }
             if let Some(t) = wheel.next_expiration() {
@@ -193,18 +268,157 @@ impl Handle {
         self.earliest.fetch_min(next, AcqRel);
     }
 
-    /// Runtime shutdown: later polls of its timers panic.
+    /// Runtime shutdown: fires every pending timer, whose `Sleep` then
+    /// reports the shutdown, and refuses new ones.
     pub(crate) fn shutdown(&self) {
         self.is_shutdown.store(true, Release);
         for w in self.wheels.iter() {
             let wakers = w.lock().drain();
-            drop(wakers);
+            // Outside the lock: a woken task may be polled right here.
+            wakers.into_iter().for_each(Waker::wake);
         }
+    }
+}
+
+/// Whether a timer due at `tick` must wake the driver in state `wake_at`.
+fn must_wake(wake_at: u64, tick: u64) -> bool {
+    match wake_at {
+        NOT_PARKED => false,
+        PARKING => true,
+        at => tick.saturating_add(WAKE_BASE) < at,
     }
 }
 
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("time::Handle").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loom::{AtomicUsize, model, thread};
+
+    /// Counts unparks instead of waking a reactor.
+    #[derive(Default)]
+    struct CountUnparks(AtomicUsize);
+
+    impl Unpark for CountUnparks {
+        fn unpark(&self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct CountWakes(AtomicUsize);
+
+    impl std::task::Wake for CountWakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn handle(shards: usize) -> (Arc<Handle>, Arc<CountUnparks>) {
+        let unparks = Arc::new(CountUnparks::default());
+        (Arc::new(Handle::new(unparks.clone(), shards)), unparks)
+    }
+
+    /// Bug: the parking driver published a placeholder wake tick while it
+    /// scanned the wheels, which a registration took for "wakes by itself
+    /// earlier": a timer filed in a wheel the scan had passed was neither
+    /// in the timeout nor woke the driver, and was lost. In every
+    /// interleaving, the driver must either see the timer or be woken.
+    #[test]
+    fn loom_timer_registered_while_the_driver_parks() {
+        model(|| {
+            let (h, unparks) = handle(2);
+            let registrar = {
+                let h = h.clone();
+                thread::spawn(move || {
+                    h.register_tick(1, 5, Waker::noop()).unwrap();
+                })
+            };
+            let next = h.prepare_park_tick();
+            registrar.join().unwrap();
+            let woken = unparks.0.load(SeqCst) > 0;
+            assert!(
+                woken || next.is_some_and(|t| t <= 5),
+                "the timer at tick 5 is lost: the driver sleeps until {next:?}, unwoken"
+            );
+        });
+    }
+
+    /// A registration racing shutdown is either refused or woken by it:
+    /// never left pending with nobody to fire it.
+    #[test]
+    fn loom_timer_registered_racing_shutdown_is_woken_or_refused() {
+        model(|| {
+            let (h, _) = handle(1);
+            let wakes = std::sync::Arc::new(CountWakes::default());
+            let waker = Waker::from(wakes.clone());
+            let closer = {
+                let h = h.clone();
+                thread::spawn(move || h.shutdown())
+            };
+            let registered = h.register_tick(0, 5, &waker).is_ok();
+            closer.join().unwrap();
+            if registered {
+                assert_eq!(wakes.0.load(SeqCst), 1, "a pending timer survived shutdown");
+            }
+        });
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_far_future_timer_fires_nothing_and_lets_nearer_timers_fire() {
+        let (h, _) = handle(1);
+        let wakes = std::sync::Arc::new(CountWakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut fired = Vec::new();
+        // An earlier timer fires first, so the wheel's time has moved.
+        h.register_tick(0, 3, &waker).unwrap();
+        h.process_at(3, &mut fired);
+        assert_eq!(fired.len(), 1);
+        fired.clear();
+        h.register_tick(0, u64::MAX, &waker).unwrap();
+        h.register_tick(0, 13, &waker).unwrap();
+        h.process_at(13, &mut fired);
+        assert_eq!(
+            fired.len(),
+            1,
+            "the 10 ms timer fires, the far one does not"
+        );
+        assert_eq!(h.prepare_park_tick().map(|t| t > 1 << 36), Some(true));
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn shutdown_wakes_pending_timers_and_refuses_new_ones() {
+        let (h, _) = handle(2);
+        let wakes = std::sync::Arc::new(CountWakes::default());
+        let waker = Waker::from(wakes.clone());
+        let (a, _) = h.register_tick(0, 100, &waker).unwrap();
+        h.register_tick(1, u64::MAX, &waker).unwrap();
+        h.shutdown();
+        assert_eq!(wakes.0.load(SeqCst), 2);
+        assert!(h.poll(a, &waker).is_err());
+        assert!(h.register_tick(0, 5, &waker).is_err());
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_timer_due_before_the_parked_drivers_wake_tick_wakes_it() {
+        let (h, unparks) = handle(1);
+        h.register_tick(0, 50, Waker::noop()).unwrap();
+        assert_eq!(h.prepare_park_tick(), Some(50));
+        h.register_tick(0, 60, Waker::noop()).unwrap();
+        assert_eq!(unparks.0.load(SeqCst), 0, "due after the wake tick");
+        h.register_tick(0, 40, Waker::noop()).unwrap();
+        assert_eq!(unparks.0.load(SeqCst), 1, "due before the wake tick");
+        h.after_park(&mut Vec::new());
+        h.register_tick(0, 30, Waker::noop()).unwrap();
+        assert_eq!(unparks.0.load(SeqCst), 1, "nobody parked");
     }
 }

@@ -8,10 +8,19 @@
 //! workers, at their periodic maintenance; a timer never fires early, and
 //! at 1 ms resolution it fires up to about 1 ms late on an idle runtime.
 //!
+//! # Durations
+//!
+//! No duration is too long: a deadline that `Instant` cannot represent
+//! (`Duration::MAX`, say) means "never", and such a timer simply never
+//! fires. Timers beyond the wheel's 2.2 years wait in an overflow list.
+//!
 //! # Panics
 //!
 //! Creating or polling a timer outside a runtime panics with a message
-//! saying so, as does polling one whose runtime has been dropped.
+//! saying so, as does polling one whose runtime has been dropped: a
+//! timer still pending when its runtime shuts down is woken, and its
+//! next poll panics, so that nothing waits forever on a timer nobody
+//! drives.
 //!
 //! # Examples
 //!
@@ -68,10 +77,7 @@ fn current_handle(what: &str) -> Arc<driver::Handle> {
 /// ```
 #[track_caller]
 pub fn sleep(duration: Duration) -> Sleep {
-    let deadline = Instant::now()
-        .checked_add(duration)
-        .unwrap_or_else(far_future);
-    Sleep::new(deadline, "sleep")
+    Sleep::new(deadline_after(Instant::now(), duration), "sleep")
 }
 
 /// Waits until `deadline`.
@@ -96,9 +102,14 @@ pub fn sleep_until(deadline: Instant) -> Sleep {
     Sleep::new(deadline, "sleep_until")
 }
 
-/// About 30 years from now: what "never" means to the wheel.
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365 * 30)
+/// `from + duration`, or, if `Instant` cannot represent it, about 30
+/// years from now: what "never" means to the wheel.
+pub(crate) fn deadline_after(from: Instant, duration: Duration) -> Instant {
+    from.checked_add(duration).unwrap_or_else(|| {
+        let now = Instant::now();
+        now.checked_add(Duration::from_secs(86_400 * 365 * 30))
+            .unwrap_or(now)
+    })
 }
 
 /// The future of [`sleep`] and [`sleep_until`].
@@ -191,18 +202,25 @@ impl Future for Sleep {
             None => {
                 // First poll: a deadline already passed needs no entry.
                 if Instant::now() >= this.deadline {
-                    true
+                    Ok(true)
                 } else {
-                    let (key, fired) =
-                        this.handle
-                            .register(shard_hint(), this.deadline, cx.waker());
-                    this.key = Some(key);
-                    if fired {
-                        this.handle.remove(key);
-                    }
-                    fired
+                    this.handle
+                        .register(shard_hint(), this.deadline, cx.waker())
+                        .map(|(key, fired)| {
+                            this.key = Some(key);
+                            if fired {
+                                this.handle.remove(key);
+                            }
+                            fired
+                        })
                 }
             }
+        };
+        let Ok(fired) = fired else {
+            panic!(
+                "the fiber-runtime runtime of this timer has shut down: a `Sleep` (or \
+                 `timeout`, `interval`) cannot complete once its runtime is dropped"
+            )
         };
         if fired {
             // `poll` freed the entry (or there never was one).
@@ -399,11 +417,17 @@ impl Interval {
         let due = self.next;
         let now = Instant::now();
         // Skip missed ticks: the next one is the first `due + k × period`
-        // still ahead.
-        let mut next = due + self.period;
+        // still ahead. (Saturating: a period too long for `Instant` means
+        // the next tick never comes.)
+        let mut next = deadline_after(due, self.period);
         if next <= now {
-            let behind = now.duration_since(due).as_nanos() / self.period.as_nanos();
-            next = due + self.period * (behind as u32 + 1);
+            let period = self.period.as_nanos();
+            let k = now.duration_since(due).as_nanos() / period + 1;
+            let ahead = k
+                .checked_mul(period)
+                .and_then(|n| u64::try_from(n).ok())
+                .map_or(Duration::MAX, Duration::from_nanos);
+            next = deadline_after(due, ahead);
         }
         self.next = next;
         self.sleep.as_mut().reset(next);

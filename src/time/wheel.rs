@@ -1,11 +1,17 @@
 //! The timer wheel: 6 levels of 64 slots, 1 ms per level-0 slot.
 //!
-//! Level `l` slots span `64^l` ms, so the levels cover 64 ms, 4.1 s,
-//! 4.4 min, 4.7 h, 12.4 days and 2.2 years ahead; later deadlines are
-//! clamped to the last level and cascade down as time passes. A timer
-//! sits at the level where its deadline first differs from the wheel's
-//! current time in a 6-bit digit, so every timer at a lower level expires
-//! before any timer at a higher one.
+//! Level `l` slots span `64^l` ms, so the six levels together span one
+//! *epoch* of `2^36` ms (2.2 years). A timer sits at the level where its
+//! deadline first differs from the wheel's current time in a 6-bit digit,
+//! so every timer at a lower level expires before any timer at a higher
+//! one, and cascades down as time passes.
+//!
+//! A deadline in a later epoch than the wheel's current time (more than
+//! 2.2 years ahead, or nearer but past the next epoch boundary) has no
+//! slot: it waits in the *overflow* list, which is refiled when the wheel
+//! reaches the start of the epoch of the earliest deadline in it. (Filing
+//! such a deadline in the last level instead would put it in that level's
+//! current slot, which is due at once and would refile it there forever.)
 //!
 //! Entries live in a slab (`Vec<Entry>`) and slots are doubly linked lists
 //! of slab indices: registering a timer allocates nothing once the slab
@@ -18,8 +24,10 @@ use std::task::Waker;
 const LEVELS: usize = 6;
 const SLOTS: usize = 64;
 const SLOT_BITS: u32 = 6;
-/// The furthest a deadline may lie ahead (ticks): beyond, it is clamped.
-const MAX_DURATION: u64 = (1 << (SLOT_BITS * LEVELS as u32)) - 1;
+/// Ticks per epoch are `2^EPOCH_BITS`: the span of all levels together.
+const EPOCH_BITS: u32 = SLOT_BITS * LEVELS as u32;
+/// `Entry::level` of an entry in the overflow list.
+const OVERFLOW: u8 = LEVELS as u8;
 const NIL: u32 = u32::MAX;
 
 /// Names an entry: slab index and generation.
@@ -61,8 +69,14 @@ pub(crate) struct Wheel {
     levels: [Level; LEVELS],
     entries: Vec<Entry>,
     free_head: u32,
-    /// Number of `Waiting` entries.
+    /// Number of `Waiting` entries (in slots or in the overflow list).
     pending: usize,
+    /// Waiting entries whose deadline lies in a later epoch (module doc),
+    /// doubly linked like a slot.
+    overflow_head: u32,
+    /// No overflow entry has an earlier deadline (`u64::MAX`: none; may
+    /// lag a removal, which only makes a refile look for nothing).
+    overflow_min: u64,
 }
 
 /// What `poll_entry` found.
@@ -83,9 +97,12 @@ impl Wheel {
             entries: Vec::new(),
             free_head: NIL,
             pending: 0,
+            overflow_head: NIL,
+            overflow_min: u64::MAX,
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
         self.pending
     }
@@ -185,18 +202,44 @@ impl Wheel {
         true
     }
 
-    /// The tick of the earliest pending timer.
+    /// The tick at which the wheel next has work: the earliest pending
+    /// timer, or the refiling of the overflow list if that comes first.
     pub(crate) fn next_expiration(&self) -> Option<u64> {
         if self.pending == 0 {
             return None;
         }
-        (0..LEVELS).find_map(|l| self.level_next_expiration(l))
+        let in_slots = (0..LEVELS).find_map(|l| self.level_next_expiration(l));
+        match (in_slots, self.overflow_refile_tick()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// When the overflow list must be refiled: the start of the epoch of
+    /// its earliest deadline.
+    fn overflow_refile_tick(&self) -> Option<u64> {
+        if self.overflow_head == NIL {
+            return None;
+        }
+        Some((self.overflow_min >> EPOCH_BITS << EPOCH_BITS).max(self.elapsed))
     }
 
     /// Fires every timer due at or before `now`, handing each waker to
     /// `wake` (the caller wakes them after releasing its lock).
     pub(crate) fn advance(&mut self, now: u64, wake: &mut Vec<Waker>) {
-        while let Some((level, slot, deadline)) = self.next_slot() {
+        loop {
+            let slot = self.next_slot();
+            if let Some(refile) = self.overflow_refile_tick() {
+                if refile <= now && slot.is_none_or(|(_, _, d)| refile <= d) {
+                    // Every slot before the new epoch is done: enter it.
+                    self.elapsed = refile;
+                    self.refile_overflow();
+                    continue;
+                }
+            }
+            let Some((level, slot, deadline)) = slot else {
+                break;
+            };
             if deadline > now {
                 break;
             }
@@ -260,40 +303,75 @@ impl Wheel {
         Some((slot, deadline.max(self.elapsed)))
     }
 
-    /// Files a waiting entry in the slot its deadline belongs to.
+    /// Moves the overflow entries whose deadline now lies in the wheel's
+    /// epoch into their slots (the others stay, with a new minimum).
+    fn refile_overflow(&mut self) {
+        let mut cur = std::mem::replace(&mut self.overflow_head, NIL);
+        self.overflow_min = u64::MAX;
+        while cur != NIL {
+            let e = &mut self.entries[cur as usize];
+            let next = e.next;
+            e.prev = NIL;
+            e.next = NIL;
+            self.pending -= 1;
+            // Relinking counts it again, in a slot or back in the list.
+            self.link(cur);
+            cur = next;
+        }
+    }
+
+    /// Files a waiting entry in the slot its deadline belongs to, or in
+    /// the overflow list if it lies in a later epoch.
     fn link(&mut self, index: u32) {
         let deadline = self.entries[index as usize].deadline;
-        let deadline = deadline.min(self.elapsed + MAX_DURATION);
-        let level = level_for(self.elapsed, deadline);
-        let slot = ((deadline >> (SLOT_BITS * level as u32)) as usize) % SLOTS;
-        let head = self.levels[level].heads[slot];
+        debug_assert!(deadline > self.elapsed);
+        let (level, slot) = if (self.elapsed ^ deadline) >> EPOCH_BITS == 0 {
+            let level = level_for(self.elapsed, deadline);
+            let slot = ((deadline >> (SLOT_BITS * level as u32)) as usize) % SLOTS;
+            (level as u8, slot as u8)
+        } else {
+            self.overflow_min = self.overflow_min.min(deadline);
+            (OVERFLOW, 0)
+        };
+        let head = *self.head_mut(level, slot);
         {
             let e = &mut self.entries[index as usize];
             e.state = EntryState::Waiting;
-            e.level = level as u8;
-            e.slot = slot as u8;
+            e.level = level;
+            e.slot = slot;
             e.prev = NIL;
             e.next = head;
         }
         if head != NIL {
             self.entries[head as usize].prev = index;
         }
-        self.levels[level].heads[slot] = index;
-        self.levels[level].occupied |= 1 << slot;
+        *self.head_mut(level, slot) = index;
+        if level != OVERFLOW {
+            self.levels[level as usize].occupied |= 1 << slot;
+        }
         self.pending += 1;
+    }
+
+    /// The head of a slot's list, or of the overflow list.
+    fn head_mut(&mut self, level: u8, slot: u8) -> &mut u32 {
+        if level == OVERFLOW {
+            &mut self.overflow_head
+        } else {
+            &mut self.levels[level as usize].heads[slot as usize]
+        }
     }
 
     fn unlink(&mut self, index: u32) {
         let (level, slot, prev, next) = {
             let e = &self.entries[index as usize];
-            (e.level as usize, e.slot as usize, e.prev, e.next)
+            (e.level, e.slot, e.prev, e.next)
         };
         if prev != NIL {
             self.entries[prev as usize].next = next;
         } else {
-            self.levels[level].heads[slot] = next;
-            if next == NIL {
-                self.levels[level].occupied &= !(1 << slot);
+            *self.head_mut(level, slot) = next;
+            if next == NIL && level != OVERFLOW {
+                self.levels[level as usize].occupied &= !(1 << slot);
             }
         }
         if next != NIL {
@@ -320,17 +398,21 @@ impl Wheel {
             l.occupied = 0;
             l.heads = [NIL; SLOTS];
         }
+        self.overflow_head = NIL;
+        self.overflow_min = u64::MAX;
         self.pending = 0;
         wakers
     }
 }
 
-/// The level at which a deadline is filed: the highest 6-bit digit in
-/// which it differs from `elapsed`.
+/// The level at which a deadline of `elapsed`'s epoch is filed: the
+/// highest 6-bit digit in which it differs from `elapsed`.
 fn level_for(elapsed: u64, deadline: u64) -> usize {
     let masked = (elapsed ^ deadline) | (SLOTS as u64 - 1);
     let significant = 63 - masked.leading_zeros() as usize;
-    (significant / SLOT_BITS as usize).min(LEVELS - 1)
+    let level = significant / SLOT_BITS as usize;
+    debug_assert!(level < LEVELS, "deadline outside the wheel's epoch");
+    level
 }
 
 #[cfg(test)]
@@ -413,5 +495,73 @@ mod tests {
             assert_eq!(fired, due, "at {now}");
         }
         assert_eq!(fired, deadlines.len());
+    }
+
+    /// Issue 9, bug 2: a deadline beyond the wheel's epoch was filed in
+    /// the last level's current slot and refiled there forever by
+    /// `advance` (which then never returned). It waits in the overflow
+    /// list now, and fires on time once its epoch comes.
+    #[test]
+    fn deadlines_of_a_later_epoch_wait_in_the_overflow_list_and_fire_on_time() {
+        let mut w = Wheel::new();
+        assert_eq!(fire(&mut w, 3), 0);
+        let epoch = 1u64 << EPOCH_BITS;
+        let last_of_this_epoch = w.insert(epoch - 1, noop());
+        let first_of_next = w.insert(epoch + 1, noop());
+        let later = w.insert(epoch + 5, noop());
+        let two_epochs_on = w.insert(2 * epoch + 7, noop());
+        let never = w.insert(u64::MAX, noop());
+        assert_eq!(w.pending(), 5);
+        assert!(w.next_expiration().is_some_and(|t| t < epoch));
+        for (now, fires) in [
+            (epoch - 2, 0),
+            (epoch - 1, 1),
+            (epoch, 0),
+            (epoch + 1, 1),
+            (epoch + 4, 0),
+            (epoch + 5, 1),
+            (2 * epoch + 6, 0),
+            (2 * epoch + 7, 1),
+            (1000 * epoch, 0),
+        ] {
+            assert_eq!(fire(&mut w, now), fires, "at {now}");
+        }
+        for k in [last_of_this_epoch, first_of_next, later, two_epochs_on] {
+            assert_eq!(w.poll_entry(k, &noop()), EntryPoll::Fired);
+        }
+        assert_eq!(w.poll_entry(never, &noop()), EntryPoll::Pending);
+        assert_eq!(w.pending(), 1);
+        assert!(w.remove(never).is_some());
+        assert_eq!(w.next_expiration(), None);
+    }
+
+    #[test]
+    fn a_jump_across_epochs_fires_everything_due_exactly_once() {
+        let mut w = Wheel::new();
+        let epoch = 1u64 << EPOCH_BITS;
+        let mut rng = crate::util::FastRand::new(11);
+        let deadlines: Vec<u64> = (0..2000)
+            .map(|i| {
+                let base = if i % 2 == 0 {
+                    0
+                } else {
+                    epoch * (1 + i as u64 % 3)
+                };
+                base + 1 + rng.below(200_000) as u64
+            })
+            .collect();
+        for &d in &deadlines {
+            w.insert(d, noop());
+        }
+        let mut fired = 0;
+        for now in [100_000, epoch + 50_000, 4 * epoch] {
+            fired += fire(&mut w, now);
+            assert_eq!(
+                fired,
+                deadlines.iter().filter(|&&d| d <= now).count(),
+                "at {now}"
+            );
+        }
+        assert_eq!(w.pending(), 0);
     }
 }
