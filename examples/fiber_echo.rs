@@ -27,7 +27,7 @@ fn fiber_echo(conns: usize, trips: usize) -> f64 {
         let addr = listener.local_addr().unwrap();
         let server = fiber::spawn(move || {
             for _ in 0..conns {
-                let (mut s, _) = listener.accept_blocking().unwrap();
+                let (mut s, _) = listener.blocking_accept().unwrap();
                 s.set_nodelay(true).unwrap();
                 drop(fiber::spawn(move || {
                     let mut buf = [0u8; 4096];

@@ -1,12 +1,14 @@
-//! Fiber micro-benchmarks and a memory check, against tokio, corosensei
-//! and may where the comparison exists.
+//! Fiber micro-benchmarks and a memory check, against tokio and may where
+//! the comparison exists.
 //!
 //! ```text
 //! cargo run --release --example fibers -- [--fibers N] [--rounds R]
 //! ```
 //!
-//! - raw switch: two bare contexts ping-ponging (no scheduler), ns per
-//!   switch; corosensei's `resume`/`suspend` pair, same count.
+//! (The raw switch, two bare contexts ping-ponging with no scheduler,
+//! against corosensei's: `cargo test --release --lib -- --ignored
+//! --nocapture raw_switch`; the switch is not public API.)
+//!
 //! - yield: two fibers on a current-thread runtime each calling
 //!   `fiber::yield_now` N times; ns per switch (each yield is one switch
 //!   out and one back in: reported per yield). tokio current-thread
@@ -22,31 +24,6 @@ use std::time::{Duration, Instant};
 #[path = "shared/stats.rs"]
 mod stats;
 use stats::{median, rss_bytes};
-
-fn raw_switch_ns(n: u64) -> f64 {
-    fiber::__bench_raw_switch(n).as_nanos() as f64 / (2 * n) as f64
-}
-
-fn corosensei_switch_ns(n: u64) -> f64 {
-    use corosensei::{Coroutine, CoroutineResult};
-    let mut co = Coroutine::new(|yielder, mut x: u64| {
-        loop {
-            x = yielder.suspend(x);
-        }
-    });
-    let start = Instant::now();
-    for i in 0..n {
-        match co.resume(i) {
-            CoroutineResult::Yield(v) => debug_assert_eq!(v, i),
-            CoroutineResult::Return(()) => unreachable!(),
-        }
-    }
-    let ns = start.elapsed().as_nanos() as f64 / (2 * n) as f64;
-    // The coroutine never returns: unwinding it on drop would need it to
-    // resume; forcing that is corosensei's job and not what we time.
-    std::mem::forget(co);
-    ns
-}
 
 /// may runs on its own global scheduler: configured once, one worker.
 fn may_init() {
@@ -194,10 +171,8 @@ fn main() {
     }
     const N: u64 = 200_000;
     let (mut fy, mut ty, mut sj) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut rs, mut cs, mut my, mut msj) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut my, mut msj) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        rs.push(raw_switch_ns(10 * N));
-        cs.push(corosensei_switch_ns(10 * N));
         fy.push(fiber_yield_ns(N));
         ty.push(tokio_yield_ns(N));
         my.push(may_yield_ns(N));
@@ -205,18 +180,6 @@ fn main() {
         msj.push(may_spawn_join_ns(N / 4));
     }
     println!("medians of {rounds} interleaved rounds");
-    println!(
-        "raw switch, two contexts ping-ponging:        {:6.2} ns per switch",
-        median(rs.clone())
-    );
-    println!(
-        "corosensei resume/suspend:                    {:6.2} ns per switch",
-        median(cs.clone())
-    );
-    println!(
-        "ratio ours/corosensei:                        {:6.2}",
-        median(rs) / median(cs)
-    );
     println!(
         "fiber yield_now, 2 fibers, current-thread:    {:6.1} ns per yield",
         median(fy.clone())

@@ -62,6 +62,7 @@
 #[macro_use]
 mod macros;
 
+mod driver;
 pub mod fiber;
 mod loom;
 mod reactor;
@@ -69,6 +70,7 @@ mod runtime;
 mod scheduler;
 mod task;
 mod util;
+mod wait;
 
 pub mod io;
 pub mod net;
@@ -128,7 +130,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match runtime::context::with_current(|h| h.spawn(future)) {
+    match scheduler::context::with_current(|h| h.spawn(future)) {
         Ok(join) => join,
         Err(kind) => panic!(
             "`fiber_runtime::spawn` failed: {}",
@@ -158,7 +160,7 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    match runtime::context::with_current(|h| h.blocking_spawner().spawn_blocking(f)) {
+    match scheduler::context::with_current(|h| h.blocking_spawner().spawn_blocking(f)) {
         Ok(join) => join,
         Err(kind) => panic!(
             "`fiber_runtime::spawn_blocking` failed: {}",

@@ -98,6 +98,43 @@ assert_value!(JoinHandle<std::marker::PhantomPinned>: Send & Sync & Unpin);
 
 assert_future!(yield_now_future: fiber_runtime::yield_now() => Send & Sync);
 
+// Time.
+use fiber_runtime::time::{Elapsed, Interval, Sleep, Timeout};
+assert_value!(Sleep: Send & Sync & Unpin);
+assert_value!(Timeout<Sleep>: Send & Sync & Unpin);
+assert_value!(Timeout<std::future::Pending<()>>: Send & Sync & Unpin);
+// A `Timeout` is as `Send` and `Unpin` as its future.
+assert_value!(Timeout<std::future::Ready<Rc<u8>>>: !Send & !Sync & Unpin);
+assert_value!(Interval: Send & Sync & Unpin);
+assert_value!(Elapsed: Send & Sync & Unpin);
+assert_future!(interval_tick: fiber_runtime::time::interval(todo!()).tick() => Send & Sync);
+
+// Net: every type is `Send + Sync + Unpin`, and so are its futures.
+use fiber_runtime::net::{TcpListener, TcpStream, UdpSocket, UnixListener, UnixStream};
+assert_value!(TcpListener: Send & Sync & Unpin);
+assert_value!(TcpStream: Send & Sync & Unpin);
+assert_value!(UdpSocket: Send & Sync & Unpin);
+assert_value!(UnixListener: Send & Sync & Unpin);
+assert_value!(UnixStream: Send & Sync & Unpin);
+assert_future!(tcp_connect: TcpStream::connect("127.0.0.1:1") => Send & Sync);
+assert_future!(tcp_accept: {
+    let l: &TcpListener = todo!();
+    l.accept()
+} => Send & Sync);
+assert_future!(unix_connect: UnixStream::connect("/nowhere") => Send & Sync);
+assert_future!(udp_recv_from: {
+    let s: &UdpSocket = todo!();
+    let buf: &mut [u8] = todo!();
+    s.recv_from(buf)
+} => Send & Sync);
+
+// Fibers.
+use fiber_runtime::fiber::{self, FiberId};
+assert_value!(FiberId: Send & Sync & Unpin);
+assert_value!(fiber::Builder: Send & Sync & Unpin);
+// A fiber's `JoinHandle` is the same type as a task's.
+assert_future!(fiber_handle: fiber::spawn(|| 1u8) => Send & Sync & Unpin);
+
 /// `JoinHandle<T>` is a future of `Result<T, JoinError>`, and
 /// `JoinError` a `std::error::Error` that can be boxed for `?`.
 #[allow(dead_code)]

@@ -5,32 +5,25 @@
 // hands the JoinHandle out on purpose.
 #![allow(clippy::async_yields_async)]
 
+mod util;
+
 use fiber_runtime::{Builder, Runtime, fiber};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
+use util::Flavor;
 
-fn runtimes() -> Vec<(&'static str, Runtime)> {
-    vec![
-        (
-            "multi_thread(2)",
-            Builder::new_multi_thread()
-                .worker_threads(2)
-                .build()
-                .unwrap(),
-        ),
-        (
-            "multi_thread(4)",
-            Builder::new_multi_thread()
-                .worker_threads(4)
-                .build()
-                .unwrap(),
-        ),
-        (
-            "current_thread",
-            Builder::new_current_thread().build().unwrap(),
-        ),
+/// The flavors the fiber tests run on (fibers on one worker, on several,
+/// and on the current thread).
+fn runtimes() -> Vec<(Flavor, Runtime)> {
+    [
+        Flavor::MultiThread(2),
+        Flavor::MultiThread(4),
+        Flavor::CurrentThread,
     ]
+    .into_iter()
+    .map(|f| (f, f.build()))
+    .collect()
 }
 
 struct CountDrop(Arc<AtomicUsize>);
@@ -41,16 +34,13 @@ impl Drop for CountDrop {
 }
 
 /// Drives the runtime until `rx` has a message (current-thread runtimes
-/// only make progress inside `block_on`).
+/// only make progress inside `block_on`), failing the test if none comes.
+#[track_caller]
 fn drive_until(rt: &Runtime, rx: &mpsc::Receiver<()>) {
-    rt.block_on(async {
-        loop {
-            match rx.try_recv() {
-                Ok(()) => break,
-                Err(mpsc::TryRecvError::Empty) => fiber_runtime::yield_now().await,
-                Err(e) => panic!("fiber gone: {e}"),
-            }
-        }
+    util::drive_until(rt, "a message from the fiber", || match rx.try_recv() {
+        Ok(()) => true,
+        Err(mpsc::TryRecvError::Empty) => false,
+        Err(e) => panic!("fiber gone: {e}"),
     });
 }
 
@@ -64,14 +54,14 @@ fn a_task_awaits_a_fiber_and_a_fiber_joins_a_task() {
             });
             f.await.unwrap()
         });
-        assert_eq!(v, 42, "{name}");
+        assert_eq!(v, 42, "{name:?}");
         // A fiber joining a fiber.
         let v = rt.block_on(async {
             fiber::spawn(|| fiber::spawn(|| 7).join().unwrap() * 6)
                 .await
                 .unwrap()
         });
-        assert_eq!(v, 42, "{name}");
+        assert_eq!(v, 42, "{name:?}");
     }
 }
 
@@ -100,8 +90,8 @@ fn ten_thousand_concurrent_fibers_each_yielding_and_sleeping() {
             }
             s
         });
-        assert_eq!(sum, 9_999 * 10_000 / 2, "{name}");
-        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name}");
+        assert_eq!(sum, 9_999 * 10_000 / 2, "{name:?}");
+        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name:?}");
     }
 }
 
@@ -116,7 +106,7 @@ fn wait_suspends_only_the_fiber_until_the_future_completes() {
             sender.await.unwrap();
             f.await.unwrap()
         });
-        assert_eq!(v, 42, "{name}");
+        assert_eq!(v, 42, "{name:?}");
     }
 }
 
@@ -166,12 +156,12 @@ fn a_panic_in_a_fiber_comes_back_as_a_join_error_and_the_runtime_goes_on() {
         let err = rt
             .block_on(async { fiber::spawn(|| -> u32 { panic!("fiber boom") }).await })
             .unwrap_err();
-        assert!(err.is_panic(), "{name}");
+        assert!(err.is_panic(), "{name:?}");
         assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "fiber boom");
         assert_eq!(
             rt.block_on(async { fiber::spawn(|| 1).await.unwrap() }),
             1,
-            "{name}"
+            "{name:?}"
         );
     }
 }
@@ -195,12 +185,16 @@ fn aborting_a_suspended_fiber_runs_its_destructors() {
             })
         });
         drive_until(&rt, &rx);
-        assert_eq!(drops.load(SeqCst), 0, "{name}");
+        assert_eq!(drops.load(SeqCst), 0, "{name:?}");
         h.abort();
         let err = rt.block_on(h).unwrap_err();
-        assert!(err.is_cancelled(), "{name}");
-        assert_eq!(drops.load(SeqCst), 2, "{name}: both frames' locals dropped");
-        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name}");
+        assert!(err.is_cancelled(), "{name:?}");
+        assert_eq!(
+            drops.load(SeqCst),
+            2,
+            "{name:?}: both frames' locals dropped"
+        );
+        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name:?}");
     }
 }
 
@@ -226,11 +220,11 @@ fn aborting_a_fiber_that_keeps_yielding_runs_its_destructors() {
         drive_until(&rt, &rx);
         h.abort();
         let err = rt.block_on(h).unwrap_err();
-        assert!(err.is_cancelled(), "{name}");
-        assert_eq!(drops.load(SeqCst), 1, "{name}: the fiber's local dropped");
-        assert!(yields.load(SeqCst) >= 1, "{name}");
-        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name}");
-        assert_eq!(rt.metrics().num_alive_tasks(), 0, "{name}");
+        assert!(err.is_cancelled(), "{name:?}");
+        assert_eq!(drops.load(SeqCst), 1, "{name:?}: the fiber's local dropped");
+        assert!(yields.load(SeqCst) >= 1, "{name:?}");
+        assert_eq!(rt.metrics().num_alive_fibers(), 0, "{name:?}");
+        assert_eq!(rt.metrics().num_alive_tasks(), 0, "{name:?}");
     }
 }
 
@@ -258,9 +252,9 @@ fn dropping_the_runtime_unwinds_fibers_that_keep_yielding() {
             drive_until(&rt, &rx);
         }
         drop(rt);
-        assert_eq!(drops.load(SeqCst), 4, "{name}");
+        assert_eq!(drops.load(SeqCst), 4, "{name:?}");
         for h in handles {
-            assert!(h.join().unwrap_err().is_cancelled(), "{name}");
+            assert!(h.join().unwrap_err().is_cancelled(), "{name:?}");
         }
     }
 }
@@ -286,9 +280,9 @@ fn dropping_the_runtime_unwinds_suspended_fibers() {
             drive_until(&rt, &rx);
         }
         drop(rt);
-        assert_eq!(drops.load(SeqCst), 8, "{name}");
+        assert_eq!(drops.load(SeqCst), 8, "{name:?}");
         for h in handles {
-            assert!(h.join().unwrap_err().is_cancelled(), "{name}");
+            assert!(h.join().unwrap_err().is_cancelled(), "{name:?}");
         }
     }
 }

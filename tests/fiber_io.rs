@@ -1,21 +1,20 @@
 //! Blocking-style I/O: `std::io::Read`/`Write` on the net types and the
-//! `*_blocking` methods suspend a fiber, block a plain thread, and panic in
+//! `blocking_*` methods suspend a fiber, block a plain thread, and panic in
 //! an async task.
 
 // `block_on(async { fiber::spawn(..) })` hands the JoinHandle out on purpose.
 #![allow(clippy::async_yields_async)]
 
+mod util;
+
+use fiber_runtime::fiber;
 use fiber_runtime::net::{TcpListener, TcpStream, UdpSocket, UnixStream};
-use fiber_runtime::{Builder, fiber};
 use std::io::{Read, Write};
 
 #[test]
 fn fiber_echo_server_one_fiber_per_connection() {
     for workers in [1, 2] {
-        let rt = Builder::new_multi_thread()
-            .worker_threads(workers)
-            .build()
-            .unwrap();
+        let rt = util::multi_thread(workers);
         let listener = {
             let _g = rt.enter();
             TcpListener::bind("127.0.0.1:0").unwrap()
@@ -26,7 +25,7 @@ fn fiber_echo_server_one_fiber_per_connection() {
             fiber::spawn(move || {
                 let mut conns = Vec::new();
                 for _ in 0..CLIENTS {
-                    let (mut s, _) = listener.accept_blocking().unwrap();
+                    let (mut s, _) = listener.blocking_accept().unwrap();
                     conns.push(fiber::spawn(move || {
                         let mut buf = [0u8; 256];
                         let mut total = 0;
@@ -61,16 +60,14 @@ fn fiber_echo_server_one_fiber_per_connection() {
             })
             .collect();
         let sent: usize = clients.into_iter().map(|c| c.join().unwrap()).sum();
-        assert_eq!(server.join().unwrap(), sent);
+        let served = util::run_with_timeout("the fiber echo server", move || server.join());
+        assert_eq!(served.unwrap(), sent);
     }
 }
 
 #[test]
 fn std_io_on_a_plain_thread_blocks_it() {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(1);
     let (a, b) = {
         let _g = rt.enter();
         UnixStream::pair().unwrap()
@@ -88,10 +85,7 @@ fn std_io_on_a_plain_thread_blocks_it() {
 
 #[test]
 fn std_io_in_an_async_task_panics_naming_await() {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(1);
     let err = rt
         .block_on(async {
             fiber_runtime::spawn(async {
@@ -112,7 +106,7 @@ fn std_io_in_an_async_task_panics_naming_await() {
 
 #[test]
 fn udp_blocking_calls_in_a_fiber() {
-    let rt = Builder::new_current_thread().build().unwrap();
+    let rt = util::current_thread();
     let got = rt.block_on(async {
         fiber::spawn(|| {
             let a = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -121,11 +115,11 @@ fn udp_blocking_calls_in_a_fiber() {
             let to = b.local_addr().unwrap();
             let recv = fiber::spawn(move || {
                 let mut buf = [0u8; 16];
-                let (n, _) = b.recv_from_blocking(&mut buf).unwrap();
+                let (n, _) = b.blocking_recv_from(&mut buf).unwrap();
                 buf[..n].to_vec()
             });
             fiber::yield_now();
-            a.send_to_blocking(b"datagram", to).unwrap();
+            a.blocking_send_to(b"datagram", to).unwrap();
             recv.join().unwrap()
         })
         .await
@@ -136,10 +130,7 @@ fn udp_blocking_calls_in_a_fiber() {
 
 #[test]
 fn tcp_stream_read_write_from_a_fiber_with_an_async_peer() {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(2);
     rt.block_on(async {
         // Both the std and the async traits are implemented: the async
         // calls in the task are spelled out.

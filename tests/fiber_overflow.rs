@@ -2,7 +2,7 @@
 //! `fiber '<name>' has overflowed its stack` and aborts, as Rust does for
 //! threads. Run in a child process.
 
-use std::process::Command;
+mod util;
 
 const VAR: &str = "FIBER_RUNTIME_OVERFLOW_CHILD";
 
@@ -33,11 +33,7 @@ fn child(named: bool) {
 }
 
 fn run_child(test: &str, named: &str) -> std::process::Output {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads=1"])
-        .env(VAR, named)
-        .output()
-        .unwrap()
+    util::run_child(test, VAR, named)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! limit, and the runtime goes on. Run in a child process whose address
 //! space is capped with `RLIMIT_AS` (what `ulimit -v` sets).
 
-use std::process::Command;
+mod util;
 
 const VAR: &str = "FIBER_RUNTIME_STACK_LIMIT_CHILD";
 /// The child's address-space cap.
@@ -49,16 +49,11 @@ fn a_stack_that_cannot_be_mapped_fails_the_fiber_not_the_runtime() {
         child();
         return;
     }
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "a_stack_that_cannot_be_mapped_fails_the_fiber_not_the_runtime",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(VAR, "1")
-        .output()
-        .unwrap();
+    let out = util::run_child(
+        "a_stack_that_cannot_be_mapped_fails_the_fiber_not_the_runtime",
+        VAR,
+        "1",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("child ok"),

@@ -3,13 +3,13 @@
 //! The macro is applied to ordinary (non-`main`) functions, which become
 //! blocking functions that build a runtime and run their body to completion.
 
+mod util;
+
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use util::TIMEOUT;
 
 use fiber_runtime::Handle;
-
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[fiber_runtime::main]
 async fn default_flavor() -> u32 {

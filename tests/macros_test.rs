@@ -1,14 +1,15 @@
 //! Integration tests for the `#[fiber_runtime::test]` attribute macro.
 
+mod util;
+
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use util::TIMEOUT;
 
 use fiber_runtime::Handle;
 
 /// Generous bound for cross-thread hand-offs, so that a slow, loaded machine
 /// does not cause spurious failures while a real deadlock still fails.
-const TIMEOUT: Duration = Duration::from_secs(30);
 
 #[fiber_runtime::test]
 async fn default_flavor_runs_the_body() {

@@ -15,8 +15,6 @@ use fiber_runtime::net::{TcpListener, TcpStream};
 use fiber_runtime::time::timeout;
 use std::io::{self, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 /// Set in the child's environment to the flavor it runs the scenario on.
@@ -37,7 +35,7 @@ fn accept_reports_emfile_and_serves_again_once_descriptors_free_up() {
         return;
     }
     for flavor in ["current_thread", "multi_thread"] {
-        let out = run_child(flavor);
+        let out = util::run_child(TEST_NAME, CHILD_VAR, flavor);
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         let report = format!(
@@ -58,33 +56,6 @@ fn accept_reports_emfile_and_serves_again_once_descriptors_free_up() {
         }
         // The test really ran in the child (the filter matched).
         assert!(stdout.contains("1 passed"), "{report}");
-    }
-}
-
-/// Re-runs this test binary on this test only, as the child.
-fn run_child(flavor: &str) -> Output {
-    let exe = std::env::current_exe().expect("current_exe");
-    let child = Command::new(exe)
-        .args([TEST_NAME, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_VAR, flavor)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the child test process");
-    let pid = child.id();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(util::TIMEOUT * 2) {
-        Ok(out) => out.expect("waiting for the child"),
-        Err(_) => {
-            // SAFETY: plain system call on the child we spawned (not yet
-            // reaped: its waiter has not returned).
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            panic!("the child ({flavor}) hung; killed it");
-        }
     }
 }
 

@@ -12,7 +12,7 @@ mod util;
 use fiber_runtime::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use fiber_runtime::net::{TcpListener, TcpStream};
 use futures::channel::oneshot;
-use std::future::{Future, poll_fn};
+use std::future::poll_fn;
 use std::io::{self, ErrorKind};
 use std::net::{Shutdown, SocketAddr};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -20,23 +20,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
-use util::{Flavor, run_with_timeout, run_with_timeout_in};
+use util::{Flavor, run, run_with_timeout_in};
 
 const BOTH: [Flavor; 2] = [Flavor::CurrentThread, Flavor::MultiThread(2)];
-
-/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
-/// thread of its own, failing the test if it hangs.
-#[track_caller]
-fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
-        flavor.build().block_on(make())
-    })
-}
 
 /// A listener on a free loopback port, and its address.
 fn listen() -> (TcpListener, SocketAddr) {

@@ -7,25 +7,10 @@
 mod util;
 
 use fiber_runtime::net::UdpSocket;
-use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use util::{Flavor, run_with_timeout};
-
-/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
-/// thread of its own, failing the test if it hangs.
-#[track_caller]
-fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
-        flavor.build().block_on(make())
-    })
-}
+use util::{Flavor, run};
 
 fn bind() -> (UdpSocket, SocketAddr) {
     let s = UdpSocket::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");

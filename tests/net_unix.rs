@@ -8,27 +8,12 @@ mod util;
 
 use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
 use fiber_runtime::net::{UnixListener, UnixStream};
-use std::future::Future;
 use std::io::ErrorKind;
 use std::net::Shutdown;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use util::{Flavor, run_with_timeout};
-
-/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
-/// thread of its own, failing the test if it hangs.
-#[track_caller]
-fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
-        flavor.build().block_on(make())
-    })
-}
+use util::{Flavor, run};
 
 /// A fresh directory for socket files, removed (with its content) on drop.
 struct TempDir(PathBuf);

@@ -399,7 +399,7 @@ fn num_blocking_threads_under_a_burst() {
 }
 
 #[test]
-#[should_panic]
+#[should_panic(expected = "index out of bounds: the len is 2 but the index is 2")]
 fn worker_index_out_of_range_panics() {
     let rt = util::multi_thread(2);
     let _ = rt.metrics().worker_poll_count(2);

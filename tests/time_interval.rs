@@ -11,29 +11,11 @@ mod util;
 
 use fiber_runtime::time::{Duration, Instant, interval};
 use futures::FutureExt;
-use std::future::{Future, poll_fn};
-use util::{Flavor, expect_panic, run_with_timeout, silence_expected_panics};
+use std::future::poll_fn;
+use util::{Flavor, expect_panic, ms, run, silence_expected_panics};
 
 const ZERO_PERIOD: &str = "period must be non-zero";
 const OUTSIDE: &str = "outside a fiber-runtime runtime";
-
-/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
-/// thread of its own, failing the test if it hangs.
-#[track_caller]
-fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
-        flavor.build().block_on(make())
-    })
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Whether `t` lies on the grid `start + k × period`.
 fn on_grid(start: Instant, t: Instant, period: Duration) -> bool {

@@ -20,26 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use util::{
-    CountingWaker, Flavor, TIMEOUT, drive_until, expect_panic, poll_once, run_with_timeout,
-    run_with_timeout_in, silence_expected_panics, tracked,
+    CountingWaker, Flavor, TIMEOUT, drive_until, expect_panic, ms, poll_once, run,
+    run_with_timeout, run_with_timeout_in, silence_expected_panics, tracked,
 };
 
 const OUTSIDE: &str = "outside a fiber-runtime runtime";
 const SHUT_DOWN: &str = "has shut down";
-
-/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
-/// thread of its own, failing the test if it hangs.
-#[track_caller]
-fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
-        flavor.build().block_on(make())
-    })
-}
 
 /// `rt.block_on` of the future `make` builds, through a handle on another
 /// thread, failing the test if it hangs.
@@ -52,10 +38,6 @@ where
 {
     let handle = rt.handle().clone();
     run_with_timeout(what, move || handle.block_on(make()))
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
 }
 
 #[test]

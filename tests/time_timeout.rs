@@ -10,33 +10,13 @@ mod util;
 use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
 use fiber_runtime::net::{TcpListener, TcpStream};
 use fiber_runtime::time::{Duration, Elapsed, Instant, sleep, timeout};
-use std::future::{Future, pending};
+use std::future::pending;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use util::{
-    Counters, DropToken, Flavor, expect_panic, run_with_timeout, silence_expected_panics, tracked,
-};
+use util::{Counters, DropToken, Flavor, expect_panic, ms, run, silence_expected_panics, tracked};
 
 const OUTSIDE: &str = "outside a fiber-runtime runtime";
-
-/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
-/// thread of its own, failing the test if it hangs.
-#[track_caller]
-fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
-where
-    F: FnOnce() -> Fut + Send + 'static,
-    Fut: Future,
-    Fut::Output: Send + 'static,
-{
-    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
-        flavor.build().block_on(make())
-    })
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 #[test]
 fn a_future_that_completes_in_time_gives_ok() {

@@ -31,6 +31,41 @@
 //! `!Send` values held across a suspension stay sound: the thread they
 //! belong to is the only one that ever runs the fiber's code.
 //!
+//! ## On a current-thread runtime
+//!
+//! A current-thread runtime is driven by whichever thread calls
+//! `block_on`, and a fiber runs on the thread that drove it when it
+//! started. So while fibers started on one thread are alive, that thread
+//! is the only one that may drive the runtime: a `block_on` on another
+//! thread that would take the runtime over panics, saying which thread
+//! holds the fibers (while that thread is itself inside `block_on`, the
+//! other one waits as usual, polling only its own future). Once those
+//! fibers finish, any thread may drive the runtime again. Drop such a
+//! runtime on its fibers' thread: dropped on another, it cannot unwind
+//! them (a fiber never leaves its thread, and that one may even have
+//! exited), so it leaks their stacks and says so on stderr.
+//!
+//! ```
+//! use fiber_runtime::{fiber, Builder};
+//! use std::sync::Arc;
+//!
+//! let rt = Arc::new(Builder::new_current_thread().build().unwrap());
+//! let (tx, rx) = futures::channel::oneshot::channel::<u32>();
+//! // The fiber starts on this thread and waits there.
+//! let h = rt.block_on(async {
+//!     let h = fiber::spawn(move || fiber::wait(rx).unwrap() + 1);
+//!     fiber_runtime::yield_now().await; // let it start
+//!     h
+//! });
+//! let rt2 = rt.clone();
+//! let other = std::thread::spawn(move || rt2.block_on(async {}));
+//! assert!(other.join().is_err()); // only this thread may drive it now
+//! tx.send(41).unwrap();
+//! assert_eq!(rt.block_on(h).unwrap(), 42);
+//! let rt2 = rt.clone();
+//! std::thread::spawn(move || rt2.block_on(async {})).join().unwrap(); // free again
+//! ```
+//!
 //! # Blocking-style calls
 //!
 //! | called from | behaviour |
@@ -39,12 +74,27 @@
 //! | a thread outside any runtime | blocks that thread |
 //! | an async task on a worker | panics with a message naming `.await` |
 //!
+//! A fiber that is unwinding (a destructor runs during a panic, or during
+//! its cancellation, and waits) does not suspend: the count of panics in
+//! progress is per thread, and the other code of its worker would see it.
+//! Such a call blocks the thread instead, as on a plain thread (a
+//! `fiber::sleep` sleeps the thread; a join, a socket or a lock waits
+//! with the worker blocked), so keep destructors from waiting on work of
+//! their own worker.
+//!
 //! # Panics and cancellation
 //!
 //! A panic inside a fiber is caught at its entry and returned through its
 //! `JoinHandle` as a [`JoinError`](crate::JoinError). Aborting a suspended
 //! fiber, or dropping its runtime, unwinds its stack on its own thread, so
 //! every local's destructor runs; then the stack goes back to the pool.
+//! (Destructors that wait meanwhile block the thread: see below.)
+//!
+//! The unwind of a cancellation is raised at the fiber's suspension
+//! point. A fiber that catches it (`std::panic::catch_unwind` around a
+//! wait) is unwound again at its next suspension point; after 100 times
+//! the runtime gives up on it: it stays suspended for good, its stack is
+//! leaked, and a line on stderr says so. Let a cancellation unwind.
 //!
 //! # Stacks
 //!
@@ -55,20 +105,33 @@
 //! fiber spawned but not started holds none.
 
 mod arch;
+pub(crate) mod context;
 mod future;
 mod overflow;
-mod stack;
+pub(crate) mod pool;
+pub(crate) mod stack;
 
-pub use future::FiberId;
-
-use crate::runtime::builder::check_fiber_stack_size;
-use crate::runtime::context;
 use crate::scheduler;
 use crate::task::JoinHandle;
+use crate::wait::{self, Caller};
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
+
+/// Identifies a fiber; see [`current`].
+///
+/// # Examples
+///
+/// ```
+/// fiber_runtime::block_on(async {
+///     let a = fiber_runtime::fiber::spawn(fiber_runtime::fiber::current);
+///     let b = fiber_runtime::fiber::spawn(fiber_runtime::fiber::current);
+///     assert_ne!(a.await.unwrap(), b.await.unwrap());
+/// });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FiberId(u64);
 
 /// Spawns a fiber running `f` on the current runtime.
 ///
@@ -181,15 +244,16 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let handle = context::with_current(|h| h.clone()).map_err(|_| {
+        let handle = scheduler::context::with_current(|h| h.clone()).map_err(|_| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 "there is no fiber-runtime runtime on this thread: spawn fibers from a task, \
                  a fiber, `Runtime::block_on`, or after `Runtime::enter()`",
             )
         })?;
-        let size = self.stack_size.unwrap_or_else(|| handle.fiber_stack_size());
-        check_fiber_stack_size(
+        let common = handle.common();
+        let size = self.stack_size.unwrap_or(common.config.fiber_stack_size);
+        stack::check_stack_size(
             if self.stack_size.is_some() {
                 "fiber stack_size"
             } else {
@@ -197,31 +261,17 @@ impl Builder {
             },
             size,
         )?;
-        let id = FiberId(NEXT_ID.fetch_add(1, Relaxed));
-        let fut =
-            future::FiberFuture::new(f, size, id, self.name, handle.id(), handle.fiber_counter());
-        Ok(match &handle {
-            scheduler::Handle::MultiThread(h) => {
-                scheduler::multi_thread::Handle::spawn_pinned(h, fut)
-            }
-            scheduler::Handle::CurrentThread(h) => scheduler::current_thread::Handle::spawn(h, fut),
-        })
+        let id = NEXT_ID.fetch_add(1, Relaxed);
+        let fut = future::FiberFuture::new(
+            f,
+            size,
+            id,
+            self.name,
+            handle.id(),
+            common.alive_fibers.clone(),
+        );
+        Ok(handle.spawn_fiber(fut))
     }
-}
-
-/// How a blocking-style call behaves here (see the module doc).
-enum Where {
-    Fiber(&'static future::Current),
-    PlainThread,
-}
-
-#[track_caller]
-fn locate(what: &str, instead: &str) -> Where {
-    if let Some(f) = future::current() {
-        return Where::Fiber(f);
-    }
-    context::assert_blocking_allowed(what, instead);
-    Where::PlainThread
 }
 
 /// Waits for `fut` in blocking style: suspends the current fiber until it
@@ -242,10 +292,7 @@ fn locate(what: &str, instead: &str) -> Where {
 /// ```
 #[track_caller]
 pub fn wait<F: Future>(fut: F) -> F::Output {
-    match locate("fiber::wait", "`.await` the future") {
-        Where::Fiber(f) => f.wait(fut),
-        Where::PlainThread => crate::runtime::park::block_on_thread(fut),
-    }
+    wait::wait(fut, "fiber::wait", "`.await` the future")
 }
 
 /// Lets other tasks and fibers run: the fiber goes to the back of its
@@ -266,16 +313,13 @@ pub fn wait<F: Future>(fut: F) -> F::Output {
 #[track_caller]
 #[inline] // see `Current::yield_now`
 pub fn yield_now() {
-    match future::current() {
-        Some(f) => f.yield_now(),
+    context::with_current(|current| match current {
+        Some(cb) => cb.yield_now(),
         None => {
-            context::assert_blocking_allowed(
-                "fiber::yield_now",
-                "`fiber_runtime::yield_now().await`",
-            );
+            wait::assert_blocking_allowed("fiber::yield_now", "`fiber_runtime::yield_now().await`");
             std::thread::yield_now()
         }
-    }
+    })
 }
 
 /// Sleeps for `dur`: suspends the fiber (on the runtime's timer wheel),
@@ -301,10 +345,14 @@ pub fn yield_now() {
 /// ```
 #[track_caller]
 pub fn sleep(dur: Duration) {
-    match locate("fiber::sleep", "`fiber_runtime::time::sleep(dur).await`") {
-        Where::Fiber(f) => f.wait(crate::time::sleep(dur)),
-        Where::PlainThread => std::thread::sleep(dur),
-    }
+    wait::caller(
+        "fiber::sleep",
+        "`fiber_runtime::time::sleep(dur).await`",
+        |c| match c {
+            Caller::Fiber(cb) => cb.wait(crate::time::sleep(dur)),
+            Caller::Thread => std::thread::sleep(dur),
+        },
+    )
 }
 
 /// The id of the fiber running this code, or `None` outside fibers.
@@ -319,30 +367,5 @@ pub fn sleep(dur: Duration) {
 /// });
 /// ```
 pub fn current() -> Option<FiberId> {
-    future::current().map(|f| f.id)
-}
-
-/// Trims this thread's stack pools (the thread is about to idle).
-pub(crate) fn trim_stack_pools() {
-    future::trim_stack_pools();
-}
-
-/// Unwinds this thread's suspended fibers of the runtime `id` (shutdown).
-pub(crate) fn unwind_all_on_this_thread(id: usize) {
-    future::unwind_all_on_this_thread(id);
-}
-
-/// Inside a fiber: waits for `fut` (used by `JoinHandle::join`).
-pub(crate) fn wait_if_in_fiber<F: Future>(fut: F) -> Result<F::Output, F> {
-    match future::current() {
-        Some(f) => Ok(f.wait(fut)),
-        None => Err(fut),
-    }
-}
-
-/// For the benchmarks only: `round_trips` round trips (two switches each)
-/// between two bare contexts, no scheduler involved.
-#[doc(hidden)]
-pub fn __bench_raw_switch(round_trips: u64) -> Duration {
-    arch::ping_pong(round_trips)
+    context::with_current(|cb| cb.map(|cb| FiberId(cb.id)))
 }

@@ -56,7 +56,9 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid `siginfo_t` for SA_SIGINFO.
     let addr = unsafe { (*info).si_addr() } as usize;
-    if let Some(f) = super::future::current_for_signal() {
+    // SAFETY: the running fiber's control block is alive while it runs
+    // (`context.rs`, rule 2), and the fault interrupted this thread.
+    if let Some(f) = unsafe { super::context::current_for_signal().as_ref() } {
         let (lo, hi) = f.guard;
         if lo <= addr && addr < hi {
             let mut num = [0u8; 20];
@@ -68,7 +70,7 @@ extern "C" fn handler(sig: libc::c_int, info: *mut libc::siginfo_t, ctx: *mut li
                     write_stderr(&[b"\nfiber '", name, b"' has overflowed its stack\n"]);
                 }
                 None => {
-                    let id = decimal(f.id.0, &mut num);
+                    let id = decimal(f.id, &mut num);
                     write_stderr(&[b"\nfiber #", id, b" has overflowed its stack\n"]);
                 }
             }

@@ -23,6 +23,30 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 
+/// The smallest fiber stack (the guard page below it is extra).
+pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
+/// The largest fiber stack: stacks are mapped `CHUNK` at a time, so this
+/// keeps a mapping within 64 GiB of address space (and the size
+/// arithmetic far from overflow).
+pub(crate) const MAX_STACK_SIZE: usize = 1 << 30;
+/// The default fiber stack size (virtual; only touched pages cost memory).
+pub(crate) const DEFAULT_STACK_SIZE: usize = 256 * 1024;
+
+/// `Err(InvalidInput)` naming `setting` and the allowed range unless
+/// `size` is a valid fiber stack size.
+pub(crate) fn check_stack_size(setting: &str, size: usize) -> io::Result<()> {
+    if (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&size) {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{setting} must be between {MIN_STACK_SIZE} bytes (16 KiB) and \
+             {MAX_STACK_SIZE} bytes (1 GiB), got {size}"
+        ),
+    ))
+}
+
 /// Stacks per mapping.
 const CHUNK: usize = 64;
 /// `MADV_GUARD_INSTALL` (linux/mman.h), not yet in every libc crate.
@@ -218,7 +242,6 @@ impl StackPool {
     }
 
     fn grow(&mut self) -> io::Result<()> {
-        super::overflow::install_handler();
         let stride = self.size + self.page;
         let len = stride * CHUNK;
         // SAFETY: an anonymous private mapping at an address of the

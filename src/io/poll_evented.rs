@@ -3,6 +3,8 @@
 
 use crate::reactor::Registration;
 use crate::reactor::scheduled_io::Direction;
+use crate::scheduler::context;
+use crate::wait::{self, Caller};
 use std::io;
 use std::task::{Context, Poll};
 
@@ -17,7 +19,13 @@ pub(crate) struct PollEvented<E: mio::event::Source> {
 impl<E: mio::event::Source> PollEvented<E> {
     /// Registers `io` with the current runtime's reactor.
     pub(crate) fn new(mut io: E) -> io::Result<PollEvented<E>> {
-        let registration = Registration::new(&mut io)?;
+        let reactor = context::with_current(|h| h.common().driver.io.clone()).map_err(|_| {
+            io::Error::other(
+                "there is no fiber-runtime runtime on this thread: sockets must be created \
+                 inside a runtime (a task, `Runtime::block_on`, or after `Runtime::enter()`)",
+            )
+        })?;
+        let registration = Registration::new(&mut io, reactor)?;
         Ok(PollEvented {
             io: Some(io),
             registration,
@@ -92,10 +100,10 @@ impl<E: mio::event::Source> PollEvented<E> {
 
 impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
     /// Runs `op` in blocking style (the `std::io` impls and the
-    /// `*_blocking` methods): inside a fiber it suspends the fiber until
-    /// the reactor reports readiness; on a thread outside any runtime it
-    /// blocks in `poll(2)`; in an async task on a runtime thread it panics,
-    /// naming `instead`.
+    /// `blocking_*` methods), as `crate::wait` decides: inside a fiber it
+    /// suspends the fiber until the reactor reports readiness; on a
+    /// thread that may block it blocks in `poll(2)`; in an async task on a
+    /// runtime thread it panics, naming `instead`.
     #[track_caller]
     pub(crate) fn blocking<R>(
         &self,
@@ -121,19 +129,20 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
         drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         let io = self.get_ref();
-        if crate::fiber::current().is_some() {
-            return crate::fiber::wait(std::future::poll_fn(|cx| {
+        wait::caller(what, instead, |c| match c {
+            Caller::Fiber(cb) => cb.wait(std::future::poll_fn(|cx| {
                 self.registration
                     .poll_io_drained(cx, dir, || op(io), &drained)
-            }));
-        }
-        crate::runtime::context::assert_blocking_allowed(what, instead);
-        loop {
-            match op(io) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_fd(io.as_raw_fd(), dir)?,
-                res => return res,
-            }
-        }
+            })),
+            Caller::Thread => loop {
+                match op(io) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_fd(io.as_raw_fd(), dir)?
+                    }
+                    res => return res,
+                }
+            },
+        })
     }
 }
 

@@ -15,7 +15,7 @@
 //! # Blocking style
 //!
 //! The stream types also implement `std::io::Read` and `std::io::Write`
-//! (for `T` and `&T`), and the listeners and `UdpSocket` have `*_blocking`
+//! (for `T` and `&T`), and the listeners and `UdpSocket` have `blocking_*`
 //! methods. Inside a [fiber](crate::fiber) they suspend the fiber until the
 //! socket is ready; on a thread outside any runtime they block it; in an
 //! async task on a runtime thread they panic (use the async methods).

@@ -103,19 +103,19 @@ impl UdpSocket {
     ///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
     ///     let to = b.local_addr().unwrap();
     ///     let got = fiber::spawn(move || {
-    ///         a.send_to_blocking(b"hi", to).unwrap();
+    ///         a.blocking_send_to(b"hi", to).unwrap();
     ///         let mut buf = [0; 2];
-    ///         b.recv_from_blocking(&mut buf).unwrap().0
+    ///         b.blocking_recv_from(&mut buf).unwrap().0
     ///     });
     ///     assert_eq!(got.await.unwrap(), 2);
     /// });
     /// ```
     #[track_caller]
-    pub fn send_to_blocking(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
+    pub fn blocking_send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
         let target = super::resolve(target)?[0];
         self.io.blocking(
             crate::reactor::scheduled_io::Direction::Write,
-            "UdpSocket::send_to_blocking",
+            "UdpSocket::blocking_send_to",
             "`.send_to(..).await`",
             |s| s.send_to(buf, target),
         )
@@ -125,12 +125,12 @@ impl UdpSocket {
     ///
     /// # Examples
     ///
-    /// See [`send_to_blocking`](Self::send_to_blocking).
+    /// See [`blocking_send_to`](Self::blocking_send_to).
     #[track_caller]
-    pub fn recv_from_blocking(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    pub fn blocking_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io.blocking(
             crate::reactor::scheduled_io::Direction::Read,
-            "UdpSocket::recv_from_blocking",
+            "UdpSocket::blocking_recv_from",
             "`.recv_from(..).await`",
             |s| s.recv_from(buf),
         )

@@ -20,7 +20,7 @@ pub(crate) mod scheduled_io;
 
 pub(crate) use registration::Registration;
 
-use crate::loom::{AtomicBool, Mutex, Ordering::*};
+use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
 use scheduled_io::{ERROR, READ_CLOSED, READABLE, ScheduledIo, WRITABLE, WRITE_CLOSED};
 use std::io;
 use std::sync::Arc;
@@ -45,7 +45,7 @@ pub(crate) struct Handle {
     is_shutdown: AtomicBool,
     /// Registered sources; while 0, busy workers skip the non-blocking
     /// `epoll_wait` of their periodic driver turn.
-    num_registered: std::sync::atomic::AtomicUsize,
+    num_registered: AtomicUsize,
 }
 
 /// The fields behind the lock.
@@ -77,7 +77,7 @@ impl Driver {
                     pending_release: Vec::new(),
                 }),
                 is_shutdown: AtomicBool::new(false),
-                num_registered: std::sync::atomic::AtomicUsize::new(0),
+                num_registered: AtomicUsize::new(0),
             }),
         })
     }
@@ -157,9 +157,7 @@ impl Handle {
 
     /// Whether any source is registered (a racy hint).
     pub(crate) fn has_sources(&self) -> bool {
-        self.num_registered
-            .load(std::sync::atomic::Ordering::Relaxed)
-            != 0
+        self.num_registered.load(Relaxed) != 0
     }
 
     pub(crate) fn is_shutdown(&self) -> bool {
@@ -188,10 +186,7 @@ impl Handle {
             return Err(gone());
         }
         synced.registered.insert(token.0, io.clone());
-        self.num_registered.store(
-            synced.registered.len(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.num_registered.store(synced.registered.len(), Relaxed);
         Ok(io)
     }
 
@@ -212,10 +207,7 @@ impl Handle {
         if let Some(io) = synced.registered.remove(&(Arc::as_ptr(io) as usize)) {
             synced.pending_release.push(io);
         }
-        self.num_registered.store(
-            synced.registered.len(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        self.num_registered.store(synced.registered.len(), Relaxed);
         res
     }
 }

@@ -14,15 +14,13 @@ pub(crate) struct Registration {
 }
 
 impl Registration {
-    /// Registers `source` with the reactor of the current runtime.
-    pub(crate) fn new(source: &mut impl mio::event::Source) -> io::Result<Registration> {
-        let handle =
-            crate::runtime::context::with_current(|h| h.driver().io.clone()).map_err(|_| {
-                io::Error::other(
-                    "there is no fiber-runtime runtime on this thread: sockets must be created \
-                 inside a runtime (a task, `Runtime::block_on`, or after `Runtime::enter()`)",
-                )
-            })?;
+    /// Registers `source` with the reactor `handle` (as tokio's
+    /// `Registration::new_with_interest_and_handle`: the caller finds the
+    /// reactor, this layer never looks up a runtime).
+    pub(crate) fn new(
+        source: &mut impl mio::event::Source,
+        handle: Arc<Handle>,
+    ) -> io::Result<Registration> {
         let shared = handle.register(source)?;
         Ok(Registration { handle, shared })
     }
@@ -34,12 +32,12 @@ impl Registration {
     ) -> Poll<io::Result<ReadyEvent>> {
         // Readiness spends the task's budget so that an always-ready socket
         // cannot monopolise its worker.
-        ready!(crate::runtime::coop::poll_proceed(cx));
+        ready!(crate::task::coop::poll_proceed(cx));
         match self.shared.poll_ready(cx, dir) {
             Poll::Ready(Ok(ev)) => Poll::Ready(Ok(ev)),
             Poll::Ready(Err(())) => Poll::Ready(Err(gone())),
             Poll::Pending => {
-                crate::runtime::coop::refund();
+                crate::task::coop::refund();
                 Poll::Pending
             }
         }

@@ -193,13 +193,15 @@ impl ScheduledIo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loom::{Arc, model, thread};
+    use crate::loom::{Arc, AtomicBool, model, thread};
     use std::task::Wake;
 
-    struct Flag(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    /// A waker that raises a flag the model sees (a loom atomic, in the
+    /// std `Arc` that `Wake` requires).
+    struct Flag(std::sync::Arc<AtomicBool>);
     impl Wake for Flag {
         fn wake(self: std::sync::Arc<Self>) {
-            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.0.store(true, SeqCst);
         }
     }
 
@@ -211,7 +213,7 @@ mod tests {
         model(|| {
             let io = Arc::new(ScheduledIo::new());
             io.set_readiness_and_wake(READABLE);
-            let woken = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let woken = std::sync::Arc::new(AtomicBool::new(false));
             let waker = Waker::from(std::sync::Arc::new(Flag(woken.clone())));
             let mut cx = Context::from_waker(&waker);
             let Poll::Ready(Ok(ev)) = io.poll_ready(&mut cx, Direction::Read) else {
@@ -227,7 +229,7 @@ mod tests {
             driver.join().unwrap();
             // Either the second poll saw the new event, or it registered
             // the waker and the event woke it.
-            let ok = polled.is_ready() || woken.load(std::sync::atomic::Ordering::SeqCst);
+            let ok = polled.is_ready() || woken.load(SeqCst);
             assert!(ok, "an event was lost");
         });
     }
@@ -238,8 +240,8 @@ mod tests {
     fn loom_read_and_write_wakers_are_separate() {
         model(|| {
             let io = Arc::new(ScheduledIo::new());
-            let rflag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-            let wflag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let rflag = std::sync::Arc::new(AtomicBool::new(false));
+            let wflag = std::sync::Arc::new(AtomicBool::new(false));
             let rw = Waker::from(std::sync::Arc::new(Flag(rflag.clone())));
             let ww = Waker::from(std::sync::Arc::new(Flag(wflag.clone())));
             assert!(
@@ -255,8 +257,8 @@ mod tests {
                 thread::spawn(move || io.set_readiness_and_wake(WRITABLE))
             };
             th.join().unwrap();
-            assert!(wflag.load(std::sync::atomic::Ordering::SeqCst));
-            assert!(!rflag.load(std::sync::atomic::Ordering::SeqCst));
+            assert!(wflag.load(SeqCst));
+            assert!(!rflag.load(SeqCst));
         });
     }
 }

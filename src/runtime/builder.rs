@@ -1,9 +1,10 @@
 //! `Builder`: runtime configuration, validated by `build`.
 
 use super::Runtime;
-use super::driver::Driver;
-use super::park::DriverSlot;
-use crate::scheduler::{self, blocking, current_thread, multi_thread};
+use crate::driver::Driver;
+use crate::fiber::stack::{DEFAULT_STACK_SIZE, check_stack_size};
+use crate::scheduler::park::DriverSlot;
+use crate::scheduler::{self, Common, Config, blocking, current_thread, multi_thread};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
@@ -13,14 +14,6 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 pub(crate) const MAX_WORKER_THREADS: usize = 32_767;
 /// The smallest stack a worker or blocking thread may be given.
 pub(crate) const MIN_THREAD_STACK_SIZE: usize = 64 * 1024;
-/// The smallest fiber stack (one page of guard below is extra).
-pub(crate) const MIN_FIBER_STACK_SIZE: usize = 16 * 1024;
-/// The largest fiber stack: stacks are mapped 64 at a time, so this keeps
-/// a mapping within 64 GiB of address space (and the size arithmetic far
-/// from overflow).
-pub(crate) const MAX_FIBER_STACK_SIZE: usize = 1 << 30;
-/// The default fiber stack size (virtual; only touched pages cost memory).
-pub(crate) const DEFAULT_FIBER_STACK_SIZE: usize = 256 * 1024;
 const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,7 +88,7 @@ impl Builder {
             worker_threads: None,
             thread_name: Arc::new(|| "fiber-runtime-worker".to_string()),
             thread_stack_size: None,
-            fiber_stack_size: DEFAULT_FIBER_STACK_SIZE,
+            fiber_stack_size: DEFAULT_STACK_SIZE,
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
         }
     }
@@ -229,7 +222,7 @@ impl Builder {
                 )));
             }
         }
-        check_fiber_stack_size("fiber_stack_size", self.fiber_stack_size)?;
+        check_stack_size("fiber_stack_size", self.fiber_stack_size)?;
         if self.max_blocking_threads == 0 {
             return Err(invalid(
                 "max_blocking_threads must be at least 1, got 0".to_string(),
@@ -260,17 +253,19 @@ impl Builder {
             self.thread_stack_size,
         );
         let driver = std::sync::Arc::new(DriverSlot::new(Driver::new(workers)?));
+        let config = Config {
+            fiber_stack_size: self.fiber_stack_size,
+        };
+        let common = Common::new(config, blocking.clone(), driver);
         match self.kind {
             Kind::CurrentThread => {
-                let handle =
-                    current_thread::Handle::new(blocking.clone(), driver, self.fiber_stack_size);
+                let handle = current_thread::Handle::new(common);
                 let handle = scheduler::Handle::CurrentThread(handle);
                 blocking.set_handle(handle.clone());
                 Ok(Runtime::from_parts(handle, Vec::new(), blocking))
             }
             Kind::MultiThread => {
-                let (handle, cores) =
-                    multi_thread::create(workers, blocking.clone(), driver, self.fiber_stack_size);
+                let (handle, cores) = multi_thread::create(workers, common);
                 let sched = scheduler::Handle::MultiThread(handle.clone());
                 blocking.set_handle(sched.clone());
                 let mut threads = Vec::with_capacity(workers);
@@ -317,19 +312,4 @@ impl fmt::Debug for Builder {
             .field("max_blocking_threads", &self.max_blocking_threads)
             .finish()
     }
-}
-
-/// `Err(InvalidInput)` naming `setting` and the allowed range unless
-/// `size` is a valid fiber stack size.
-pub(crate) fn check_fiber_stack_size(setting: &str, size: usize) -> io::Result<()> {
-    if (MIN_FIBER_STACK_SIZE..=MAX_FIBER_STACK_SIZE).contains(&size) {
-        return Ok(());
-    }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!(
-            "{setting} must be between {MIN_FIBER_STACK_SIZE} bytes (16 KiB) and \
-             {MAX_FIBER_STACK_SIZE} bytes (1 GiB), got {size}"
-        ),
-    ))
 }

@@ -1,7 +1,7 @@
 //! `Handle`: a cheap, cloneable reference to a runtime.
 
-use super::{RuntimeMetrics, context};
-use crate::scheduler;
+use super::RuntimeMetrics;
+use crate::scheduler::{self, context};
 use crate::task::JoinHandle;
 use std::fmt;
 use std::future::Future;
@@ -211,7 +211,7 @@ impl Handle {
     /// assert!(m.num_workers() >= 1);
     /// ```
     pub fn metrics(&self) -> RuntimeMetrics {
-        self.inner.metrics()
+        RuntimeMetrics::new(self.inner.metrics())
     }
 }
 

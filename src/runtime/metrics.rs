@@ -1,54 +1,7 @@
-//! Runtime metrics: per-worker counters written by their worker, and the
-//! `RuntimeMetrics` snapshot users read.
+//! `RuntimeMetrics`: the snapshot of a runtime's counters users read.
 
-use crate::loom::{AtomicU64, Ordering::Relaxed};
+use crate::scheduler::metrics::Snapshot;
 use std::time::Duration;
-
-/// Counters of one worker. Only that worker writes them (in batches, at
-/// maintenance and park time), so plain relaxed stores suffice.
-#[derive(Default)]
-#[repr(align(128))] // own cache line(s): no false sharing between workers
-pub(crate) struct WorkerMetrics {
-    polls: AtomicU64,
-    steals: AtomicU64,
-    parks: AtomicU64,
-    busy_ns: AtomicU64,
-}
-
-/// What a worker accumulates locally between flushes.
-#[derive(Default, Debug)]
-pub(crate) struct LocalMetrics {
-    pub(crate) polls: u64,
-    pub(crate) steals: u64,
-    pub(crate) parks: u64,
-    pub(crate) busy_ns: u64,
-}
-
-impl WorkerMetrics {
-    pub(crate) fn flush(&self, local: &LocalMetrics) {
-        self.polls.store(local.polls, Relaxed);
-        self.steals.store(local.steals, Relaxed);
-        self.parks.store(local.parks, Relaxed);
-        self.busy_ns.store(local.busy_ns, Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self) -> WorkerSnapshot {
-        WorkerSnapshot {
-            polls: self.polls.load(Relaxed),
-            steals: self.steals.load(Relaxed),
-            parks: self.parks.load(Relaxed),
-            busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct WorkerSnapshot {
-    polls: u64,
-    steals: u64,
-    parks: u64,
-    busy: Duration,
-}
 
 /// A snapshot of a runtime's counters, taken by
 /// [`Runtime::metrics`](crate::Runtime::metrics) or
@@ -73,14 +26,14 @@ pub(crate) struct WorkerSnapshot {
 /// ```
 #[derive(Clone, Debug)]
 pub struct RuntimeMetrics {
-    pub(crate) workers: Vec<WorkerSnapshot>,
-    pub(crate) alive_tasks: usize,
-    pub(crate) alive_fibers: usize,
-    pub(crate) global_queue_depth: usize,
-    pub(crate) blocking_threads: usize,
+    inner: Snapshot,
 }
 
 impl RuntimeMetrics {
+    pub(crate) fn new(inner: Snapshot) -> RuntimeMetrics {
+        RuntimeMetrics { inner }
+    }
+
     /// Number of worker threads (1 for the current-thread flavor).
     ///
     /// # Examples
@@ -90,7 +43,7 @@ impl RuntimeMetrics {
     /// assert_eq!(rt.metrics().num_workers(), 1);
     /// ```
     pub fn num_workers(&self) -> usize {
-        self.workers.len()
+        self.inner.workers.len()
     }
 
     /// Number of spawned tasks not yet finished, fibers included (tasks
@@ -108,10 +61,11 @@ impl RuntimeMetrics {
     /// assert_eq!(rt.metrics().num_alive_tasks(), 0);
     /// ```
     pub fn num_alive_tasks(&self) -> usize {
-        self.alive_tasks
+        self.inner.alive_tasks
     }
 
-    /// Number of fibers not yet finished (always 0 until fibers land).
+    /// Number of fibers not yet finished (spawned and not yet finished,
+    /// started or not).
     ///
     /// # Examples
     ///
@@ -120,7 +74,7 @@ impl RuntimeMetrics {
     /// assert_eq!(rt.metrics().num_alive_fibers(), 0);
     /// ```
     pub fn num_alive_fibers(&self) -> usize {
-        self.alive_fibers
+        self.inner.alive_fibers
     }
 
     /// Number of tasks waiting in the global injection queue.
@@ -132,7 +86,7 @@ impl RuntimeMetrics {
     /// let _ = rt.metrics().global_queue_depth();
     /// ```
     pub fn global_queue_depth(&self) -> usize {
-        self.global_queue_depth
+        self.inner.global_queue_depth
     }
 
     /// Number of threads currently in the blocking pool.
@@ -145,7 +99,7 @@ impl RuntimeMetrics {
     /// assert!(rt.metrics().num_blocking_threads() <= 1);
     /// ```
     pub fn num_blocking_threads(&self) -> usize {
-        self.blocking_threads
+        self.inner.blocking_threads
     }
 
     /// Number of task polls worker `i` has made.
@@ -162,7 +116,7 @@ impl RuntimeMetrics {
     /// assert!(rt.metrics().worker_poll_count(0) >= 1);
     /// ```
     pub fn worker_poll_count(&self, i: usize) -> u64 {
-        self.workers[i].polls
+        self.inner.workers[i].polls
     }
 
     /// Number of times worker `i` stole work from another worker.
@@ -178,7 +132,7 @@ impl RuntimeMetrics {
     /// let _ = rt.metrics().worker_steal_count(0);
     /// ```
     pub fn worker_steal_count(&self, i: usize) -> u64 {
-        self.workers[i].steals
+        self.inner.workers[i].steals
     }
 
     /// Number of times worker `i` parked (went idle).
@@ -194,7 +148,7 @@ impl RuntimeMetrics {
     /// let _ = rt.metrics().worker_park_count(0);
     /// ```
     pub fn worker_park_count(&self, i: usize) -> u64 {
-        self.workers[i].parks
+        self.inner.workers[i].parks
     }
 
     /// Total time worker `i` spent not parked.
@@ -210,6 +164,6 @@ impl RuntimeMetrics {
     /// let _ = rt.metrics().worker_busy_duration(0);
     /// ```
     pub fn worker_busy_duration(&self, i: usize) -> Duration {
-        self.workers[i].busy
+        self.inner.workers[i].busy
     }
 }

@@ -1,15 +1,11 @@
 //! The runtime: `Builder` (configuration and validation), `Runtime` (owns
 //! the worker threads; dropping it shuts everything down), `Handle` (a
-//! cheap reference to spawn onto it), plus the thread-local context,
-//! parking and metrics they share.
+//! cheap reference to spawn onto it) and `RuntimeMetrics`: the user-facing
+//! layer over the scheduler.
 
-pub(crate) mod builder;
-pub(crate) mod context;
-pub(crate) mod coop;
-pub(crate) mod driver;
+mod builder;
 mod handle;
-pub(crate) mod metrics;
-pub(crate) mod park;
+mod metrics;
 #[allow(clippy::module_inception)]
 mod runtime;
 

@@ -1,7 +1,7 @@
 //! `Runtime`: owns the worker threads and the blocking pool.
 
-use super::{Builder, EnterGuard, Handle, RuntimeMetrics, context, park};
-use crate::scheduler::{self, blocking, current_thread};
+use super::{Builder, EnterGuard, Handle, RuntimeMetrics};
+use crate::scheduler::{self, blocking, context, current_thread};
 use crate::task::JoinHandle;
 use std::fmt;
 use std::future::Future;
@@ -231,6 +231,6 @@ pub(crate) fn block_on_handle<F: Future>(handle: &scheduler::Handle, future: F) 
     let _enter = context::enter_runtime(handle);
     match handle {
         scheduler::Handle::CurrentThread(h) => current_thread::Handle::block_on(h, future),
-        scheduler::Handle::MultiThread(_) => park::block_on_thread(future),
+        scheduler::Handle::MultiThread(_) => crate::wait::block_on_thread(future),
     }
 }

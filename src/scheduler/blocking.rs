@@ -7,8 +7,7 @@
 //! poll and whose scheduler is this pool.
 
 use crate::loom::{AtomicUsize, Condvar, Mutex, Ordering::*};
-use crate::runtime::context;
-use crate::scheduler;
+use crate::scheduler::{self, context};
 use crate::task::{self, JoinHandle, Notified, RawTask, Schedule};
 use std::collections::VecDeque;
 use std::future::Future;
@@ -72,6 +71,26 @@ impl Schedule for BlockingSchedule {
     }
 }
 
+/// The `JoinHandle` of a closure that can never run: no thread could be
+/// started for it and none runs. Its `JoinError` carries the OS error
+/// (not swallowed, not printed).
+fn spawn_failed<R: Send + 'static>(e: io::Error) -> JoinHandle<R> {
+    struct Failed<R>(String, std::marker::PhantomData<fn() -> R>);
+    impl<R> Unpin for Failed<R> {}
+    impl<R> Future for Failed<R> {
+        type Output = R;
+        fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<R> {
+            // As a panic of the task, without the panic hook's report.
+            std::panic::resume_unwind(Box::new(self.0.clone()))
+        }
+    }
+    let msg = format!("spawn_blocking could not start a thread: {e}");
+    let (notified, join) = task::unowned(Failed(msg, std::marker::PhantomData), BlockingSchedule);
+    // Completes it here and now, with that error.
+    notified.run();
+    join
+}
+
 /// Runs the closure when first polled.
 struct BlockingTask<F>(Option<F>);
 
@@ -85,7 +104,7 @@ impl<F: FnOnce() -> R, R> Future for BlockingTask<F> {
             .0
             .take()
             .expect("blocking task polled after completion");
-        Poll::Ready(crate::runtime::coop::unconstrained(f))
+        Poll::Ready(crate::task::coop::unconstrained(f))
     }
 }
 
@@ -129,46 +148,40 @@ impl Spawner {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(BlockingTask(Some(f)), BlockingSchedule);
-        // Blocking tasks are not in an owned list: give up that reference
-        // (never the last: the queue entry and the handle hold two more).
-        let last = raw.header().state.ref_dec();
-        debug_assert!(!last);
-        if let Err(e) = self.spawn_task(notified) {
-            // No thread could be started and none is running: the task is
-            // cancelled and its `JoinHandle` reports it.
-            eprintln!("fiber-runtime: spawn_blocking could not start a thread: {e}");
+        let mut synced = self.inner.synced.lock();
+        if !synced.shutdown {
+            if let Err(e) = self.make_room(&mut synced) {
+                drop(synced);
+                return spawn_failed(e);
+            }
+        }
+        let (notified, join) = task::unowned(BlockingTask(Some(f)), BlockingSchedule);
+        if synced.shutdown {
+            // Cancelled before it runs; its `JoinHandle` says so.
+            drop(synced);
+            notified.shutdown();
+        } else {
+            // A thread woken or started by `make_room` waits for this lock
+            // and finds it.
+            synced.queue.push_back(notified);
         }
         join
     }
 
-    fn spawn_task(&self, task: Notified) -> io::Result<()> {
-        let mut synced = self.inner.synced.lock();
-        if synced.shutdown {
-            drop(synced);
-            task.shutdown();
-            return Ok(());
-        }
-        synced.queue.push_back(task);
-        if synced.num_idle == 0 {
-            if synced.num_threads < self.inner.thread_cap {
-                if let Err(e) = self.start_thread(&mut synced) {
-                    if synced.num_threads == 0 {
-                        // Nobody will ever run it: cancel it now.
-                        let task = synced.queue.pop_back();
-                        drop(synced);
-                        if let Some(task) = task {
-                            task.shutdown();
-                        }
-                        return Err(e);
-                    }
-                    // Running threads will get to it.
-                }
-            }
-        } else {
+    /// Makes sure a thread will take the next queued closure: wakes an
+    /// idle one, or starts one (up to the cap: beyond it, running threads
+    /// get to it). Fails only if no thread can be started and none runs.
+    fn make_room(&self, synced: &mut Synced) -> io::Result<()> {
+        if synced.num_idle > 0 {
             synced.num_idle -= 1;
             synced.num_notified += 1;
             self.inner.condvar.notify_one();
+        } else if synced.num_threads < self.inner.thread_cap {
+            if let Err(e) = self.start_thread(synced) {
+                if synced.num_threads == 0 {
+                    return Err(e);
+                }
+            }
         }
         Ok(())
     }

@@ -5,16 +5,25 @@
 //! The `Core` (local queue and parker) is held by whichever thread is in
 //! `block_on`; other threads calling `block_on` meanwhile poll only their
 //! own future and wait for the core to come free.
+//!
+//! # Fibers
+//!
+//! A fiber runs only on the thread it started on, and here that is the
+//! thread driving the core when it first ran. So while fibers started on
+//! one thread are alive, the core is *bound* to that thread: when it
+//! gives the core back, it records how many of its fibers are alive, and
+//! another thread that would take the core then panics, saying so (the
+//! fiber docs state the rule). The binding lapses once a later hand-back
+//! finds none alive.
 
+use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, Mutex, Ordering::*};
-use crate::runtime::context;
-use crate::runtime::driver;
-use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
-use crate::runtime::park::{DriverSlot, Parker, Unparker};
-use crate::scheduler::{self, blocking, inject::Inject};
-use crate::task::{
-    self, JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks,
-};
+use crate::scheduler::context;
+use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
+use crate::scheduler::park::{Parker, Unparker};
+use crate::scheduler::{self, Common, inject::Inject};
+use crate::task::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks};
+use crate::util::thread_token;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -30,11 +39,7 @@ const GLOBAL_POLL_INTERVAL: u32 = 31;
 
 pub(crate) struct Handle {
     shared: Shared,
-    pub(crate) blocking: blocking::Spawner,
-    pub(crate) driver: driver::Handle,
-    driver_slot: Arc<DriverSlot>,
-    pub(crate) fiber_stack_size: usize,
-    pub(crate) alive_fibers: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) common: Common,
     /// The core while no thread drives the scheduler.
     core: Mutex<Option<Box<Core>>>,
     /// Threads in `block_on` waiting for the core.
@@ -57,6 +62,20 @@ pub(crate) struct Core {
     park: Parker,
     tick: u32,
     metrics: LocalMetrics,
+    /// Set when the core was given back by a thread with live fibers of
+    /// this runtime (module doc).
+    bound: Option<Binding>,
+}
+
+/// The thread a current-thread runtime's live fibers run on.
+#[derive(Clone, Debug)]
+struct Binding {
+    /// Its `util::thread_token`.
+    thread: u64,
+    /// How to name it in a message.
+    name: String,
+    /// How many of its fibers were alive when it gave the core back.
+    fibers: usize,
 }
 
 /// The scheduler context installed while a thread drives the core.
@@ -80,12 +99,8 @@ impl Wake for BlockOnWaker {
 }
 
 impl Handle {
-    pub(crate) fn new(
-        blocking: blocking::Spawner,
-        driver_slot: Arc<DriverSlot>,
-        fiber_stack_size: usize,
-    ) -> Arc<Handle> {
-        let park = Parker::with_driver(driver_slot.clone());
+    pub(crate) fn new(common: Common) -> Arc<Handle> {
+        let park = Parker::with_driver(common.driver_slot.clone());
         Arc::new(Handle {
             shared: Shared {
                 inject: Inject::new(),
@@ -95,16 +110,13 @@ impl Handle {
                 is_shutdown: AtomicBool::new(false),
                 metrics: WorkerMetrics::default(),
             },
-            blocking,
-            driver: driver_slot.handle().clone(),
-            driver_slot,
-            fiber_stack_size,
-            alive_fibers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            common,
             core: Mutex::new(Some(Box::new(Core {
                 tasks: VecDeque::with_capacity(64),
                 park,
                 tick: 0,
                 metrics: LocalMetrics::default(),
+                bound: None,
             }))),
             waiters: Mutex::new(Vec::new()),
         })
@@ -115,14 +127,10 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(future, me.clone());
-        if me.shared.owned.insert(raw, 0).is_err() {
-            drop(notified);
-            // SAFETY: the owned list refused, so its reference is ours.
-            unsafe { raw.shutdown() };
-            return join;
+        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0);
+        if let Some(notified) = notified {
+            me.schedule(notified);
         }
-        me.schedule(notified);
         join
     }
 
@@ -131,15 +139,14 @@ impl Handle {
     pub(crate) fn block_on<F: Future>(me: &Arc<Handle>, fut: F) -> F::Output {
         let mut fut = pin!(fut);
         loop {
-            let core = me.core.lock().take();
-            if let Some(core) = core {
+            if let Some(core) = me.take_core() {
                 let cx = scheduler::Context::CurrentThread(Context {
                     handle: me.clone(),
                     core: RefCell::new(None),
                 });
                 /// If the `block_on` future panics, the core is still in
                 /// the context: hand it back so the runtime stays usable.
-                struct Recover<'a>(&'a scheduler::Context, &'a Handle);
+                struct Recover<'a>(&'a scheduler::Context, &'a Arc<Handle>);
                 impl Drop for Recover<'_> {
                     fn drop(&mut self) {
                         if let scheduler::Context::CurrentThread(cx) = self.0 {
@@ -178,7 +185,43 @@ impl Handle {
         }
     }
 
-    fn release_core(&self, core: Box<Core>) {
+    /// Takes the core to drive the runtime from this thread, if no other
+    /// thread drives it.
+    ///
+    /// # Panics
+    ///
+    /// Panics if live fibers bind it to another thread (module doc).
+    #[track_caller]
+    fn take_core(self: &Arc<Self>) -> Option<Box<Core>> {
+        let mut slot = self.core.lock();
+        let core = slot.take()?;
+        match &core.bound {
+            Some(b) if b.thread != thread_token() => {
+                let (fibers, name) = (b.fibers, b.name.clone());
+                *slot = Some(core);
+                drop(slot);
+                panic!(
+                    "this current-thread runtime cannot be driven from this thread: {fibers} \
+                     fiber(s) started on thread {name} are still alive, and a fiber never leaves the thread \
+                     it started on; call `block_on` on that thread until they finish, or use a \
+                     multi-thread runtime",
+                );
+            }
+            _ => Some(core),
+        }
+    }
+
+    /// Gives the core back, bound to this thread if fibers it started on
+    /// this runtime are alive.
+    fn release_core(self: &Arc<Self>, mut core: Box<Core>) {
+        core.bound = match fiber_pool::started_here(Arc::as_ptr(self) as usize) {
+            0 => None,
+            fibers => Some(Binding {
+                thread: thread_token(),
+                name: thread_name(),
+                fibers,
+            }),
+        };
         *self.core.lock() = Some(core);
         for w in std::mem::take(&mut *self.waiters.lock()) {
             w.unpark();
@@ -200,27 +243,41 @@ impl Handle {
         self.shared.is_shutdown.store(true, Release);
         // Fibers run on the thread that drives this runtime; unwind the
         // ones this thread started (others cannot be unwound elsewhere).
-        crate::fiber::unwind_all_on_this_thread(Arc::as_ptr(self) as usize);
+        fiber_pool::cancel_all(Arc::as_ptr(self) as usize);
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
         // Out of the lock first: dropping a yielded entry cancels its task,
         // which runs the future's destructor.
         let core = self.core.lock().take();
+        let stranded = core
+            .as_ref()
+            .and_then(|c| c.bound.clone())
+            .filter(|b| b.thread != thread_token());
         if let Some(mut core) = core {
             core.tasks.clear();
         }
         self.shared.inject.drain();
         self.shared.owned.close_and_shutdown_all();
-        self.driver_slot.shutdown();
+        self.common.driver_slot.shutdown();
+        if let Some(b) = stranded {
+            // Their tasks are gone; their stacks, which only their thread
+            // could unwind, were leaked (`fiber/future.rs`, rule 2).
+            eprintln!(
+                "fiber-runtime: a current-thread runtime was dropped on another thread than the \
+                 one its {} live fiber(s) started on: a fiber cannot be unwound off its thread, \
+                 so their stacks were leaked; drop the runtime on thread {}",
+                b.fibers, b.name,
+            );
+        }
     }
 
-    pub(crate) fn metrics(&self) -> RuntimeMetrics {
-        RuntimeMetrics {
+    pub(crate) fn metrics(&self) -> Snapshot {
+        Snapshot {
             workers: vec![self.shared.metrics.snapshot()],
             alive_tasks: self.shared.owned.len(),
-            alive_fibers: self.alive_fibers.load(Relaxed),
+            alive_fibers: self.common.alive_fibers.load(Relaxed),
             global_queue_depth: self.shared.inject.len(),
-            blocking_threads: self.blocking.num_threads(),
+            blocking_threads: self.common.blocking.num_threads(),
         }
     }
 }
@@ -274,7 +331,7 @@ impl Context {
                 // Nothing to do: park until a wake (a remote schedule or
                 // the `block_on` waker unparks us).
                 core.metrics.parks += 1;
-                crate::fiber::trim_stack_pools();
+                fiber_pool::trim();
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                 shared.metrics.flush(&core.metrics);
                 core.park.park();
@@ -309,6 +366,15 @@ impl Context {
             .take()
             .expect("current-thread core lost during a poll");
         (core, r)
+    }
+}
+
+/// How to name this thread in a message.
+fn thread_name() -> String {
+    let t = std::thread::current();
+    match t.name() {
+        Some(n) => format!("'{n}'"),
+        None => format!("{:?}", t.id()),
     }
 }
 

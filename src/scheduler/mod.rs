@@ -1,17 +1,60 @@
 //! Schedulers: which thread polls a task, and when.
 //!
 //! `Handle` is the cheap, cloneable reference every task and runtime handle
-//! holds; `Context` is the per-thread state of a thread driving one.
+//! holds; `Context` is the per-thread state of a thread driving one;
+//! `Common` is what both flavors share (configuration, driver, blocking
+//! pool, fiber count).
 
 pub(crate) mod blocking;
+pub(crate) mod context;
 pub(crate) mod current_thread;
 pub(crate) mod inject;
+pub(crate) mod metrics;
 pub(crate) mod multi_thread;
+pub(crate) mod park;
 
-use crate::runtime::metrics::RuntimeMetrics;
+use crate::driver;
+use crate::loom::AtomicUsize;
 use crate::task::JoinHandle;
+use park::DriverSlot;
 use std::future::Future;
 use std::sync::Arc;
+
+/// What the runtime's builder configures for the scheduler, either flavor.
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    /// The default stack size of fibers spawned on the runtime.
+    pub(crate) fiber_stack_size: usize,
+}
+
+/// The parts of a runtime both flavors have.
+pub(crate) struct Common {
+    pub(crate) config: Config,
+    pub(crate) blocking: blocking::Spawner,
+    /// What tasks and sockets use to reach the driver.
+    pub(crate) driver: driver::Handle,
+    /// The driver itself, turned by whichever thread parks first.
+    pub(crate) driver_slot: Arc<DriverSlot>,
+    /// Fibers spawned and not yet dropped (each `FiberFuture` holds a
+    /// clone and decrements it when dropped).
+    pub(crate) alive_fibers: Arc<AtomicUsize>,
+}
+
+impl Common {
+    pub(crate) fn new(
+        config: Config,
+        blocking: blocking::Spawner,
+        driver_slot: Arc<DriverSlot>,
+    ) -> Common {
+        Common {
+            config,
+            blocking,
+            driver: driver_slot.handle().clone(),
+            driver_slot,
+            alive_fibers: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub(crate) enum Handle {
@@ -25,6 +68,14 @@ pub(crate) enum Context {
 }
 
 impl Handle {
+    pub(crate) fn common(&self) -> &Common {
+        match self {
+            Handle::CurrentThread(h) => &h.common,
+            Handle::MultiThread(h) => &h.common,
+        }
+    }
+
+    /// Spawns a task.
     pub(crate) fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -36,11 +87,22 @@ impl Handle {
         }
     }
 
-    pub(crate) fn blocking_spawner(&self) -> &blocking::Spawner {
+    /// Spawns the task of a fiber: once it first runs, it runs only on
+    /// that thread.
+    pub(crate) fn spawn_fiber<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         match self {
-            Handle::CurrentThread(h) => &h.blocking,
-            Handle::MultiThread(h) => &h.blocking,
+            // Every task runs on the thread driving the runtime.
+            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future),
+            Handle::MultiThread(h) => multi_thread::Handle::spawn_pinned(h, future),
         }
+    }
+
+    pub(crate) fn blocking_spawner(&self) -> &blocking::Spawner {
+        &self.common().blocking
     }
 
     /// Identifies the runtime (the address of its shared state).
@@ -51,28 +113,7 @@ impl Handle {
         }
     }
 
-    pub(crate) fn fiber_stack_size(&self) -> usize {
-        match self {
-            Handle::CurrentThread(h) => h.fiber_stack_size,
-            Handle::MultiThread(h) => h.fiber_stack_size,
-        }
-    }
-
-    pub(crate) fn fiber_counter(&self) -> Arc<std::sync::atomic::AtomicUsize> {
-        match self {
-            Handle::CurrentThread(h) => h.alive_fibers.clone(),
-            Handle::MultiThread(h) => h.alive_fibers.clone(),
-        }
-    }
-
-    pub(crate) fn driver(&self) -> &crate::runtime::driver::Handle {
-        match self {
-            Handle::CurrentThread(h) => &h.driver,
-            Handle::MultiThread(h) => &h.driver,
-        }
-    }
-
-    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+    pub(crate) fn metrics(&self) -> metrics::Snapshot {
         match self {
             Handle::CurrentThread(h) => h.metrics(),
             Handle::MultiThread(h) => h.metrics(),

@@ -4,7 +4,9 @@
 
 use super::core::{Cell, Header, Vtable};
 use super::error::JoinError;
-use super::state::{TransitionToIdle, TransitionToRunning};
+use super::state::{
+    TransitionToIdle, TransitionToRunning, TransitionToShutdown, TransitionToTerminal,
+};
 use super::waker::waker_ref;
 use super::{Notified, RawTask, Schedule};
 use std::future::Future;
@@ -69,7 +71,7 @@ unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<H
     // SAFETY: the task is alive while we hold RUNNING (we own a reference).
     let waker = unsafe { waker_ref(ptr) };
     let mut cx = Context::from_waker(&waker);
-    if crate::runtime::coop::budget(|| poll_future(cell, &mut cx)).is_ready() {
+    if super::coop::budget(|| poll_future(cell, &mut cx)).is_ready() {
         complete(cell, ptr);
         return;
     }
@@ -209,7 +211,7 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
     }));
     // Our reference, plus the owned list's if the scheduler held it.
     let count = 1 + u32::from(released);
-    if cell.header.state.transition_to_terminal(count) {
+    if cell.header.state.transition_to_terminal(count) == TransitionToTerminal::Dealloc {
         // SAFETY: those were the last references.
         unsafe { dealloc::<F, S>(ptr) };
     }
@@ -348,7 +350,7 @@ unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
 unsafe fn shutdown<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the caller's reference keeps the cell alive.
     let cell = unsafe { cell::<F, S>(ptr) };
-    if cell.header.state.transition_to_shutdown() {
+    if cell.header.state.transition_to_shutdown() == TransitionToShutdown::Cancel {
         // We own RUNNING now: drop the future here.
         cancel_task(cell);
         complete(cell, ptr);

@@ -2,6 +2,7 @@
 
 use super::RawTask;
 use super::error::JoinError;
+use super::state::DropJoinHandleFast;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -9,8 +10,8 @@ use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll};
 
-/// An owned permission to join a task (or, later, a fiber): await it for
-/// the task's output.
+/// An owned permission to join a task or a fiber: await it for its
+/// output.
 ///
 /// `JoinHandle<T>` is a [`Future`] whose output is `Result<T, JoinError>`:
 /// `Ok` with the task's value, or a [`JoinError`] if it panicked or was
@@ -92,8 +93,8 @@ impl<T> JoinHandle<T> {
 
     /// Waits for the task in blocking style and returns its output.
     ///
-    /// On a thread outside any runtime, this blocks the thread. (Inside a
-    /// fiber, it suspends the fiber: see the `fiber` module, once it lands.)
+    /// Inside a fiber, this suspends the fiber (the worker runs other work
+    /// meanwhile); on a thread outside any runtime, it blocks the thread.
     ///
     /// # Panics
     ///
@@ -109,16 +110,7 @@ impl<T> JoinHandle<T> {
     /// ```
     #[track_caller]
     pub fn join(self) -> Result<T, JoinError> {
-        match crate::fiber::wait_if_in_fiber(self) {
-            Ok(out) => out,
-            Err(this) => {
-                crate::runtime::context::assert_blocking_allowed(
-                    "JoinHandle::join",
-                    "`.await` the JoinHandle",
-                );
-                crate::runtime::park::block_on_thread(this)
-            }
-        }
+        crate::wait::wait(self, "JoinHandle::join", "`.await` the JoinHandle")
     }
 }
 
@@ -127,7 +119,7 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // A ready `JoinHandle` spends the task's cooperative budget.
-        std::task::ready!(crate::runtime::coop::poll_proceed(cx));
+        std::task::ready!(crate::task::coop::poll_proceed(cx));
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
         let dst = NonNull::from(&mut out).cast::<()>();
         // SAFETY: we are the task's `JoinHandle` and `dst` points to a
@@ -135,7 +127,7 @@ impl<T> Future for JoinHandle<T> {
         // (fixed when the handle was created by `spawn`).
         unsafe { (self.raw.header().vtable.try_read_output)(self.raw.ptr(), dst, cx.waker()) };
         if out.is_pending() {
-            crate::runtime::coop::refund();
+            crate::task::coop::refund();
         }
         out
     }
@@ -143,7 +135,7 @@ impl<T> Future for JoinHandle<T> {
 
 impl<T> Drop for JoinHandle<T> {
     fn drop(&mut self) {
-        if self.raw.header().state.drop_join_handle_fast().is_ok() {
+        if self.raw.header().state.drop_join_handle_fast() == DropJoinHandleFast::Done {
             return;
         }
         // SAFETY: we are the `JoinHandle` and give up its reference.

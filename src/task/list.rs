@@ -15,10 +15,11 @@
 //! while an inserter adds another). Slot numbers interleave shards: slot
 //! `n` belongs to shard `n & mask`, at index `n >> shard_bits`.
 
-use super::RawTask;
 use super::core::NO_SLOT;
+use super::{JoinHandle, Notified, RawTask, Schedule, new_task};
 use crate::loom::{AtomicIsize, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 use crate::util::CachePadded;
+use std::future::Future;
 use std::ptr::NonNull;
 
 /// At most this many shards (workers beyond share them).
@@ -40,6 +41,10 @@ const MAX_SEGMENTS: usize = 4;
 const EMPTY: usize = 0;
 
 type Segment = [AtomicUsize];
+
+/// The list is closed: the runtime is shutting down.
+#[derive(Debug)]
+struct Closed;
 
 pub(crate) struct OwnedTasks {
     shards: Box<[CachePadded<Shard>]>,
@@ -131,6 +136,33 @@ impl OwnedTasks {
         self.shards.len() - 1
     }
 
+    /// The one spawn path: allocates a task for `future` under
+    /// `scheduler` and adds it to shard `hint`. Returns its `JoinHandle`
+    /// and its first queue entry, for the caller to submit; `None` if the
+    /// list is closed (the runtime is shutting down), in which case the
+    /// task is already cancelled and its `JoinHandle` says so.
+    pub(crate) fn bind<F, S>(
+        &self,
+        future: F,
+        scheduler: S,
+        hint: usize,
+    ) -> (JoinHandle<F::Output>, Option<Notified>)
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+        S: Schedule,
+    {
+        let (notified, join, raw) = new_task(future, scheduler);
+        if self.insert(raw, hint).is_err() {
+            drop(notified);
+            // SAFETY: the list refused the task, so its reference is ours
+            // to give up; the task was never submitted.
+            unsafe { raw.shutdown() };
+            return (join, None);
+        }
+        (join, Some(notified))
+    }
+
     /// Adds a new task to shard `hint` (modulo the shard count), taking
     /// over its owned-list reference. Fails if the list is closed (the
     /// runtime is shutting down): the caller must then shut the task down.
@@ -138,12 +170,12 @@ impl OwnedTasks {
     /// # Panics
     ///
     /// Panics if a shard would hold more than 16M live tasks.
-    pub(crate) fn insert(&self, task: RawTask, hint: usize) -> Result<(), ()> {
+    fn insert(&self, task: RawTask, hint: usize) -> Result<(), Closed> {
         let shard_idx = hint & self.mask();
         let shard = &self.shards[shard_idx];
         let mut synced = shard.synced.lock();
         if synced.closed {
-            return Err(());
+            return Err(Closed);
         }
         let index = if synced.used > 0 && shard.vacant.load(Relaxed) * 4 > synced.used as isize {
             // Reuse: at least a quarter of the slots are empty, so the scan

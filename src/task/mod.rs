@@ -48,6 +48,7 @@
 //! `#[repr(C)]` cell and the vtable stored in the header was instantiated
 //! for exactly that `F` and `S` at allocation.
 
+pub(crate) mod coop;
 mod core;
 mod error;
 mod harness;
@@ -154,7 +155,9 @@ impl RawTask {
     }
 
     fn remote_abort(self) {
-        if self.header().state.transition_to_notified_and_cancel() {
+        if self.header().state.transition_to_notified_and_cancel()
+            == state::TransitionToNotifiedAndCancel::Submit
+        {
             // SAFETY: the transition took a reference for the submission.
             unsafe { (self.header().vtable.schedule)(self.ptr) }
         }
@@ -278,8 +281,9 @@ impl std::fmt::Debug for Notified {
 
 /// Allocates a task. Returns its first `Notified` (to submit), its
 /// `JoinHandle`, and the raw pointer whose owned-list reference the caller
-/// must hand to an [`list::OwnedTasks`] (or give up with `shutdown`).
-pub(crate) fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
+/// must hand to an [`list::OwnedTasks`] (or give up: see [`unowned`]).
+/// The schedulers spawn through [`list::OwnedTasks::bind`] instead.
+fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -290,6 +294,23 @@ where
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };
     (notified, JoinHandle::new(raw), raw)
+}
+
+/// Allocates a task that no owned list tracks (a blocking closure, whose
+/// pool cancels its queue at shutdown itself): returns its first queue
+/// entry and its `JoinHandle`.
+pub(crate) fn unowned<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+    S: Schedule,
+{
+    let (notified, join, raw) = new_task(future, scheduler);
+    // The owned list's reference is not needed: give it up (never the
+    // last: the queue entry and the handle hold two more).
+    let last = raw.header().state.ref_dec();
+    debug_assert!(!last);
+    (notified, join)
 }
 
 #[cfg(test)]

@@ -100,6 +100,45 @@ pub(crate) enum TransitionToNotifiedByRef {
     Submit,
 }
 
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TransitionToTerminal {
+    /// Other references remain.
+    Keep,
+    /// Those were the last references: deallocate.
+    Dealloc,
+}
+
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TransitionToNotifiedAndCancel {
+    /// Marked (or already marked, or complete): nothing to submit.
+    DoNothing,
+    /// A new reference was taken for a `Notified` to submit, so that a
+    /// worker cancels the idle task.
+    Submit,
+}
+
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum TransitionToShutdown {
+    /// The task was idle: the caller owns `RUNNING` and must cancel and
+    /// complete it.
+    Cancel,
+    /// It is running (its poller sees `CANCELLED`) or complete: the caller
+    /// only drops its reference.
+    Skip,
+}
+
+#[must_use]
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum DropJoinHandleFast {
+    /// Dropped the `JoinHandle`'s interest and reference.
+    Done,
+    /// The state was not the initial one: take the slow path.
+    Slow,
+}
+
 impl State {
     pub(crate) fn new() -> State {
         State {
@@ -207,9 +246,8 @@ impl State {
         Snapshot(prev.0 ^ DELTA)
     }
 
-    /// Drops `count` references after completion. Returns `true` if they
-    /// were the last ones and the task must be deallocated.
-    pub(crate) fn transition_to_terminal(&self, count: u32) -> bool {
+    /// Drops `count` references after completion.
+    pub(crate) fn transition_to_terminal(&self, count: u32) -> TransitionToTerminal {
         let prev = Snapshot(self.val.fetch_sub(count * REF_ONE, AcqRel));
         assert!(
             prev.ref_count() >= count,
@@ -217,7 +255,11 @@ impl State {
             prev.ref_count(),
             count
         );
-        prev.ref_count() == count
+        if prev.ref_count() == count {
+            TransitionToTerminal::Dealloc
+        } else {
+            TransitionToTerminal::Keep
+        }
     }
 
     /// A waker consumed by `wake()`.
@@ -264,57 +306,55 @@ impl State {
         })
     }
 
-    /// `abort()`: marks the task cancelled. Returns `true` if the caller took
-    /// a new reference and must submit a `Notified` so that a worker cancels
-    /// the task.
-    pub(crate) fn transition_to_notified_and_cancel(&self) -> bool {
+    /// `abort()`: marks the task cancelled.
+    pub(crate) fn transition_to_notified_and_cancel(&self) -> TransitionToNotifiedAndCancel {
+        use TransitionToNotifiedAndCancel::*;
         self.fetch_update_action(|curr| {
             let mut next = curr;
             if curr.is_cancelled() || curr.is_complete() {
-                (false, None)
+                (DoNothing, None)
             } else if curr.is_running() {
                 // The poller sees CANCELLED when the poll returns.
                 next.0 |= NOTIFIED | CANCELLED;
-                (false, Some(next))
+                (DoNothing, Some(next))
             } else if curr.is_notified() {
                 // Already queued: the worker that pops it cancels it.
                 next.0 |= CANCELLED;
-                (false, Some(next))
+                (DoNothing, Some(next))
             } else {
                 next.0 |= CANCELLED | NOTIFIED;
                 next.ref_inc();
-                (true, Some(next))
+                (Submit, Some(next))
             }
         })
     }
 
-    /// Runtime shutdown: marks the task cancelled and, if it is idle, claims
-    /// `RUNNING` for the caller, who must then cancel and complete it.
-    pub(crate) fn transition_to_shutdown(&self) -> bool {
-        let mut claimed = false;
-        let _ = self.fetch_update(|curr| {
+    /// Runtime shutdown: marks the task cancelled and, if it is idle,
+    /// claims `RUNNING` for the caller.
+    pub(crate) fn transition_to_shutdown(&self) -> TransitionToShutdown {
+        self.fetch_update_action(|curr| {
             let mut next = curr;
-            claimed = curr.is_idle();
-            if claimed {
-                next.0 |= RUNNING;
-            }
             next.0 |= CANCELLED;
-            Some(next)
-        });
-        claimed
+            if curr.is_idle() {
+                next.0 |= RUNNING;
+                (TransitionToShutdown::Cancel, Some(next))
+            } else {
+                (TransitionToShutdown::Skip, Some(next))
+            }
+        })
     }
 
     /// Fast path of dropping a `JoinHandle` right after spawn.
-    pub(crate) fn drop_join_handle_fast(&self) -> Result<(), ()> {
-        self.val
-            .compare_exchange_weak(
-                INITIAL_STATE,
-                (INITIAL_STATE - REF_ONE) & !JOIN_INTEREST,
-                Release,
-                Relaxed,
-            )
-            .map(|_| ())
-            .map_err(|_| ())
+    pub(crate) fn drop_join_handle_fast(&self) -> DropJoinHandleFast {
+        match self.val.compare_exchange_weak(
+            INITIAL_STATE,
+            (INITIAL_STATE - REF_ONE) & !JOIN_INTEREST,
+            Release,
+            Relaxed,
+        ) {
+            Ok(_) => DropJoinHandleFast::Done,
+            Err(_) => DropJoinHandleFast::Slow,
+        }
     }
 
     /// The `JoinHandle` is dropped. Fails with the snapshot if the task is
@@ -463,8 +503,14 @@ mod tests {
         ));
         assert!(matches!(s.transition_to_idle(), TransitionToIdle::Ok));
         assert_eq!(s.load().ref_count(), 2);
-        assert!(s.transition_to_notified_and_cancel());
-        assert!(!s.transition_to_notified_and_cancel());
+        assert_eq!(
+            s.transition_to_notified_and_cancel(),
+            TransitionToNotifiedAndCancel::Submit
+        );
+        assert_eq!(
+            s.transition_to_notified_and_cancel(),
+            TransitionToNotifiedAndCancel::DoNothing
+        );
         assert!(matches!(
             s.transition_to_running(),
             TransitionToRunning::Cancelled

@@ -1,6 +1,6 @@
 //! A scheduler for unit and loom tests: a plain queue that the test drains.
 
-use super::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, new_task};
+use super::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, unowned};
 use crate::loom::Mutex;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -38,10 +38,7 @@ impl TestSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = new_task(fut, self.clone());
-        // No owned list: give up its reference (never the last).
-        assert!(!raw.header().state.ref_dec());
-        (notified, join)
+        unowned(fut, self.clone())
     }
 
     pub(crate) fn pop(&self) -> Option<Runnable> {

@@ -30,11 +30,18 @@ fn header<'a>(ptr: *const ()) -> &'a Header {
     unsafe { &*(ptr as *const Header) }
 }
 
+/// # Safety
+///
+/// `ptr` is the header of a live task whose reference this waker holds
+/// (or borrows): the `RawWakerVTable` contract, as for the three below.
 unsafe fn clone_waker(ptr: *const ()) -> RawWaker {
     header(ptr).state.ref_inc();
     RawWaker::new(ptr, &WAKER_VTABLE)
 }
 
+/// # Safety
+///
+/// As `clone_waker`; the waker's reference is consumed.
 unsafe fn wake_by_val(ptr: *const ()) {
     let h = header(ptr);
     // SAFETY: `ptr` is non-null (it came from a `NonNull<Header>`).
@@ -48,6 +55,9 @@ unsafe fn wake_by_val(ptr: *const ()) {
     }
 }
 
+/// # Safety
+///
+/// As `clone_waker`.
 unsafe fn wake_by_ref(ptr: *const ()) {
     let h = header(ptr);
     match h.state.transition_to_notified_by_ref() {
@@ -61,6 +71,9 @@ unsafe fn wake_by_ref(ptr: *const ()) {
     }
 }
 
+/// # Safety
+///
+/// As `clone_waker`; the waker's reference is consumed.
 unsafe fn drop_waker(ptr: *const ()) {
     let h = header(ptr);
     if h.state.ref_dec() {

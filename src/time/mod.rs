@@ -39,7 +39,7 @@ mod wheel;
 
 pub use std::time::{Duration, Instant};
 
-use crate::runtime::context;
+use crate::scheduler::context;
 use driver::TimerKey;
 use std::fmt;
 use std::future::Future;
@@ -49,7 +49,7 @@ use std::task::{Context, Poll};
 
 #[track_caller]
 fn current_handle(what: &str) -> Arc<driver::Handle> {
-    match context::with_current(|h| h.driver().time.clone()) {
+    match context::with_current(|h| h.common().driver.time.clone()) {
         Ok(h) => h,
         Err(_) => panic!(
             "`{what}` called outside a fiber-runtime runtime: timers need a runtime to drive \
@@ -196,7 +196,7 @@ impl Future for Sleep {
         if this.fired {
             return Poll::Ready(());
         }
-        std::task::ready!(crate::runtime::coop::poll_proceed(cx));
+        std::task::ready!(crate::task::coop::poll_proceed(cx));
         let fired = match this.key {
             Some(key) => this.handle.poll(key, cx.waker()),
             None => {
@@ -228,7 +228,7 @@ impl Future for Sleep {
             this.fired = true;
             Poll::Ready(())
         } else {
-            crate::runtime::coop::refund();
+            crate::task::coop::refund();
             Poll::Pending
         }
     }
@@ -236,7 +236,7 @@ impl Future for Sleep {
 
 /// The wheel a timer registers in: the current worker's own.
 fn shard_hint() -> usize {
-    crate::runtime::context::worker_index().unwrap_or(0)
+    context::worker_index().unwrap_or(0)
 }
 
 impl Drop for Sleep {

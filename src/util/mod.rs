@@ -8,3 +8,6 @@ pub(crate) use rand::FastRand;
 
 mod cache_padded;
 pub(crate) use cache_padded::CachePadded;
+
+mod thread_token;
+pub(crate) use thread_token::thread_token;

@@ -72,6 +72,25 @@ pub(crate) fn multi_thread(workers: usize) -> Runtime {
         .expect("building a multi_thread runtime")
 }
 
+/// Runs the future `make` builds on a fresh runtime of `flavor`, on a
+/// thread of its own, failing the test if it hangs.
+#[track_caller]
+pub(crate) fn run<F, Fut>(flavor: Flavor, what: &str, make: F) -> Fut::Output
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future,
+    Fut::Output: Send + 'static,
+{
+    run_with_timeout(&format!("{what} on {flavor:?}"), move || {
+        flavor.build().block_on(make())
+    })
+}
+
+/// `n` milliseconds.
+pub(crate) fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
 /// Runs `rt.block_on` of a loop that yields until `cond` holds. Works on
 /// both flavors: on a current-thread runtime this is what drives the tasks.
 #[track_caller]
@@ -131,6 +150,43 @@ pub(crate) fn run_with_timeout_in<R: Send + 'static>(
         Ok(Ok(r)) => r,
         Ok(Err(payload)) => panic::resume_unwind(payload),
         Err(_) => panic!("timed out (hang?): {what}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Child processes
+// ---------------------------------------------------------------------------
+
+/// Re-runs this test binary on test `test` only, as a child process with
+/// `var=value` in its environment (the test checks `var` to know it is
+/// the child), and returns the child's output; kills it and fails the
+/// test if it hangs. For what must not happen in the test process itself
+/// (an abort, a resource limit).
+#[track_caller]
+pub(crate) fn run_child(test: &str, var: &str, value: &str) -> std::process::Output {
+    use std::process::{Command, Stdio};
+    let exe = std::env::current_exe().expect("current_exe");
+    let child = Command::new(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(var, value)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawning the child test process");
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(TIMEOUT * 2) {
+        Ok(out) => out.expect("waiting for the child"),
+        Err(_) => {
+            // SAFETY: plain system call on the child we spawned (not yet
+            // reaped: its waiter has not returned).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("the child of {test} ({var}={value}) hung; killed it");
+        }
     }
 }
 

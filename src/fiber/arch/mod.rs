@@ -44,39 +44,3 @@ pub(crate) type Entry = unsafe extern "C" fn(arg: usize, data: *mut u8) -> !;
 
 #[cfg(test)]
 mod tests;
-
-/// Two contexts ping-ponging `round_trips` times on a pooled stack (each
-/// round trip is two switches); for the raw switch benchmark.
-pub(crate) fn ping_pong(round_trips: u64) -> std::time::Duration {
-    struct Link {
-        main_sp: *mut u8,
-        fiber_sp: *mut u8,
-    }
-    unsafe extern "C" fn echo(mut arg: usize, data: *mut u8) -> ! {
-        let link = data.cast::<Link>();
-        loop {
-            // SAFETY: `link` outlives every switch to us, and we were
-            // resumed with `main_sp` as the link.
-            arg = unsafe { suspend(&raw mut (*link).main_sp, arg) };
-        }
-    }
-    let mut pool = super::stack::StackPool::new(16 * 1024, 1);
-    let stack = pool.alloc().expect("a 16 KiB fiber stack");
-    let mut link = Link {
-        main_sp: std::ptr::null_mut(),
-        fiber_sp: std::ptr::null_mut(),
-    };
-    // SAFETY: a pooled stack that nothing else uses.
-    link.fiber_sp = unsafe { init_stack(stack.top(), echo, (&raw mut link).cast()) };
-    let start = std::time::Instant::now();
-    for i in 0..round_trips as usize {
-        // SAFETY: the other context is suspended at `fiber_sp` on a live
-        // stack; it is abandoned (never resumed) after the loop.
-        let (r, sp) = unsafe { resume(link.fiber_sp, &raw mut link.main_sp, i) };
-        link.fiber_sp = sp;
-        debug_assert_eq!(r, i);
-    }
-    let elapsed = start.elapsed();
-    pool.free(stack);
-    elapsed
-}

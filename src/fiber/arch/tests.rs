@@ -335,3 +335,63 @@ fn deep_recursion_runs_on_the_fiber_stack() {
     let sum = unsafe { link.resume(0) };
     assert_eq!(sum as u64, (1..=10_000u64).sum::<u64>());
 }
+
+/// The raw switch against corosensei's, interleaved in one run. A
+/// benchmark, not a test (it asserts nothing about time), so ignored:
+/// `cargo test --release --lib -- --ignored --nocapture raw_switch`.
+#[cfg(not(loom))]
+#[test]
+#[ignore = "a benchmark: run it in release with --ignored --nocapture"]
+fn raw_switch_against_corosensei() {
+    use std::time::Instant;
+    const ROUND_TRIPS: usize = 2_000_000;
+    fn ours() -> f64 {
+        let mut stack = HeapStack::new(16 * 1024);
+        let mut link = Link {
+            main_sp: std::ptr::null_mut(),
+            fiber_sp: std::ptr::null_mut(),
+        };
+        // SAFETY: a fresh stack that only this fiber uses.
+        link.fiber_sp = unsafe { init_stack(stack.top(), plus_one, (&raw mut link).cast()) };
+        let start = Instant::now();
+        for i in 0..ROUND_TRIPS {
+            // SAFETY: the fiber is suspended at `fiber_sp` on a live
+            // stack; it is abandoned (never resumed) after the loop.
+            black_box(unsafe { link.resume(i) });
+        }
+        start.elapsed().as_nanos() as f64 / (2 * ROUND_TRIPS) as f64
+    }
+    fn corosensei() -> f64 {
+        use corosensei::{Coroutine, CoroutineResult};
+        let mut co = Coroutine::new(|yielder, mut x: usize| {
+            loop {
+                x = yielder.suspend(x + 1);
+            }
+        });
+        let start = Instant::now();
+        for i in 0..ROUND_TRIPS {
+            let CoroutineResult::Yield(v) = co.resume(i);
+            black_box(v);
+        }
+        let ns = start.elapsed().as_nanos() as f64 / (2 * ROUND_TRIPS) as f64;
+        // Never returns: unwinding it on drop would need a resume, which
+        // is not what we time.
+        std::mem::forget(co);
+        ns
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        a.push(ours());
+        b.push(corosensei());
+    }
+    let (a, b) = (median(a), median(b));
+    println!(
+        "raw switch, medians of 7 interleaved rounds: ours {a:.2} ns, corosensei {b:.2} ns, \
+         ratio {:.2}",
+        a / b
+    );
+}

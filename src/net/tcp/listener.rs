@@ -100,7 +100,7 @@ impl TcpListener {
     ///     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     ///     let addr = l.local_addr().unwrap();
     ///     let server = fiber::spawn(move || {
-    ///         let (mut s, _) = l.accept_blocking().unwrap();
+    ///         let (mut s, _) = l.blocking_accept().unwrap();
     ///         let mut buf = [0; 4];
     ///         s.read_exact(&mut buf).unwrap();
     ///         s.write_all(&buf).unwrap();
@@ -117,10 +117,10 @@ impl TcpListener {
     /// });
     /// ```
     #[track_caller]
-    pub fn accept_blocking(&self) -> io::Result<(TcpStream, SocketAddr)> {
+    pub fn blocking_accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
         let (stream, addr) = self.io.blocking(
             crate::reactor::scheduled_io::Direction::Read,
-            "TcpListener::accept_blocking",
+            "TcpListener::blocking_accept",
             "`.accept().await`",
             |l| l.accept(),
         )?;

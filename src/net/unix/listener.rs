@@ -65,12 +65,12 @@ impl UnixListener {
     ///
     /// # Examples
     ///
-    /// See [`TcpListener::accept_blocking`](crate::net::TcpListener::accept_blocking).
+    /// See [`TcpListener::blocking_accept`](crate::net::TcpListener::blocking_accept).
     #[track_caller]
-    pub fn accept_blocking(&self) -> io::Result<(UnixStream, SocketAddr)> {
+    pub fn blocking_accept(&self) -> io::Result<(UnixStream, SocketAddr)> {
         let (s, addr) = self.io.blocking(
             crate::reactor::scheduled_io::Direction::Read,
-            "UnixListener::accept_blocking",
+            "UnixListener::blocking_accept",
             "`.accept().await`",
             |l| l.accept(),
         )?;

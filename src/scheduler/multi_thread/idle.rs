@@ -5,8 +5,7 @@
 //! worker only if nobody is searching: a searching worker will find it, and
 //! the last searcher to find work wakes the next one (`worker.rs`).
 
-use crate::loom::{AtomicUsize, Mutex, Ordering::*};
-use std::sync::atomic::fence;
+use crate::loom::{AtomicUsize, Mutex, Ordering::*, fence};
 
 /// `num_searching` in the low 16 bits, `num_unparked` above.
 const UNPARK_SHIFT: usize = 16;

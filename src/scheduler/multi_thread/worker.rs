@@ -32,15 +32,13 @@
 
 use super::idle::Idle;
 use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
-use crate::loom::{AtomicBool, Mutex, Ordering::*};
-use crate::runtime::context;
-use crate::runtime::driver;
-use crate::runtime::metrics::{LocalMetrics, RuntimeMetrics, WorkerMetrics};
-use crate::runtime::park::{DriverSlot, Parker, Unparker};
-use crate::scheduler::{self, blocking, inject::Inject};
-use crate::task::{
-    self, JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks,
-};
+use crate::fiber::pool as fiber_pool;
+use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
+use crate::scheduler::context;
+use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
+use crate::scheduler::park::{Parker, Unparker};
+use crate::scheduler::{self, Common, inject::Inject};
+use crate::task::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks};
 use crate::util::{CachePadded, FastRand};
 use std::cell::RefCell;
 use std::future::Future;
@@ -57,11 +55,7 @@ const MAX_LIFO_POLLS_PER_TICK: usize = 3;
 /// Shared by all workers and every task of the runtime.
 pub(crate) struct Handle {
     pub(crate) shared: Shared,
-    pub(crate) blocking: blocking::Spawner,
-    pub(crate) driver: driver::Handle,
-    driver_slot: Arc<DriverSlot>,
-    pub(crate) fiber_stack_size: usize,
-    pub(crate) alive_fibers: Arc<std::sync::atomic::AtomicUsize>,
+    pub(crate) common: Common,
 }
 
 pub(crate) struct Shared {
@@ -83,7 +77,7 @@ struct Remote {
     steal: Steal,
     /// Pinned tasks (fibers) woken from other threads, for this worker.
     inbox: Mutex<Vec<Notified>>,
-    inbox_len: crate::loom::AtomicUsize,
+    inbox_len: AtomicUsize,
     unpark: Unparker,
     metrics: WorkerMetrics,
 }
@@ -119,21 +113,16 @@ pub(crate) struct Context {
 
 /// Builds the shared state and one core per worker.
 #[allow(clippy::vec_box)] // see `Shared::shutdown_cores`
-pub(crate) fn create(
-    num_workers: usize,
-    blocking: blocking::Spawner,
-    driver_slot: Arc<DriverSlot>,
-    fiber_stack_size: usize,
-) -> (Arc<Handle>, Vec<Box<Core>>) {
+pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Box<Core>>) {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
     for index in 0..num_workers {
         let (steal, run_queue) = queue::local();
-        let park = Parker::with_driver(driver_slot.clone());
+        let park = Parker::with_driver(common.driver_slot.clone());
         remotes.push(Remote {
             steal,
             inbox: Mutex::new(Vec::new()),
-            inbox_len: crate::loom::AtomicUsize::new(0),
+            inbox_len: AtomicUsize::new(0),
             unpark: park.unparker(),
             metrics: WorkerMetrics::default(),
         });
@@ -160,11 +149,7 @@ pub(crate) fn create(
             is_shutdown: AtomicBool::new(false),
             shutdown_cores: Mutex::new(Vec::new()),
         },
-        blocking,
-        driver: driver_slot.handle().clone(),
-        driver_slot,
-        fiber_stack_size,
-        alive_fibers: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        common,
     });
     (handle, cores)
 }
@@ -214,7 +199,7 @@ impl Context {
         // Fibers started here unwind here, before the worker exits (they
         // may never run on another thread).
         *self.core.borrow_mut() = Some(core);
-        crate::fiber::unwind_all_on_this_thread(Arc::as_ptr(&self.handle) as usize);
+        fiber_pool::cancel_all(Arc::as_ptr(&self.handle) as usize);
         let core = self
             .core
             .borrow_mut()
@@ -286,7 +271,7 @@ impl Context {
             return core;
         }
         // Idle from here: give back surplus fiber stack pages.
-        crate::fiber::trim_stack_pools();
+        fiber_pool::trim();
         core.metrics.parks += 1;
         // Adds the busy stretch up to now (once) and publishes.
         core.flush_metrics(&self.handle);
@@ -436,15 +421,11 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (notified, join, raw) = task::new_task(future, me.clone());
-        if me.shared.owned.insert(raw, me.spawn_shard()).is_err() {
-            // Shutting down: the task is cancelled before it ever runs.
-            drop(notified);
-            // SAFETY: the owned list refused, so its reference is ours.
-            unsafe { raw.shutdown() };
-            return join;
+        let (join, notified) = me.shared.owned.bind(future, me.clone(), me.spawn_shard());
+        // `None`: shutting down, the task is cancelled before it ever runs.
+        if let Some(notified) = notified {
+            me.schedule_task(notified, false);
         }
-        me.schedule_task(notified, false);
         join
     }
 
@@ -478,16 +459,12 @@ impl Handle {
     {
         let sched = PinnedSchedule {
             handle: me.clone(),
-            owner: std::sync::atomic::AtomicUsize::new(NO_OWNER),
+            owner: AtomicUsize::new(NO_OWNER),
         };
-        let (notified, join, raw) = task::new_task(future, sched);
-        if me.shared.owned.insert(raw, me.spawn_shard()).is_err() {
-            drop(notified);
-            // SAFETY: the owned list refused, so its reference is ours.
-            unsafe { raw.shutdown() };
-            return join;
+        let (join, notified) = me.shared.owned.bind(future, sched, me.spawn_shard());
+        if let Some(notified) = notified {
+            me.schedule_task(notified, false);
         }
-        me.schedule_task(notified, false);
         join
     }
 
@@ -621,11 +598,11 @@ impl Handle {
         // Cancelling may have spawned (refused) or woken tasks; drain again.
         self.shared.owned.close_and_shutdown_all();
         // Sockets and timers that outlive the runtime fail instead of hanging.
-        self.driver_slot.shutdown();
+        self.common.driver_slot.shutdown();
     }
 
-    pub(crate) fn metrics(&self) -> RuntimeMetrics {
-        RuntimeMetrics {
+    pub(crate) fn metrics(&self) -> Snapshot {
+        Snapshot {
             workers: self
                 .shared
                 .remotes
@@ -633,9 +610,9 @@ impl Handle {
                 .map(|r| r.metrics.snapshot())
                 .collect(),
             alive_tasks: self.shared.owned.len(),
-            alive_fibers: self.alive_fibers.load(Relaxed),
+            alive_fibers: self.common.alive_fibers.load(Relaxed),
             global_queue_depth: self.shared.inject.len(),
-            blocking_threads: self.blocking.num_threads(),
+            blocking_threads: self.common.blocking.num_threads(),
         }
     }
 }
@@ -665,7 +642,7 @@ pub(crate) struct PinnedSchedule {
     /// The owner worker's index, set once, by the first poll (on the owner
     /// itself) before the task runs. A wake that reads it got the task
     /// through the state word after that poll, which orders the two.
-    owner: std::sync::atomic::AtomicUsize,
+    owner: AtomicUsize,
 }
 
 impl Schedule for PinnedSchedule {

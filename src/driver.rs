@@ -1,8 +1,8 @@
-//! The runtime's driver: the I/O reactor and the timer wheel, turned
-//! together by the thread about to park (`park.rs`).
+//! The runtime's driver: the I/O reactor and the timer wheels, turned
+//! together by the thread about to park (`scheduler/park.rs`).
 
 use crate::reactor;
-use crate::time;
+use crate::time::driver as timer;
 use std::io;
 use std::sync::Arc;
 use std::task::Waker;
@@ -18,7 +18,7 @@ pub(crate) struct Driver {
 #[derive(Clone, Debug)]
 pub(crate) struct Handle {
     pub(crate) io: Arc<reactor::Handle>,
-    pub(crate) time: Arc<time::driver::Handle>,
+    pub(crate) time: Arc<timer::Handle>,
 }
 
 impl Driver {
@@ -27,7 +27,7 @@ impl Driver {
         let io = reactor::Driver::new()?;
         let handle = Handle {
             io: io.handle().clone(),
-            time: Arc::new(time::driver::Handle::new(io.handle().clone(), workers)),
+            time: Arc::new(timer::Handle::new(io.handle().clone(), workers)),
         };
         Ok(Driver { io, handle })
     }

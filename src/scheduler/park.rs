@@ -1,6 +1,7 @@
-//! Parking a thread: `Parker` (the owner's end) and `Unparker` (anyone's),
-//! with no lost wakeups: an `unpark` before `park` makes that `park` return
-//! at once. Also `block_on_thread`, which drives a future on a plain thread.
+//! Parking a runtime thread: `Parker` (the owner's end) and `Unparker`
+//! (anyone's), with no lost wakeups: an `unpark` before `park` makes that
+//! `park` return at once. (A plain thread blocking on a future parks
+//! through `crate::wait` instead.)
 //!
 //! A runtime's parkers share its driver (`DriverSlot`): the first worker to
 //! park takes it and blocks in `epoll_wait` (with the next timer as
@@ -8,11 +9,9 @@
 //! their own; the others block on a condition variable. `unpark` wakes
 //! either kind: a condvar notify, or the reactor's `mio::Waker`.
 
+use crate::driver::{self, Driver};
 use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering::SeqCst};
-use crate::runtime::driver::{self, Driver};
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::Wake;
 
 const EMPTY: usize = 0;
 /// Blocked on the condition variable.
@@ -216,21 +215,6 @@ impl Wake for Unparker {
 impl std::fmt::Debug for Parker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Parker")
-    }
-}
-
-/// Drives `fut` to completion on this thread, parking between polls.
-/// The caller has checked that blocking is allowed here.
-pub(crate) fn block_on_thread<F: Future>(fut: F) -> F::Output {
-    let mut parker = Parker::new();
-    let waker = Waker::from(std::sync::Arc::new(parker.unparker()));
-    let mut cx = Context::from_waker(&waker);
-    let mut fut = pin!(fut);
-    loop {
-        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-            return v;
-        }
-        parker.park();
     }
 }
 

@@ -1,16 +1,15 @@
-//! The thread-local runtime context: which runtime `spawn` goes to, whether
-//! this thread is driving a runtime (so blocking calls must refuse), and the
-//! scheduler-local state of a worker (so wakes from it schedule locally).
+//! The thread-local scheduler context: which runtime `spawn` goes to, and
+//! the scheduler-local state of a worker (so wakes from it schedule
+//! locally). Whether the thread drives a runtime, which blocking-style
+//! calls consult, is kept by `crate::wait` (`enter_runtime` sets both).
 
 use crate::scheduler;
+use crate::wait::{self, DrivingGuard};
 use std::cell::{Cell, RefCell};
 
 struct Context {
     /// The runtime `spawn`, `Handle::current` and friends use.
     current: RefCell<Option<scheduler::Handle>>,
-    /// `true` on worker threads and inside `block_on`: blocking here would
-    /// stall tasks, so blocking-style calls panic.
-    entered: Cell<bool>,
     /// The scheduler context of a worker (or of a current-thread
     /// `block_on`) while it runs.
     scheduler: Cell<*const scheduler::Context>,
@@ -20,7 +19,6 @@ thread_local! {
     static CONTEXT: Context = const {
         Context {
             current: RefCell::new(None),
-            entered: Cell::new(false),
             scheduler: Cell::new(std::ptr::null()),
         }
     };
@@ -63,6 +61,7 @@ impl Drop for SetCurrentGuard {
 /// Marks the thread as driving a runtime until dropped.
 pub(crate) struct EnterRuntimeGuard {
     _current: SetCurrentGuard,
+    _driving: DrivingGuard,
 }
 
 /// Enters `handle` as a driving thread (worker or `block_on`).
@@ -73,34 +72,16 @@ pub(crate) struct EnterRuntimeGuard {
 /// `block_on` would stall the tasks of the outer one.
 #[track_caller]
 pub(crate) fn enter_runtime(handle: &scheduler::Handle) -> EnterRuntimeGuard {
-    let already = CONTEXT.with(|c| c.entered.replace(true));
-    if already {
+    let Some(driving) = wait::enter_driving() else {
         panic!(
             "cannot start a runtime from within a runtime: `block_on` was called on a thread \
              that is already driving async tasks; `.await` the future instead, or use \
              `spawn_blocking` to run blocking code"
         );
-    }
+    };
     EnterRuntimeGuard {
         _current: set_current(handle),
-    }
-}
-
-impl Drop for EnterRuntimeGuard {
-    fn drop(&mut self) {
-        let _ = CONTEXT.try_with(|c| c.entered.set(false));
-    }
-}
-
-/// Panics if this thread drives a runtime, naming `what` was called and
-/// what to use `instead`.
-#[track_caller]
-pub(crate) fn assert_blocking_allowed(what: &str, instead: &str) {
-    if CONTEXT.try_with(|c| c.entered.get()).unwrap_or(false) {
-        panic!(
-            "`{what}` was called from an async task (or `block_on`) on a runtime thread, where \
-             blocking would stall the worker; {instead} instead"
-        );
+        _driving: driving,
     }
 }
 

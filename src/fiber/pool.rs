@@ -1,0 +1,182 @@
+//! What each thread keeps for the fibers it runs: its stack pools (one
+//! per stack size) and the registry of the fibers it started and that
+//! have not finished (so that runtime shutdown can unwind them, on this
+//! thread, before its worker exits).
+//!
+//! Both are thread-locals with destructors, so every access tolerates
+//! their being gone (the thread is exiting): a stack freed then is simply
+//! unmapped, and a registry that is gone has nothing left to unwind.
+
+use super::context::{Cancel, ControlBlock};
+use super::stack::{Stack, StackPool};
+use std::cell::RefCell;
+use std::io;
+
+/// Warm stacks a pool keeps with their pages when its thread idles.
+const POOL_RETAIN: usize = 1024;
+
+/// The fibers a thread started and that have not finished.
+struct Registry {
+    list: Vec<*const ControlBlock>,
+    /// How many of them each runtime has: `(runtime id, count)`, usually
+    /// one entry.
+    per_runtime: Vec<(usize, usize)>,
+}
+
+impl Registry {
+    fn count(&mut self, runtime_id: usize, delta: isize) {
+        match self
+            .per_runtime
+            .iter()
+            .position(|&(id, _)| id == runtime_id)
+        {
+            Some(i) => {
+                let n = &mut self.per_runtime[i].1;
+                *n = n.wrapping_add_signed(delta);
+                if *n == 0 {
+                    self.per_runtime.swap_remove(i);
+                }
+            }
+            None => {
+                debug_assert_eq!(delta, 1);
+                self.per_runtime.push((runtime_id, 1));
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Stacks for fibers of this thread, one pool per stack size.
+    static POOLS: RefCell<Vec<StackPool>> = const { RefCell::new(Vec::new()) };
+    /// Started, unfinished fibers owned by this thread.
+    static STARTED: RefCell<Registry> = const {
+        RefCell::new(Registry { list: Vec::new(), per_runtime: Vec::new() })
+    };
+}
+
+/// A stack of `size` usable bytes from this thread's pool for that size.
+///
+/// # Errors
+///
+/// The mapping error (`StackPool::alloc`), or an error saying the thread
+/// is exiting.
+pub(crate) fn alloc_stack(size: usize) -> io::Result<Stack> {
+    // Stacks come only from here: a fiber on a stack of ours is reported
+    // by name if it overflows.
+    super::overflow::install_handler();
+    POOLS
+        .try_with(|p| {
+            let mut pools = p.borrow_mut();
+            let i = match pools.iter().position(|pool| pool.serves(size)) {
+                Some(i) => i,
+                None => {
+                    pools.push(StackPool::new(size, POOL_RETAIN));
+                    pools.len() - 1
+                }
+            };
+            pools[i].alloc()
+        })
+        .unwrap_or_else(|_| Err(io::Error::other("the thread is exiting")))
+}
+
+/// Gives a stack back to this thread's pool for its size.
+pub(crate) fn free_stack(stack: Stack) {
+    // At thread exit the pool is gone: the stack is simply dropped.
+    let _ = POOLS.try_with(|p| {
+        if let Ok(mut pools) = p.try_borrow_mut() {
+            if let Some(pool) = pools.iter_mut().find(|pool| pool.accepts(&stack)) {
+                pool.free(stack);
+            }
+        }
+    });
+}
+
+/// Gives back the pages of this thread's surplus free stacks (the thread
+/// is about to idle).
+pub(crate) fn trim() {
+    let _ = POOLS.try_with(|p| {
+        if let Ok(mut pools) = p.try_borrow_mut() {
+            pools.iter_mut().for_each(StackPool::trim);
+        }
+    });
+}
+
+/// Registers a fiber this thread just started.
+pub(crate) fn register(cb: &ControlBlock) {
+    let _ = STARTED.try_with(|s| {
+        let mut s = s.borrow_mut();
+        cb.registry_index.set(s.list.len());
+        s.list.push(cb);
+        s.count(cb.runtime_id, 1);
+    });
+}
+
+/// How many fibers of runtime `runtime_id` this thread started that have
+/// not finished.
+pub(crate) fn started_here(runtime_id: usize) -> usize {
+    STARTED
+        .try_with(|s| {
+            let s = s.borrow();
+            s.per_runtime
+                .iter()
+                .find(|&&(id, _)| id == runtime_id)
+                .map_or(0, |&(_, n)| n)
+        })
+        .unwrap_or(0)
+}
+
+/// Removes a fiber from this thread's registry in O(1): it knows its
+/// index, and the entry moved into its place learns its new one.
+pub(crate) fn unregister(cb: &ControlBlock) {
+    let index = cb.registry_index.get();
+    let ptr: *const ControlBlock = cb;
+    let _ = STARTED.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if index < s.list.len() && s.list[index] == ptr {
+            s.list.swap_remove(index);
+            if let Some(&moved) = s.list.get(index) {
+                // SAFETY: registered fibers are alive and not running (the
+                // caller is the poller or canceller of the one removed).
+                unsafe { (*moved).registry_index.set(index) };
+            }
+            s.count(cb.runtime_id, -1);
+        }
+    });
+}
+
+/// Cancels every fiber of runtime `runtime_id` suspended on this thread
+/// (runtime shutdown, from the owner worker before it exits). A fiber
+/// that will not unwind is left suspended; its `FiberFuture` leaks it.
+pub(crate) fn cancel_all(runtime_id: usize) {
+    loop {
+        let next = STARTED.try_with(|s| {
+            let s = s.borrow();
+            // SAFETY: registered fibers are alive (their task is alive
+            // until the runtime finalizes, after this) and not running
+            // (only the running one could be, and it is not calling this).
+            s.list
+                .iter()
+                .rposition(|&f| unsafe { (*f).runtime_id } == runtime_id)
+                .map(|i| s.list[i])
+        });
+        let Ok(Some(f)) = next else { break };
+        // SAFETY: as above; the fiber is owned by this thread (only the
+        // owner registers a fiber in its list).
+        let f = unsafe { &*f };
+        unregister(f);
+        // SAFETY: as above: owner thread, suspended, alive.
+        if unsafe { f.cancel() } == Cancel::GaveUp {
+            report_gave_up(f);
+        }
+    }
+}
+
+/// Says on stderr that a fiber would not unwind and is leaked.
+pub(crate) fn report_gave_up(f: &ControlBlock) {
+    eprintln!(
+        "fiber-runtime: fiber {} caught its cancellation and kept running every time it was \
+         raised again; it is left suspended for good and its stack is leaked (do not catch \
+         the unwind of a cancelled fiber)",
+        f.display_name()
+    );
+}

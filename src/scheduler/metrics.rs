@@ -1,0 +1,62 @@
+//! Worker metrics: per-worker counters written by their worker, and the
+//! snapshot of a scheduler's counters that `RuntimeMetrics` presents.
+
+use crate::loom::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Counters of one worker. Only that worker writes them (in batches, at
+/// maintenance and park time), so plain relaxed stores suffice.
+#[derive(Default)]
+#[repr(align(128))] // own cache line(s): no false sharing between workers
+pub(crate) struct WorkerMetrics {
+    polls: AtomicU64,
+    steals: AtomicU64,
+    parks: AtomicU64,
+    busy_ns: AtomicU64,
+}
+
+/// What a worker accumulates locally between flushes.
+#[derive(Default, Debug)]
+pub(crate) struct LocalMetrics {
+    pub(crate) polls: u64,
+    pub(crate) steals: u64,
+    pub(crate) parks: u64,
+    pub(crate) busy_ns: u64,
+}
+
+impl WorkerMetrics {
+    pub(crate) fn flush(&self, local: &LocalMetrics) {
+        self.polls.store(local.polls, Relaxed);
+        self.steals.store(local.steals, Relaxed);
+        self.parks.store(local.parks, Relaxed);
+        self.busy_ns.store(local.busy_ns, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> WorkerSnapshot {
+        WorkerSnapshot {
+            polls: self.polls.load(Relaxed),
+            steals: self.steals.load(Relaxed),
+            parks: self.parks.load(Relaxed),
+            busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
+        }
+    }
+}
+
+/// One worker's counters at one instant.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WorkerSnapshot {
+    pub(crate) polls: u64,
+    pub(crate) steals: u64,
+    pub(crate) parks: u64,
+    pub(crate) busy: Duration,
+}
+
+/// A scheduler's counters at one instant.
+#[derive(Clone, Debug)]
+pub(crate) struct Snapshot {
+    pub(crate) workers: Vec<WorkerSnapshot>,
+    pub(crate) alive_tasks: usize,
+    pub(crate) alive_fibers: usize,
+    pub(crate) global_queue_depth: usize,
+    pub(crate) blocking_threads: usize,
+}

@@ -1,0 +1,177 @@
+//! How a blocking-style call waits: the one place that decides it.
+//!
+//! Every blocking-style call of the crate (`fiber::wait`, `fiber::sleep`,
+//! `JoinHandle::join`, `std::io` on the net types, the `blocking_*`
+//! methods) asks [`caller`] where it runs, and waits accordingly:
+//!
+//! | called from | [`Caller`] | the call |
+//! | --- | --- | --- |
+//! | inside a fiber | `Fiber` | suspends the fiber; the worker runs other work |
+//! | inside a fiber that is unwinding | `Thread` | blocks the thread (below) |
+//! | a thread outside any runtime | `Thread` | blocks that thread |
+//! | an async task (or `block_on`) on a runtime thread | — | panics, naming the call to use instead |
+//!
+//! A fiber that is unwinding (a panic, or its cancellation, is on its
+//! way up its stack and a destructor waits) does not suspend: std keeps
+//! the count of panics in progress per thread, so the code the worker
+//! would run meanwhile would see `std::thread::panicking()` hold (and
+//! poison every std lock it released). It blocks its thread instead,
+//! as on a plain thread, until the wait is over.
+//!
+//! A thread *drives* a runtime while it is one of its workers or inside
+//! `block_on`: [`enter_driving`] marks it so, for the third row.
+
+use crate::fiber::context::{self as fiber, ControlBlock};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+thread_local! {
+    /// Whether this thread drives a runtime (`enter_driving`).
+    static DRIVING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Where a blocking-style call runs, and so how it waits.
+pub(crate) enum Caller<'a> {
+    /// In a fiber that may suspend: wait with [`ControlBlock::wait`].
+    Fiber(&'a ControlBlock),
+    /// On a thread that may block: block it.
+    Thread,
+}
+
+/// Calls `f` with where this blocking-style call runs (module doc).
+///
+/// # Panics
+///
+/// Panics if called from an async task or `block_on` on a thread that
+/// drives a runtime, with a message naming `what` was called and what to
+/// use `instead`.
+#[track_caller]
+#[inline]
+pub(crate) fn caller<R>(what: &str, instead: &str, f: impl FnOnce(Caller<'_>) -> R) -> R {
+    fiber::with_current(|current| match current {
+        Some(cb) if !std::thread::panicking() => f(Caller::Fiber(cb)),
+        Some(_) => f(Caller::Thread),
+        None => {
+            assert_blocking_allowed(what, instead);
+            f(Caller::Thread)
+        }
+    })
+}
+
+/// Waits for `fut` in blocking style (module doc) and returns its output.
+///
+/// # Panics
+///
+/// As [`caller`].
+#[track_caller]
+pub(crate) fn wait<F: Future>(fut: F, what: &str, instead: &str) -> F::Output {
+    caller(what, instead, |c| match c {
+        Caller::Fiber(cb) => cb.wait(fut),
+        Caller::Thread => block_on_thread(fut),
+    })
+}
+
+/// Panics if this thread drives a runtime (outside a fiber), naming
+/// `what` was called and what to use `instead`.
+#[track_caller]
+pub(crate) fn assert_blocking_allowed(what: &str, instead: &str) {
+    if is_driving() {
+        panic!(
+            "`{what}` was called from an async task (or `block_on`) on a runtime thread, where \
+             blocking would stall the worker; {instead} instead"
+        );
+    }
+}
+
+/// Whether this thread drives a runtime.
+pub(crate) fn is_driving() -> bool {
+    DRIVING.try_with(Cell::get).unwrap_or(false)
+}
+
+/// Marks this thread as driving a runtime until dropped.
+#[derive(Debug)]
+pub(crate) struct DrivingGuard(());
+
+/// Marks this thread as driving a runtime; `None` if it already does.
+pub(crate) fn enter_driving() -> Option<DrivingGuard> {
+    let already = DRIVING.with(|d| d.replace(true));
+    // Lazily: a guard made and dropped here would clear the flag.
+    (!already).then(|| DrivingGuard(()))
+}
+
+impl Drop for DrivingGuard {
+    fn drop(&mut self) {
+        let _ = DRIVING.try_with(|d| d.set(false));
+    }
+}
+
+/// Drives `fut` to completion on this thread, which sleeps (std's thread
+/// parking) whenever the future is pending. Callers have checked that
+/// blocking is allowed here.
+pub(crate) fn block_on_thread<F: Future>(fut: F) -> F::Output {
+    let waker = thread_waker();
+    let mut cx = Context::from_waker(&waker);
+    let mut fut = pin!(fut);
+    loop {
+        if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
+            return v;
+        }
+        // A wake since the poll makes this return at once; a spurious
+        // return only costs one more poll.
+        std::thread::park();
+    }
+}
+
+/// Unparks the thread it was made on.
+struct ThreadWaker(std::thread::Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// This thread's waker for `block_on_thread`, made once per thread.
+fn thread_waker() -> Waker {
+    thread_local! {
+        static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
+    }
+    WAKER
+        .try_with(Waker::clone)
+        .unwrap_or_else(|_| Waker::from(Arc::new(ThreadWaker(std::thread::current()))))
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plain_thread_blocks_until_woken_from_another_thread() {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let t = std::thread::spawn(move || tx.send(7).unwrap());
+        assert_eq!(block_on_thread(rx), Ok(7));
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn driving_is_refused_twice_and_released_by_the_guard() {
+        let g = enter_driving().expect("not driving yet");
+        assert!(is_driving());
+        assert!(enter_driving().is_none());
+        let msg = std::panic::catch_unwind(|| assert_blocking_allowed("f", "g"))
+            .unwrap_err()
+            .downcast::<String>()
+            .unwrap();
+        assert!(msg.contains("`f`") && msg.contains("g instead"), "{msg}");
+        drop(g);
+        assert!(!is_driving());
+        assert_blocking_allowed("f", "g");
+    }
+}
