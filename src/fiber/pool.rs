@@ -79,9 +79,10 @@ pub(crate) fn alloc_stack(size: usize) -> io::Result<Stack> {
         .unwrap_or_else(|_| Err(io::Error::other("the thread is exiting")))
 }
 
-/// Gives a stack back to this thread's pool for its size.
+/// Gives a stack back to this thread's pool for its size if it came from
+/// there; otherwise (another thread's, or at thread exit when the pool is
+/// gone) drops it, unmapping its mapping once none of its stacks is left.
 pub(crate) fn free_stack(stack: Stack) {
-    // At thread exit the pool is gone: the stack is simply dropped.
     let _ = POOLS.try_with(|p| {
         if let Ok(mut pools) = p.try_borrow_mut() {
             if let Some(pool) = pools.iter_mut().find(|pool| pool.accepts(&stack)) {

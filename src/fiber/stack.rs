@@ -12,7 +12,10 @@
 //!
 //! Stack memory is virtual: only touched pages cost RAM. Pooled stacks
 //! beyond `retain` give their touched pages back (`MADV_DONTNEED`) when
-//! freed.
+//! the thread idles (`trim`). A pool keeps at most `FREE_PER_RETAINED`
+//! times `retain` free stacks, and only its own: a stack freed on another
+//! thread, or beyond that bound, is dropped, and a mapping is unmapped
+//! once none of its stacks is left.
 //!
 //! ```text
 //!  chunk:  | guard | stack 0 ...... | guard | stack 1 ...... | ...
@@ -64,8 +67,11 @@ const GUARD_MPROTECT: u8 = 2;
 pub(crate) struct Stack {
     bottom: *mut u8,
     top: *mut u8,
-    /// Keeps the mapping alive while any of its stacks is: a stack may be
-    /// freed into another thread's pool than the one that carved it.
+    /// The pool it came from (`StackPool::home`): only that pool takes it
+    /// back.
+    home: u64,
+    /// Keeps the mapping alive while any of its stacks is (one may be
+    /// dropped on another thread than the one that carved it).
     _mapping: Arc<Mapping>,
 }
 
@@ -119,9 +125,14 @@ impl Drop for Mapping {
     }
 }
 
-/// A pool of same-sized stacks.
+/// A pool keeps at most this many times `retain` free stacks.
+const FREE_PER_RETAINED: usize = 4;
+
+/// A pool of same-sized stacks, used by one thread.
 #[derive(Debug)]
 pub(crate) struct StackPool {
+    /// Its thread's `util::thread_token`: its stacks carry it.
+    home: u64,
     page: usize,
     /// Usable bytes per stack (a multiple of the page size).
     size: usize,
@@ -160,6 +171,7 @@ impl StackPool {
     pub(crate) fn new(size: usize, retain: usize) -> StackPool {
         let page = page_size();
         StackPool {
+            home: crate::util::thread_token(),
             page,
             size: size.div_ceil(page) * page,
             free: Vec::new(),
@@ -192,9 +204,9 @@ impl StackPool {
         self.size == size.div_ceil(self.page) * self.page
     }
 
-    /// Whether `stack` has this pool's size (and may be pooled here).
+    /// Whether `stack` came from this pool (and may go back to it).
     pub(crate) fn accepts(&self, stack: &Stack) -> bool {
-        stack.top as usize - stack.bottom as usize == self.size
+        stack.home == self.home && stack.top as usize - stack.bottom as usize == self.size
     }
 
     /// A stack, pooled if one is free, else carved from a new chunk.
@@ -215,10 +227,23 @@ impl StackPool {
         Ok(stack)
     }
 
-    /// Returns a stack to the pool (warm: its pages stay until `trim`).
+    /// Returns a stack to the pool (warm: its pages stay until `trim`),
+    /// or drops it if the pool holds as many as it may.
     pub(crate) fn free(&mut self, stack: Stack) {
+        debug_assert!(self.accepts(&stack));
         self.in_use = self.in_use.saturating_sub(1);
-        self.free.push(stack);
+        if self.free.len() + self.cold.len() >= self.max_free() {
+            // Unmapped with the last stack of its mapping.
+            drop(stack);
+        } else {
+            self.free.push(stack);
+        }
+    }
+
+    /// The most free stacks the pool keeps (at least a chunk's worth: the
+    /// stacks of a new chunk wait in it until used).
+    fn max_free(&self) -> usize {
+        (FREE_PER_RETAINED * self.retain).max(CHUNK)
     }
 
     /// Gives back the pages of warm free stacks beyond `retain` (called
@@ -289,6 +314,7 @@ impl StackPool {
                 bottom: unsafe { guard.add(self.page) },
                 // SAFETY: within (one past) the mapping.
                 top: unsafe { guard.add(stride) },
+                home: self.home,
                 _mapping: mapping.clone(),
             });
         }
@@ -350,6 +376,27 @@ mod tests {
             "no new mapping for a pooled stack"
         );
         pool.free(b);
+    }
+
+    /// A pool takes back only its own stacks, and no more than its bound.
+    #[test]
+    fn a_pool_is_bounded_and_keeps_only_its_own_stacks() {
+        let mut pool = StackPool::new(16 * 1024, 32);
+        let bound = pool.max_free();
+        assert_eq!(bound, FREE_PER_RETAINED * 32);
+        let stacks: Vec<_> = (0..bound + 5).map(|_| pool.alloc().unwrap()).collect();
+        for s in stacks {
+            pool.free(s);
+        }
+        assert_eq!(pool.free.len() + pool.cold.len(), bound);
+        // Another thread's pool of the same size does not accept them.
+        let other = std::thread::spawn(|| StackPool::new(16 * 1024, 32))
+            .join()
+            .unwrap();
+        let s = pool.alloc().unwrap();
+        assert!(pool.accepts(&s));
+        assert!(!other.accepts(&s));
+        pool.free(s);
     }
 
     /// On Linux 6.13+ guard pages are installed without extra mappings.

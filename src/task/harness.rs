@@ -195,7 +195,9 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
     // Dropping the output or waking the joiner may panic: contain it.
     let _ = panic::catch_unwind(AssertUnwindSafe(|| {
         if !snapshot.is_join_interested() {
-            // No `JoinHandle`: the output is ours to drop (rule 3).
+            // No `JoinHandle`: the output is ours to drop (rule 3). (It
+            // took its waker with it: it cleared JOIN_WAKER before
+            // COMPLETE.)
             // SAFETY: COMPLETE without JOIN_INTEREST: the completing thread
             // owns the output.
             unsafe { cell.drop_future_or_output() };
@@ -207,6 +209,22 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
                     w.wake_by_ref();
                 }
             });
+            // Let go of the waker as soon as possible: it may be the task's
+            // own (a task awaiting itself), which would keep it alive.
+            if !cell
+                .header
+                .state
+                .unset_waker_after_complete()
+                .is_join_interested()
+            {
+                // The `JoinHandle` went away meanwhile, leaving it to us.
+                // SAFETY: COMPLETE, JOIN_WAKER set until just now and
+                // JOIN_INTEREST clear: nobody else touches the field (rule
+                // 4).
+                cell.trailer
+                    .waker
+                    .with_mut(|w| drop(unsafe { (*w).take() }));
+            }
         }
     }));
     // Our reference, plus the owned list's if the scheduler held it.
@@ -325,7 +343,8 @@ unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the `JoinHandle`'s reference keeps the cell alive.
     let cell = unsafe { cell::<F, S>(ptr) };
     let mut panic = None;
-    if cell.header.state.unset_join_interested().is_err() {
+    let prev = cell.header.state.transition_to_join_handle_dropped();
+    if prev.is_complete() {
         // Complete: the output is ours to drop, here on the `JoinHandle`'s
         // thread (the output need not be `Send`-safe to drop elsewhere).
         // SAFETY: COMPLETE was set before JOIN_INTEREST was cleared, so
@@ -333,6 +352,19 @@ unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
         let res = panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }));
         if let Err(p) = res {
             panic = Some(p);
+        }
+    }
+    if !prev.is_complete() || !prev.is_join_waker_set() {
+        // The waker is ours: we cleared JOIN_WAKER before COMPLETE, or the
+        // completing thread is done with it (rule 4).
+        let res = panic::catch_unwind(AssertUnwindSafe(|| {
+            cell.trailer.waker.with_mut(|w| {
+                // SAFETY: as said; no other thread touches the field now.
+                drop(unsafe { (*w).take() })
+            })
+        }));
+        if let Err(p) = res {
+            panic.get_or_insert(p);
         }
     }
     if cell.header.state.ref_dec() {

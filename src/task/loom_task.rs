@@ -300,3 +300,119 @@ fn loom_dropping_a_yielded_entry_cancels_the_task() {
         assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
     });
 }
+
+/// A waker that counts its wakes; its `Arc`'s strong count tells whether
+/// the task let go of it.
+#[derive(Default)]
+struct CountWakes(AtomicUsize);
+
+impl std::task::Wake for CountWakes {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.0.fetch_add(1, SeqCst);
+    }
+}
+
+/// Issue 9, bug 5: the join waker was dropped only with the task's
+/// memory. Now it goes as soon as it cannot be needed: with a
+/// `JoinHandle` dropped racing the completion that wakes it, exactly one
+/// side drops it (a double drop would underflow its count), never none.
+#[test]
+fn loom_join_waker_released_once_racing_completion() {
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let drops = Arc::new(AtomicUsize::new(0));
+        let open = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Mutex::new(None::<Waker>));
+        let (first, mut join) = sched.spawn(Gate {
+            open: open.clone(),
+            waker: slot.clone(),
+            _drop: DropCount(drops.clone()),
+        });
+        first.run();
+        let wakes = std::sync::Arc::new(CountWakes::default());
+        let waker = Waker::from(wakes.clone());
+        assert!(
+            Pin::new(&mut join)
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending()
+        );
+        drop(waker);
+        let th = {
+            let sched = sched.clone();
+            thread::spawn(move || {
+                open.store(1, SeqCst);
+                if let Some(w) = slot.lock().take() {
+                    w.wake();
+                }
+                sched.run_all();
+            })
+        };
+        drop(join);
+        th.join().unwrap();
+        sched.run_all();
+        assert!(wakes.0.load(SeqCst) <= 1);
+        assert_eq!(
+            std::sync::Arc::strong_count(&wakes),
+            1,
+            "the task kept the join waker"
+        );
+        assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
+    });
+}
+
+/// Issue 9, bug 5: a task awaiting its own `JoinHandle` held its own
+/// waker in its trailer, so cancelling it (runtime shutdown) never freed
+/// it, nor the scheduler (and runtime) it points to.
+#[test]
+fn loom_a_task_awaiting_itself_is_freed_when_cancelled() {
+    use super::JoinHandle;
+    use super::list::OwnedTasks;
+    /// Awaits the `JoinHandle` it is given, which is its own.
+    struct AwaitSelf {
+        slot: Arc<Mutex<Option<JoinHandle<()>>>>,
+        own: Option<JoinHandle<()>>,
+        _drop: DropCount,
+    }
+    impl Future for AwaitSelf {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.own.is_none() {
+                let own = self.slot.lock().take();
+                self.own = own;
+            }
+            if let Some(h) = self.own.as_mut() {
+                // Never ready: it waits for itself.
+                let _ = Pin::new(h).poll(cx);
+            }
+            Poll::Pending
+        }
+    }
+    model(|| {
+        let sched = Arc::new(TestSched::default());
+        let owned = Arc::new(OwnedTasks::new(1));
+        let drops = Arc::new(AtomicUsize::new(0));
+        let slot = Arc::new(Mutex::new(None));
+        let (join, first) = owned.bind(
+            AwaitSelf {
+                slot: slot.clone(),
+                own: None,
+                _drop: DropCount(drops.clone()),
+            },
+            sched.clone(),
+            0,
+        );
+        *slot.lock() = Some(join);
+        first.unwrap().run();
+        // Shutdown, racing a stray wake of the task from another thread.
+        let th = {
+            let sched = sched.clone();
+            thread::spawn(move || sched.run_all())
+        };
+        owned.close_and_shutdown_all();
+        th.join().unwrap();
+        sched.drain();
+        assert_eq!(drops.load(SeqCst), 1, "future dropped once");
+        assert_eq!(Arc::strong_count(&drops), 1, "task leaked");
+        assert_eq!(Arc::strong_count(&sched), 1, "the scheduler leaked with it");
+    });
+}

@@ -36,7 +36,13 @@
 //! 4. The join waker is written by the `JoinHandle` only while
 //!    `JOIN_WAKER` is clear; the completing thread reads it only after
 //!    seeing `JOIN_WAKER` set together with setting `COMPLETE`, after which
-//!    the `JoinHandle` never writes it again.
+//!    the `JoinHandle` never writes it again. It is dropped as soon as it
+//!    cannot be needed (a task may hold its own waker there, awaiting
+//!    itself, which would otherwise keep it alive for good): by a
+//!    `JoinHandle` dropped before completion (clearing `JOIN_WAKER` with
+//!    `JOIN_INTEREST`); else by the completing thread after waking it, if
+//!    the `JoinHandle` is gone by then; else by the `JoinHandle`, when
+//!    dropped after the completing thread cleared `JOIN_WAKER`.
 //! 5. The owned-list slot is written once, by the spawner before the task
 //!    is shared; the slab entry it names is touched only under its shard's
 //!    lock.

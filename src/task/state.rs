@@ -357,16 +357,30 @@ impl State {
         }
     }
 
-    /// The `JoinHandle` is dropped. Fails with the snapshot if the task is
-    /// complete, in which case the caller must drop the output.
-    pub(crate) fn unset_join_interested(&self) -> Result<Snapshot, Snapshot> {
-        self.fetch_update(|curr| {
+    /// The `JoinHandle` is dropped: clears `JOIN_INTEREST`, and
+    /// `JOIN_WAKER` too unless the task is complete. Returns the snapshot
+    /// before: if it is complete, the caller drops the output; the caller
+    /// drops the join waker unless it was complete with `JOIN_WAKER` set
+    /// (the completing thread then drops it, `unset_waker_after_complete`).
+    pub(crate) fn transition_to_join_handle_dropped(&self) -> Snapshot {
+        self.fetch_update_action(|curr| {
             debug_assert!(curr.is_join_interested());
-            if curr.is_complete() {
-                return None;
+            let mut next = curr.0 & !JOIN_INTEREST;
+            if !curr.is_complete() {
+                next &= !JOIN_WAKER;
             }
-            Some(Snapshot(curr.0 & !JOIN_INTEREST))
+            (curr, Some(Snapshot(next)))
         })
+    }
+
+    /// The completing thread woke the join waker: clears `JOIN_WAKER` and
+    /// returns the snapshot before. If `JOIN_INTEREST` was already clear,
+    /// the `JoinHandle` is gone and the caller drops the waker; otherwise
+    /// the `JoinHandle` does when it is dropped (rule 4).
+    pub(crate) fn unset_waker_after_complete(&self) -> Snapshot {
+        let prev = Snapshot(self.val.fetch_and(!JOIN_WAKER, AcqRel));
+        debug_assert!(prev.is_complete() && prev.is_join_waker_set());
+        prev
     }
 
     /// Publishes the join waker just written to the trailer. Fails if the
