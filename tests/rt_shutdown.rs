@@ -505,3 +505,89 @@ fn dropping_the_runtime_while_another_thread_blocks_on_it() {
         assert!(res.unwrap_err().is_cancelled(), "{flavor:?}");
     }
 }
+
+/// Issue 9, bug 8: dropping a current-thread runtime while another thread
+/// drove it from `Handle::block_on` hung: shutdown never woke that thread,
+/// and waited for the driver lock it held across `epoll_wait`. Now the
+/// drop wakes it and takes the core back; the other thread's own future
+/// then sees its socket or timer fail, and returns.
+#[test]
+fn dropping_a_current_thread_runtime_driven_from_another_thread() {
+    util::silence_expected_panics(&["has shut down"]);
+    // Accepting: the accept fails once the runtime is gone.
+    {
+        let rt = util::current_thread();
+        let listener = {
+            let _g = rt.enter();
+            fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap()
+        };
+        let handle = rt.handle().clone();
+        let (tx, rx) = mpsc::channel();
+        let other = thread::spawn(move || {
+            handle.block_on(async move {
+                tx.send(()).unwrap();
+                listener.accept().await.map(|_| ())
+            })
+        });
+        rx.recv().unwrap();
+        run_with_timeout("dropping the runtime driven elsewhere", move || drop(rt));
+        let res = run_with_timeout("the other thread's accept", move || other.join().unwrap());
+        assert!(res.is_err(), "the accept succeeded");
+    }
+    // Sleeping: the sleep reports the shutdown (a documented panic).
+    {
+        let rt = util::current_thread();
+        let handle = rt.handle().clone();
+        let (tx, rx) = mpsc::channel();
+        let other = thread::spawn(move || {
+            handle.block_on(async move {
+                tx.send(()).unwrap();
+                fiber_runtime::time::sleep(Duration::from_secs(3600)).await
+            })
+        });
+        rx.recv().unwrap();
+        run_with_timeout("dropping the runtime driven elsewhere", move || drop(rt));
+        let res = run_with_timeout("the other thread's sleep", move || other.join());
+        let msg = util::panic_message(&*res.expect_err("the sleep completed")).unwrap();
+        assert!(msg.contains("has shut down"), "{msg}");
+    }
+}
+
+/// The thread driving a current-thread runtime that another thread drops
+/// unwinds the fibers it started before it hands the core back (they can
+/// run nowhere else): their destructors run, on their own thread.
+#[test]
+fn the_driving_thread_unwinds_its_fibers_when_another_drops_the_runtime() {
+    util::silence_expected_panics(&["has shut down"]);
+    let rt = util::current_thread();
+    let handle = rt.handle().clone();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = mpsc::channel();
+    let d = drops.clone();
+    let other = thread::spawn(move || {
+        let me = thread::current().id();
+        handle.block_on(async move {
+            let _f = fiber_runtime::fiber::spawn(move || {
+                let _token = util::DropToken::new(0, &d);
+                let _on_me = OnThread(me);
+                tx.send(()).unwrap();
+                fiber_runtime::fiber::wait(std::future::pending::<()>());
+            });
+            // Ends (with the documented panic) once the runtime is gone.
+            fiber_runtime::time::sleep(Duration::from_secs(3600)).await
+        })
+    });
+    rx.recv().unwrap();
+    run_with_timeout("dropping the runtime driven elsewhere", move || drop(rt));
+    assert_eq!(drops.load(SeqCst), 1, "the fiber was not unwound");
+    let res = run_with_timeout("the other thread's sleep", move || other.join());
+    assert!(res.is_err(), "the sleep completed");
+
+    /// Asserts, when dropped, that it is dropped on the thread it names.
+    struct OnThread(thread::ThreadId);
+    impl Drop for OnThread {
+        fn drop(&mut self) {
+            assert_eq!(thread::current().id(), self.0, "unwound on another thread");
+        }
+    }
+}

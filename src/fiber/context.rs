@@ -188,6 +188,11 @@ impl ControlBlock {
         self.phase.get()
     }
 
+    /// Whether a cancellation is under way (module doc).
+    pub(crate) fn is_cancelling(&self) -> bool {
+        self.cancelling.get()
+    }
+
     /// Polls `fut` with the task's waker until ready, suspending the fiber
     /// while it is pending. (Called through `crate::wait`, which never
     /// calls it while the thread is unwinding.)

@@ -28,6 +28,7 @@ use super::context::{self, Cancel, ControlBlock, Init, Phase};
 use super::pool;
 use super::stack::Stack;
 use crate::loom::{AtomicUsize, Ordering::Relaxed};
+use crate::scheduler::context::{self as thread_context, FiberView};
 use crate::util::thread_token;
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
@@ -56,6 +57,9 @@ pub(crate) struct FiberFuture<F, T> {
     runtime_id: usize,
     /// The runtime's count of live fibers, decremented on drop.
     alive: Arc<AtomicUsize>,
+    /// The fiber's own current runtime while it is suspended, if it set
+    /// another (`scheduler/context.rs`, "Fibers").
+    view: FiberView,
     _result: std::marker::PhantomData<fn() -> T>,
 }
 
@@ -109,6 +113,7 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
             name,
             runtime_id,
             alive,
+            view: FiberView::default(),
             _result: std::marker::PhantomData,
         }
     }
@@ -188,9 +193,15 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> std::future::Future
             cb.owner, me,
             "fiber-runtime bug: a fiber was polled on a thread other than its own"
         );
+        // What the thread keeps for the code running on it is the fiber's
+        // while it runs: the current runtime (swapped only if the fiber
+        // set its own); the coop budget is the poll's, and the panic count
+        // cannot differ (a fiber never switches out while unwinding).
+        thread_context::fiber_enter(&mut this.view);
         // SAFETY: owner thread, not running (we hold the task's RUNNING),
         // alive; `cx` outlives the call.
         let back = unsafe { cb.resume(context::RESUME, cx) };
+        thread_context::fiber_leave(&mut this.view);
         if back == context::SUSPENDED {
             return Poll::Pending;
         }

@@ -96,6 +96,19 @@
 //! the runtime gives up on it: it stays suspended for good, its stack is
 //! leaked, and a line on stderr says so. Let a cancellation unwind.
 //!
+//! # Thread state
+//!
+//! What a thread keeps for the code running on it is right for each
+//! fiber, item by item:
+//!
+//! | state | across a fiber switch |
+//! | --- | --- |
+//! | the current runtime (`Handle::current`, `spawn`) | per fiber: a fiber that enters another runtime (`Handle::enter`) and suspends keeps that to itself; its worker's other code still sees its own runtime |
+//! | `EnterGuard` order | per fiber too; guards dropped out of order panic, as in tokio |
+//! | the cooperative budget | per poll: a fiber's run between two suspensions is one poll of its task |
+//! | the count of panics in progress (`std::thread::panicking`, lock poisoning) | never crosses: a fiber does not switch out while unwinding (see below) |
+//! | thread-locals of your own | the thread's, shared by every task and fiber it runs (a fiber never leaves its thread, so they stay valid; they do not follow a fiber's view) |
+//!
 //! # Stacks
 //!
 //! Default 256 KiB of virtual memory (only touched pages cost memory; set
@@ -349,6 +362,9 @@ pub fn sleep(dur: Duration) {
         "fiber::sleep",
         "`fiber_runtime::time::sleep(dur).await`",
         |c| match c {
+            // Being cancelled (and not unwinding: it caught the unwind): a
+            // suspension point, where the unwind is raised again; no timer.
+            Caller::Fiber(cb) if cb.is_cancelling() => cb.suspend(),
             Caller::Fiber(cb) => cb.wait(crate::time::sleep(dur)),
             Caller::Thread => std::thread::sleep(dur),
         },

@@ -2,26 +2,121 @@
 //! the scheduler-local state of a worker (so wakes from it schedule
 //! locally). Whether the thread drives a runtime, which blocking-style
 //! calls consult, is kept by `crate::wait` (`enter_runtime` sets both).
+//!
+//! # Fibers
+//!
+//! The current runtime is per thread, but a fiber may change it
+//! (`Handle::enter`) and suspend with the guard held: the code its worker
+//! runs next must not see that change, and the fiber must see it again
+//! when it resumes. So each fiber has its own view ([`FiberView`]),
+//! swapped in around every run of the fiber by its poller (`fiber_enter`,
+//! `fiber_leave`). That costs nothing beyond two counter reads while the
+//! fiber leaves the current runtime alone: `changes` counts every change,
+//! the run notes the count it started at (`mark`), and the first change
+//! after the mark keeps a copy of what the poller had (`before_mark`).
 
 use crate::scheduler;
 use crate::wait::{self, DrivingGuard};
 use std::cell::{Cell, RefCell};
 
+/// The current runtime, and how many guards set it (so that guards are
+/// dropped in reverse order).
+#[derive(Clone, Default)]
+pub(crate) struct Current {
+    handle: Option<scheduler::Handle>,
+    depth: u32,
+}
+
+impl Current {
+    fn same_as(&self, other: &Current) -> bool {
+        self.depth == other.depth
+            && self.handle.as_ref().map(scheduler::Handle::id)
+                == other.handle.as_ref().map(scheduler::Handle::id)
+    }
+}
+
+/// `Context::mark` while no fiber runs under a poll on this thread.
+const NO_MARK: u64 = u64::MAX;
+
 struct Context {
     /// The runtime `spawn`, `Handle::current` and friends use.
-    current: RefCell<Option<scheduler::Handle>>,
+    current: RefCell<Current>,
     /// The scheduler context of a worker (or of a current-thread
     /// `block_on`) while it runs.
     scheduler: Cell<*const scheduler::Context>,
+    /// How many times `current` changed (module doc).
+    changes: Cell<u64>,
+    /// `changes` when the running fiber was resumed, or `NO_MARK`.
+    mark: Cell<u64>,
+    /// `current` before its first change since `mark`.
+    before_mark: RefCell<Option<Current>>,
+}
+
+impl Context {
+    /// Called before every change of `current`.
+    fn note_change(&self) {
+        let n = self.changes.get();
+        if n == self.mark.get() {
+            *self.before_mark.borrow_mut() = Some(self.current.borrow().clone());
+        }
+        self.changes.set(n.wrapping_add(1));
+    }
 }
 
 thread_local! {
     static CONTEXT: Context = const {
         Context {
-            current: RefCell::new(None),
+            current: RefCell::new(Current { handle: None, depth: 0 }),
             scheduler: Cell::new(std::ptr::null()),
+            changes: Cell::new(0),
+            mark: Cell::new(NO_MARK),
+            before_mark: RefCell::new(None),
         }
     };
+}
+
+/// A fiber's view of the current runtime, while it does not run (module
+/// doc). Kept by the fiber's poller.
+#[derive(Default)]
+pub(crate) struct FiberView {
+    /// The fiber's own view, if it differs from its poller's.
+    own: Option<Current>,
+    /// The poller's, while the fiber's own is swapped in.
+    poller: Option<Current>,
+}
+
+/// Before a fiber runs under a poll: swaps its own view in, if it has one.
+#[inline]
+pub(crate) fn fiber_enter(view: &mut FiberView) {
+    let _ = CONTEXT.try_with(|c| {
+        debug_assert_eq!(c.mark.get(), NO_MARK, "fiber runs nested on one thread");
+        c.mark.set(c.changes.get());
+        if let Some(own) = view.own.take() {
+            view.poller = Some(std::mem::replace(&mut *c.current.borrow_mut(), own));
+        }
+    });
+}
+
+/// After a fiber switched back: keeps its view if it differs from the
+/// poller's, and gives the poller its own back.
+#[inline]
+pub(crate) fn fiber_leave(view: &mut FiberView) {
+    let _ = CONTEXT.try_with(|c| {
+        let changed = c.changes.get() != c.mark.get();
+        c.mark.set(NO_MARK);
+        if !changed && view.poller.is_none() {
+            return;
+        }
+        let captured = c.before_mark.borrow_mut().take();
+        // Swapped in: the poller's is kept here; else the first change
+        // kept it.
+        let Some(poller) = view.poller.take().or(captured) else {
+            return;
+        };
+        let fiber = std::mem::replace(&mut *c.current.borrow_mut(), poller);
+        let same = fiber.same_as(&c.current.borrow());
+        view.own = (!same).then_some(fiber);
+    });
 }
 
 /// Why there is no current runtime.
@@ -33,7 +128,7 @@ pub(crate) enum NoRuntime {
 
 /// Calls `f` with the current runtime's handle, without cloning it.
 pub(crate) fn with_current<R>(f: impl FnOnce(&scheduler::Handle) -> R) -> Result<R, NoRuntime> {
-    match CONTEXT.try_with(|c| c.current.borrow().as_ref().map(f)) {
+    match CONTEXT.try_with(|c| c.current.borrow().handle.as_ref().map(f)) {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(NoRuntime::NoContext),
         Err(_) => Err(NoRuntime::ThreadLocalDestroyed),
@@ -43,18 +138,53 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&scheduler::Handle) -> R) -> Result
 /// Restores the previous current handle when dropped.
 pub(crate) struct SetCurrentGuard {
     prev: Option<scheduler::Handle>,
+    /// The depth this guard set: guards are dropped in reverse order. (0:
+    /// it set nothing, the thread's context being gone.)
+    depth: u32,
 }
 
-/// Makes `handle` the current runtime of this thread until the guard drops.
+/// Makes `handle` the current runtime of this thread until the guard
+/// drops. (At thread exit, once the context is destroyed, it does
+/// nothing.)
 pub(crate) fn set_current(handle: &scheduler::Handle) -> SetCurrentGuard {
-    let prev = CONTEXT.with(|c| c.current.borrow_mut().replace(handle.clone()));
-    SetCurrentGuard { prev }
+    CONTEXT
+        .try_with(|c| {
+            c.note_change();
+            let mut cur = c.current.borrow_mut();
+            cur.depth += 1;
+            SetCurrentGuard {
+                prev: cur.handle.replace(handle.clone()),
+                depth: cur.depth,
+            }
+        })
+        .unwrap_or(SetCurrentGuard {
+            prev: None,
+            depth: 0,
+        })
 }
 
 impl Drop for SetCurrentGuard {
     fn drop(&mut self) {
+        if self.depth == 0 {
+            return;
+        }
         let prev = self.prev.take();
-        let _ = CONTEXT.try_with(|c| *c.current.borrow_mut() = prev);
+        let in_order = CONTEXT
+            .try_with(|c| {
+                c.note_change();
+                let mut cur = c.current.borrow_mut();
+                let in_order = cur.depth == self.depth;
+                cur.depth = self.depth - 1;
+                cur.handle = prev;
+                in_order
+            })
+            .unwrap_or(true);
+        if !in_order && !std::thread::panicking() {
+            panic!(
+                "`EnterGuard`s were dropped out of order: guards returned by `Runtime::enter` \
+                 and `Handle::enter` must be dropped in the reverse order of their creation"
+            );
+        }
     }
 }
 

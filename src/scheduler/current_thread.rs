@@ -17,7 +17,7 @@
 //! finds none alive.
 
 use crate::fiber::pool as fiber_pool;
-use crate::loom::{AtomicBool, Mutex, Ordering::*};
+use crate::loom::{AtomicBool, Condvar, Mutex, Ordering::*};
 use crate::scheduler::context;
 use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
 use crate::scheduler::park::{Parker, Unparker};
@@ -41,9 +41,89 @@ pub(crate) struct Handle {
     shared: Shared,
     pub(crate) common: Common,
     /// The core while no thread drives the scheduler.
-    core: Mutex<Option<Box<Core>>>,
+    core: CoreSlot<Box<Core>>,
     /// Threads in `block_on` waiting for the core.
     waiters: Mutex<Vec<Unparker>>,
+}
+
+/// Where the core waits while no thread drives the scheduler, and how
+/// shutdown gets it back from a thread that does (module doc).
+struct CoreSlot<C> {
+    core: Mutex<Option<C>>,
+    /// Signalled whenever a core is put back.
+    returned: Condvar,
+    /// Shutdown began: nobody takes the core any more, and a thread that
+    /// drives gives it back at once.
+    closed: AtomicBool,
+}
+
+/// What `CoreSlot::take` found.
+enum Take<C> {
+    /// The core, for this thread to drive.
+    Took(C),
+    /// Another thread drives.
+    Busy,
+    /// Shut down.
+    Closed,
+}
+
+impl<C> CoreSlot<C> {
+    fn new(core: C) -> CoreSlot<C> {
+        CoreSlot {
+            core: Mutex::new(Some(core)),
+            returned: Condvar::new(),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn take(&self) -> Take<C> {
+        let mut slot = self.core.lock();
+        if self.closed.load(Acquire) {
+            return Take::Closed;
+        }
+        match slot.take() {
+            Some(core) => Take::Took(core),
+            None => Take::Busy,
+        }
+    }
+
+    fn put(&self, core: C) {
+        *self.core.lock() = Some(core);
+        self.returned.notify_all();
+    }
+
+    fn is_free(&self) -> bool {
+        self.core.lock().is_some()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Acquire)
+    }
+
+    /// Closes the slot and returns the core: at once if it is free, else
+    /// once the thread driving it gives it back, woken by `wake_driver`
+    /// (it checks `is_closed` before it parks, and after every wake).
+    fn close_and_take(&self, wake_driver: impl Fn()) -> C {
+        self.closed.store(true, Release);
+        let mut slot = self.core.lock();
+        loop {
+            if let Some(core) = slot.take() {
+                return core;
+            }
+            drop(slot);
+            wake_driver();
+            slot = self.core.lock();
+            if slot.is_none() {
+                slot = self.returned.wait(slot);
+            }
+        }
+    }
+
+    /// Closes the slot without waiting (the caller drives the core itself).
+    fn close(&self) -> Option<C> {
+        self.closed.store(true, Release);
+        self.core.lock().take()
+    }
 }
 
 struct Shared {
@@ -53,7 +133,6 @@ struct Shared {
     unpark: Unparker,
     /// The `block_on` future was woken.
     woken: AtomicBool,
-    is_shutdown: AtomicBool,
     metrics: WorkerMetrics,
 }
 
@@ -107,17 +186,16 @@ impl Handle {
                 owned: OwnedTasks::new(1),
                 unpark: park.unparker(),
                 woken: AtomicBool::new(false),
-                is_shutdown: AtomicBool::new(false),
                 metrics: WorkerMetrics::default(),
             },
             common,
-            core: Mutex::new(Some(Box::new(Core {
+            core: CoreSlot::new(Box::new(Core {
                 tasks: VecDeque::with_capacity(64),
                 park,
                 tick: 0,
                 metrics: LocalMetrics::default(),
                 bound: None,
-            }))),
+            })),
             waiters: Mutex::new(Vec::new()),
         })
     }
@@ -139,7 +217,8 @@ impl Handle {
     pub(crate) fn block_on<F: Future>(me: &Arc<Handle>, fut: F) -> F::Output {
         let mut fut = pin!(fut);
         loop {
-            if let Some(core) = me.take_core() {
+            let took = me.take_core();
+            if let Take::Took(core) = took {
                 let cx = scheduler::Context::CurrentThread(Context {
                     handle: me.clone(),
                     core: RefCell::new(None),
@@ -157,17 +236,30 @@ impl Handle {
                     }
                 }
                 let _recover = Recover(&cx, me);
-                let (core, out) = context::set_scheduler(&cx, || {
+                let ran = context::set_scheduler(&cx, || {
                     let scheduler::Context::CurrentThread(cx) = &cx else {
                         unreachable!()
                     };
                     cx.run(core, fut.as_mut())
                 });
-                me.release_core(core);
-                return out;
+                match ran {
+                    Ran::Done(core, out) => {
+                        me.release_core(core);
+                        return out;
+                    }
+                    Ran::Closed(core) => {
+                        // Shutdown began on another thread: the fibers this
+                        // thread started can only be unwound here, now;
+                        // then the core goes to the shutdown, and our own
+                        // future goes on like any other thread's.
+                        fiber_pool::cancel_all(Arc::as_ptr(me) as usize);
+                        me.release_core(core);
+                        continue;
+                    }
+                }
             }
-            // Another thread drives: poll our own future until it is done
-            // or the core comes free.
+            // Another thread drives, or the runtime is shut down: poll our
+            // own future until it is done or the core comes free.
             let mut parker = Parker::new();
             me.waiters.lock().push(parker.unparker());
             let waker = Waker::from(Arc::new(parker.unparker()));
@@ -178,7 +270,7 @@ impl Handle {
                 return v;
             }
             // The core may have come free before we registered.
-            if me.core.lock().is_some() {
+            if matches!(took, Take::Busy) && me.core.is_free() {
                 continue;
             }
             parker.park();
@@ -186,28 +278,29 @@ impl Handle {
     }
 
     /// Takes the core to drive the runtime from this thread, if no other
-    /// thread drives it.
+    /// thread drives it and it is not shut down.
     ///
     /// # Panics
     ///
     /// Panics if live fibers bind it to another thread (module doc).
     #[track_caller]
-    fn take_core(self: &Arc<Self>) -> Option<Box<Core>> {
-        let mut slot = self.core.lock();
-        let core = slot.take()?;
+    fn take_core(self: &Arc<Self>) -> Take<Box<Core>> {
+        let core = match self.core.take() {
+            Take::Took(core) => core,
+            other => return other,
+        };
         match &core.bound {
             Some(b) if b.thread != thread_token() => {
                 let (fibers, name) = (b.fibers, b.name.clone());
-                *slot = Some(core);
-                drop(slot);
+                self.core.put(core);
                 panic!(
                     "this current-thread runtime cannot be driven from this thread: {fibers} \
-                     fiber(s) started on thread {name} are still alive, and a fiber never leaves the thread \
-                     it started on; call `block_on` on that thread until they finish, or use a \
-                     multi-thread runtime",
+                     fiber(s) started on thread {name} are still alive, and a fiber never leaves \
+                     the thread it started on; call `block_on` on that thread until they \
+                     finish, or use a multi-thread runtime",
                 );
             }
-            _ => Some(core),
+            _ => Take::Took(core),
         }
     }
 
@@ -222,7 +315,7 @@ impl Handle {
                 fibers,
             }),
         };
-        *self.core.lock() = Some(core);
+        self.core.put(core);
         for w in std::mem::take(&mut *self.waiters.lock()) {
             w.unpark();
         }
@@ -239,20 +332,35 @@ impl Handle {
     }
 
     /// Closes the scheduler and cancels every task (runtime drop).
+    ///
+    /// 1. Close the core slot. If another thread drives the core, wake it
+    ///    and wait for it: it sees the slot closed, unwinds the fibers it
+    ///    started (only it can) and gives the core back. (If this thread
+    ///    drives it, a task is dropping the runtime: nothing to wait for.)
+    /// 2. Unwind the fibers this thread started.
+    /// 3. Cancel every task, drop the queued entries, shut the driver down
+    ///    (sockets and timers that outlive the runtime fail from now on).
     pub(crate) fn shutdown(self: &Arc<Self>) {
-        self.shared.is_shutdown.store(true, Release);
+        let core = if self.drives_here() {
+            self.core.close()
+        } else {
+            Some(self.core.close_and_take(|| self.shared.unpark.unpark()))
+        };
         // Fibers run on the thread that drives this runtime; unwind the
-        // ones this thread started (others cannot be unwound elsewhere).
-        fiber_pool::cancel_all(Arc::as_ptr(self) as usize);
+        // ones this thread started (others cannot be unwound elsewhere),
+        // with the runtime current for their destructors, as when they ran.
+        {
+            let _current = context::set_current(&scheduler::Handle::CurrentThread(self.clone()));
+            fiber_pool::cancel_all(Arc::as_ptr(self) as usize);
+        }
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
-        // Out of the lock first: dropping a yielded entry cancels its task,
-        // which runs the future's destructor.
-        let core = self.core.lock().take();
         let stranded = core
             .as_ref()
             .and_then(|c| c.bound.clone())
             .filter(|b| b.thread != thread_token());
+        // Dropping a yielded entry cancels its task, which runs the
+        // future's destructor: not under a lock.
         if let Some(mut core) = core {
             core.tasks.clear();
         }
@@ -271,6 +379,14 @@ impl Handle {
         }
     }
 
+    /// Whether this thread drives the runtime right now (it is inside one
+    /// of its tasks, or its `block_on`).
+    fn drives_here(self: &Arc<Self>) -> bool {
+        context::with_scheduler(
+            |cx| matches!(cx, Some(scheduler::Context::CurrentThread(cx)) if Arc::ptr_eq(&cx.handle, self)),
+        )
+    }
+
     pub(crate) fn metrics(&self) -> Snapshot {
         Snapshot {
             workers: vec![self.shared.metrics.snapshot()],
@@ -282,9 +398,18 @@ impl Handle {
     }
 }
 
+/// How a `block_on` run of the core ended.
+enum Ran<T> {
+    /// Its future completed.
+    Done(Box<Core>, T),
+    /// Shutdown began on another thread, which waits for the core.
+    Closed(Box<Core>),
+}
+
 impl Context {
-    fn run<F: Future>(&self, mut core: Box<Core>, mut fut: Pin<&mut F>) -> (Box<Core>, F::Output) {
+    fn run<F: Future>(&self, mut core: Box<Core>, mut fut: Pin<&mut F>) -> Ran<F::Output> {
         let shared = &self.handle.shared;
+        let slot = &self.handle.core;
         let waker = Waker::from(Arc::new(BlockOnWaker(self.handle.clone())));
         let mut cx = std::task::Context::from_waker(&waker);
         let mut busy_since = Instant::now();
@@ -296,7 +421,7 @@ impl Context {
                 if let Poll::Ready(v) = res {
                     core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                     shared.metrics.flush(&core.metrics);
-                    return (core, v);
+                    return Ran::Done(core, v);
                 }
                 // A `block_on` future that keeps waking itself must not
                 // starve I/O and timers either: its polls count as ticks.
@@ -307,8 +432,13 @@ impl Context {
                 }
             }
             let mut ran = 0;
+            if slot.is_closed() {
+                core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
+                shared.metrics.flush(&core.metrics);
+                return Ran::Closed(core);
+            }
             while ran < EVENT_INTERVAL {
-                if shared.is_shutdown.load(Acquire) {
+                if slot.is_closed() {
                     break;
                 }
                 core.tick = core.tick.wrapping_add(1);
@@ -433,5 +563,38 @@ impl Schedule for Arc<Handle> {
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CurrentThread").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loom::{Arc, model, thread};
+
+    /// Issue 9, bug 8: shutdown waits for the core of a thread that drives
+    /// the runtime. That thread, parked, is woken, sees the slot closed
+    /// and gives the core back: in no interleaving does either hang (loom
+    /// reports a deadlock) or the core get lost.
+    #[test]
+    fn loom_shutdown_takes_the_core_back_from_a_parked_driver() {
+        model(|| {
+            let slot = Arc::new(CoreSlot::new(7u8));
+            let mut parker = Parker::new();
+            let unparker = parker.unparker();
+            let Take::Took(core) = slot.take() else {
+                panic!("the core was free")
+            };
+            let closer = {
+                let slot = slot.clone();
+                thread::spawn(move || slot.close_and_take(|| unparker.unpark()))
+            };
+            // The driver's loop: look, then park, until closed.
+            while !slot.is_closed() {
+                parker.park();
+            }
+            slot.put(core);
+            assert_eq!(closer.join().unwrap(), 7);
+            assert!(matches!(slot.take(), Take::Closed));
+        });
     }
 }

@@ -153,6 +153,34 @@ pub(crate) fn run_with_timeout_in<R: Send + 'static>(
     }
 }
 
+/// Fails the test if it is still alive after [`TIMEOUT`], for a call that
+/// must run on the test's own thread (and so cannot be moved into
+/// [`run_with_timeout`]): it reports what hung and aborts the process,
+/// since the hung thread cannot be unwound from outside.
+pub(crate) struct Watchdog {
+    done: Option<mpsc::Sender<()>>,
+}
+
+impl Watchdog {
+    pub(crate) fn new(what: &str) -> Watchdog {
+        let (tx, rx) = mpsc::channel::<()>();
+        let what = what.to_string();
+        std::thread::spawn(move || {
+            if let Err(mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(TIMEOUT) {
+                eprintln!("timed out (hang?): {what}");
+                std::process::abort();
+            }
+        });
+        Watchdog { done: Some(tx) }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        drop(self.done.take());
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Child processes
 // ---------------------------------------------------------------------------
