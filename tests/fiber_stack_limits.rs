@@ -44,6 +44,11 @@ fn child() {
 }
 
 #[test]
+// ASan reserves terabytes of shadow memory: it cannot start under RLIMIT_AS.
+#[cfg_attr(
+    fiber_runtime_asan,
+    ignore = "AddressSanitizer cannot run under RLIMIT_AS"
+)]
 fn a_stack_that_cannot_be_mapped_fails_the_fiber_not_the_runtime() {
     if std::env::var_os(VAR).is_some() {
         child();

@@ -4,6 +4,9 @@
 //! snapshots under `tests/ui/fail`).
 
 #[test]
+// Compile tests: nothing of the runtime runs, and under ASan trybuild
+// would build every case again with the sanitizer (minutes, for nothing).
+#[cfg_attr(fiber_runtime_asan, ignore = "compile tests only")]
 fn ui() {
     let t = trybuild::TestCases::new();
     t.pass("tests/ui/pass/*.rs");

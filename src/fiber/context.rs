@@ -40,6 +40,8 @@
 //!    only while it runs under that poll.
 
 use super::arch;
+#[cfg(fiber_runtime_asan)]
+use super::asan;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic;
@@ -120,6 +122,9 @@ pub(crate) struct ControlBlock {
     /// stack overflow handler (`overflow.rs`).
     pub(crate) guard: (usize, usize),
     pub(crate) name: Option<(*const u8, usize)>,
+    /// What AddressSanitizer needs to follow the switches (`asan.rs`).
+    #[cfg(fiber_runtime_asan)]
+    asan: asan::FiberState,
 }
 
 thread_local! {
@@ -173,6 +178,8 @@ impl ControlBlock {
             result: Cell::new(std::ptr::null_mut()),
             guard: init.guard,
             name: init.name,
+            #[cfg(fiber_runtime_asan)]
+            asan: asan::FiberState::new(init.guard.1, at as usize),
         };
         // SAFETY: the caller's contract: `at` is ours, aligned, and the
         // stack below it is free for the first frame.
@@ -186,6 +193,13 @@ impl ControlBlock {
 
     pub(crate) fn phase(&self) -> Phase {
         self.phase.get()
+    }
+
+    /// Called first thing on the fiber's stack, by its entry.
+    #[inline]
+    pub(crate) fn started(&self) {
+        #[cfg(fiber_runtime_asan)]
+        self.asan.entered_fiber();
     }
 
     /// Whether a cancellation is under way (module doc).
@@ -244,9 +258,13 @@ impl ControlBlock {
 
     #[inline]
     fn switch_out(&self, code: usize) {
+        #[cfg(fiber_runtime_asan)]
+        self.asan.leave_fiber(false);
         // SAFETY: we run on this fiber's stack; the poller waits at
         // `caller_sp` (rule 1).
         let back = unsafe { arch::suspend(self.caller_sp.as_ptr(), code) };
+        #[cfg(fiber_runtime_asan)]
+        self.asan.entered_fiber();
         if back == CANCEL {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }
@@ -262,6 +280,8 @@ impl ControlBlock {
     /// returns) until the stack is given back.
     pub(crate) unsafe fn finish(&self, result: *mut u8) -> ! {
         self.result.set(result);
+        #[cfg(fiber_runtime_asan)]
+        self.asan.leave_fiber(true);
         // SAFETY: the caller's contract; the poller waits at `caller_sp`.
         unsafe { arch::suspend(self.caller_sp.as_ptr(), FINISHED) };
         unreachable!("a finished fiber was resumed");
@@ -278,10 +298,14 @@ impl ControlBlock {
         let prev = CURRENT.with(|c| c.replace(self));
         self.cx.set(cx.cast());
         self.phase.set(Phase::Running);
+        #[cfg(fiber_runtime_asan)]
+        let mut fake = self.asan.enter_fiber();
         // SAFETY: the fiber's stack is alive and suspended at `fiber_sp`
         // (or freshly laid out), and we are its owner thread.
         let (back, sp) =
             unsafe { arch::resume(self.fiber_sp.get(), self.caller_sp.as_ptr(), code) };
+        #[cfg(fiber_runtime_asan)]
+        asan::FiberState::back_from_fiber(&mut fake);
         self.fiber_sp.set(sp);
         self.cx.set(std::ptr::null_mut());
         CURRENT.with(|c| c.set(prev));

@@ -85,6 +85,7 @@ unsafe extern "C" fn entry<F: FnOnce() -> T, T>(_code: usize, data: *mut u8) -> 
     // while we run); on this first resumption its `func` points to the
     // closure slot of the `FiberFuture` being polled (rule 3).
     let cb = unsafe { &*data.cast_const().cast::<ControlBlock>() };
+    cb.started();
     // SAFETY: as above.
     let func = unsafe { (*cb.func.cast::<Option<F>>()).take() };
     let func = func.expect("fiber started twice");

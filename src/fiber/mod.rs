@@ -118,6 +118,8 @@
 //! fiber spawned but not started holds none.
 
 mod arch;
+#[cfg(fiber_runtime_asan)]
+mod asan;
 pub(crate) mod context;
 mod future;
 mod overflow;
