@@ -275,6 +275,22 @@ fn rows() -> Vec<Row> {
             },
             Expect::Error(InvalidInput, "stack_size"),
         ),
+        (
+            "spawn_blocking when no thread can be started",
+            || {
+                // A current-thread runtime starts no thread at build; the
+                // blocking pool's first thread cannot get this stack.
+                let rt = Builder::new_current_thread()
+                    .thread_stack_size(usize::MAX)
+                    .build()
+                    .unwrap();
+                result(
+                    rt.block_on(rt.spawn_blocking(|| ()))
+                        .map_err(io::Error::from),
+                )
+            },
+            Expect::Error(io::ErrorKind::Other, "could not start a thread"),
+        ),
         // Addresses.
         (
             "TcpListener::bind(\"not an address\")",

@@ -70,6 +70,41 @@ fn a_fiber_entering_another_runtime_keeps_that_to_itself() {
     });
 }
 
+/// A fiber cancelled while it holds an `EnterGuard` runs its destructors
+/// with its own view (as when it ran): its guard restores the fiber's
+/// state, not the canceller's, so nothing looks out of order afterwards.
+#[test]
+fn a_fiber_cancelled_holding_an_enter_guard_leaves_the_cancellers_context_alone() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let other = named("other");
+        let h = other.handle().clone();
+        let started = Arc::new(AtomicBool::new(false));
+        let s = started.clone();
+        let f = {
+            // Started under an extra guard (on a current-thread runtime),
+            // so its depth differs from the canceller's.
+            let _outer = rt.enter();
+            let f = rt.block_on(async move {
+                fiber::spawn(move || {
+                    let _g = h.enter();
+                    s.store(true, SeqCst);
+                    fiber::wait(std::future::pending::<()>());
+                })
+            });
+            util::drive_until(&rt, "the fiber started", || started.load(SeqCst));
+            f
+        };
+        f.abort();
+        assert!(join_bounded(&rt, f).is_cancelled(), "{flavor:?}");
+        // The canceller's context is its own: its runtime, in order.
+        rt.block_on(async {
+            assert!(fiber_runtime::spawn(async { 1 }).await.is_ok());
+        });
+        assert!(fiber_runtime::Handle::try_current().is_err(), "{flavor:?}");
+    }
+}
+
 /// Guards dropped out of order panic, as in tokio, instead of silently
 /// leaving the wrong runtime current.
 #[test]

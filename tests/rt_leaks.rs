@@ -131,6 +131,54 @@ fn tasks_awaiting_themselves_or_each_other_do_not_leak_their_runtime() {
     );
 }
 
+/// A runtime dropped by one of its own tasks, with other tasks still
+/// queued: its worker (or the thread driving a current-thread runtime)
+/// empties its queues once the runtime is gone, or the entries, which
+/// hold their tasks, which hold the runtime, would keep it all alive.
+#[test]
+fn a_runtime_dropped_by_its_own_task_does_not_leak() {
+    in_child("a_runtime_dropped_by_its_own_task_does_not_leak", || {
+        drop(util::multi_thread(1));
+        let before = open_fds();
+        for i in 0..10 {
+            let rt = if i % 2 == 0 {
+                util::current_thread()
+            } else {
+                util::multi_thread(1)
+            };
+            let handle = rt.handle().clone();
+            let rt = Arc::new(rt);
+            let last = rt.clone();
+            let (tx, rx) = std::sync::mpsc::channel();
+            // Queued behind the dropper, never to run.
+            for _ in 0..5 {
+                drop(rt.spawn(std::future::pending::<()>()));
+            }
+            drop(rt.spawn(async move {
+                // Queued too: woken, but its runtime is gone first.
+                drop(fiber_runtime::spawn(async {
+                    fiber_runtime::yield_now().await
+                }));
+                drop(last);
+                tx.send(()).unwrap();
+            }));
+            drop(rt);
+            // A current-thread runtime runs only while driven.
+            handle.block_on(async {
+                while rx.try_recv().is_err() {
+                    fiber_runtime::yield_now().await;
+                }
+            });
+            drop(handle);
+        }
+        let after = open_fds();
+        assert_eq!(
+            after, before,
+            "descriptors leaked by runtimes dropped by their tasks"
+        );
+    });
+}
+
 /// Issue 9, bug 6: a thread with a stack pool that dropped runtimes took
 /// their fibers' stacks into its own pool, which never let go of them
 /// (664 MiB RSS and 3.5 GiB of address space over 100 runtimes). Stacks

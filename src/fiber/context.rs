@@ -84,8 +84,18 @@ pub(crate) enum Cancel {
     GaveUp,
 }
 
+/// Swaps the fiber's view of its thread's state in (`true`) or out
+/// (`false`): the bridge's, called around a cancellation (`cancel`), as
+/// the bridge's poll does around every run.
+///
+/// # Safety
+///
+/// The pointer is the one the bridge last set (`set_view`), still alive.
+pub(crate) type SwitchView = unsafe fn(*mut (), bool);
+
 /// What the bridge writes into a new control block.
 pub(crate) struct Init {
+    pub(crate) switch_view: SwitchView,
     pub(crate) id: u64,
     pub(crate) owner: u64,
     pub(crate) runtime_id: usize,
@@ -122,6 +132,10 @@ pub(crate) struct ControlBlock {
     /// stack overflow handler (`overflow.rs`).
     pub(crate) guard: (usize, usize),
     pub(crate) name: Option<(*const u8, usize)>,
+    /// The bridge's view of the thread state for this fiber, set at each
+    /// poll (the bridge may move between polls), and how to switch it.
+    view: Cell<*mut ()>,
+    switch_view: SwitchView,
     /// What AddressSanitizer needs to follow the switches (`asan.rs`).
     #[cfg(fiber_runtime_asan)]
     asan: asan::FiberState,
@@ -178,6 +192,8 @@ impl ControlBlock {
             result: Cell::new(std::ptr::null_mut()),
             guard: init.guard,
             name: init.name,
+            view: Cell::new(std::ptr::null_mut()),
+            switch_view: init.switch_view,
             #[cfg(fiber_runtime_asan)]
             asan: asan::FiberState::new(init.guard.1, at as usize),
         };
@@ -193,6 +209,11 @@ impl ControlBlock {
 
     pub(crate) fn phase(&self) -> Phase {
         self.phase.get()
+    }
+
+    /// Records where the bridge keeps the fiber's view (see `SwitchView`).
+    pub(crate) fn set_view(&self, view: *mut ()) {
+        self.view.set(view);
     }
 
     /// Called first thing on the fiber's stack, by its entry.
@@ -327,14 +348,25 @@ impl ControlBlock {
             return Cancel::NotSuspended;
         }
         self.cancelling.set(true);
+        let view = self.view.get();
+        // Its destructors see what it saw when it last ran.
+        // SAFETY: the bridge set it at the fiber's last poll and is alive
+        // (the fiber is suspended, so its task is).
+        unsafe { (self.switch_view)(view, true) };
+        let mut outcome = Cancel::GaveUp;
         for _ in 0..MAX_CANCEL_ATTEMPTS {
             // SAFETY: the caller's contract; no poll resumes it.
             if unsafe { self.resume(CANCEL, std::ptr::null_mut()) } == FINISHED {
-                return Cancel::Unwound;
+                outcome = Cancel::Unwound;
+                break;
             }
         }
-        self.phase.set(Phase::Abandoned);
-        Cancel::GaveUp
+        // SAFETY: as above.
+        unsafe { (self.switch_view)(view, false) };
+        if outcome == Cancel::GaveUp {
+            self.phase.set(Phase::Abandoned);
+        }
+        outcome
     }
 
     /// The name to report the fiber by: its name, or `#id`.

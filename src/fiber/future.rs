@@ -134,6 +134,7 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
         let top = stack.top() as usize;
         let at = (top - std::mem::size_of::<ControlBlock>()) & !(CB_ALIGN - 1);
         let init = Init {
+            switch_view,
             id: self.id,
             owner,
             runtime_id: self.runtime_id,
@@ -168,6 +169,22 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
     }
 }
 
+/// The bridge's `SwitchView`, for a cancellation.
+///
+/// # Safety
+///
+/// `view` is the `FiberView` of a live `FiberFuture` (set at its last poll).
+unsafe fn switch_view(view: *mut (), entering: bool) {
+    // SAFETY: the caller's contract; nothing else uses the view while the
+    // fiber is being cancelled.
+    let view = unsafe { &mut *view.cast::<FiberView>() };
+    if entering {
+        thread_context::fiber_enter(view);
+    } else {
+        thread_context::fiber_leave(view);
+    }
+}
+
 /// The control block sits 16-byte aligned at the top of the stack, and
 /// the fiber's frames start right below it.
 const CB_ALIGN: usize = if std::mem::align_of::<ControlBlock>() > 16 {
@@ -198,6 +215,7 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> std::future::Future
         // while it runs: the current runtime (swapped only if the fiber
         // set its own); the coop budget is the poll's, and the panic count
         // cannot differ (a fiber never switches out while unwinding).
+        cb.set_view((&raw mut this.view).cast());
         thread_context::fiber_enter(&mut this.view);
         // SAFETY: owner thread, not running (we hold the task's RUNNING),
         // alive; `cx` outlives the call.

@@ -77,20 +77,38 @@ thread_local! {
 
 /// A fiber's view of the current runtime, while it does not run (module
 /// doc). Kept by the fiber's poller.
-#[derive(Default)]
 pub(crate) struct FiberView {
     /// The fiber's own view, if it differs from its poller's.
     own: Option<Current>,
     /// The poller's, while the fiber's own is swapped in.
     poller: Option<Current>,
+    /// The mark (and its capture) of a fiber this one runs inside (a
+    /// fiber dropping a runtime cancels others from its own run), put back
+    /// when this one leaves.
+    outer_mark: u64,
+    outer_before: Option<Current>,
 }
 
-/// Before a fiber runs under a poll: swaps its own view in, if it has one.
+impl Default for FiberView {
+    fn default() -> FiberView {
+        FiberView {
+            own: None,
+            poller: None,
+            outer_mark: NO_MARK,
+            outer_before: None,
+        }
+    }
+}
+
+/// Before a fiber runs (under a poll, or cancelled): swaps its own view
+/// in, if it has one.
 #[inline]
 pub(crate) fn fiber_enter(view: &mut FiberView) {
     let _ = CONTEXT.try_with(|c| {
-        debug_assert_eq!(c.mark.get(), NO_MARK, "fiber runs nested on one thread");
-        c.mark.set(c.changes.get());
+        view.outer_mark = c.mark.replace(c.changes.get());
+        if view.outer_mark != NO_MARK {
+            view.outer_before = c.before_mark.borrow_mut().take();
+        }
         if let Some(own) = view.own.take() {
             view.poller = Some(std::mem::replace(&mut *c.current.borrow_mut(), own));
         }
@@ -103,19 +121,20 @@ pub(crate) fn fiber_enter(view: &mut FiberView) {
 pub(crate) fn fiber_leave(view: &mut FiberView) {
     let _ = CONTEXT.try_with(|c| {
         let changed = c.changes.get() != c.mark.get();
-        c.mark.set(NO_MARK);
-        if !changed && view.poller.is_none() {
-            return;
+        c.mark.set(view.outer_mark);
+        if changed || view.poller.is_some() {
+            let captured = c.before_mark.borrow_mut().take();
+            // Swapped in: the poller's is kept here; else the first change
+            // kept it.
+            if let Some(poller) = view.poller.take().or(captured) {
+                let fiber = std::mem::replace(&mut *c.current.borrow_mut(), poller);
+                let same = fiber.same_as(&c.current.borrow());
+                view.own = (!same).then_some(fiber);
+            }
         }
-        let captured = c.before_mark.borrow_mut().take();
-        // Swapped in: the poller's is kept here; else the first change
-        // kept it.
-        let Some(poller) = view.poller.take().or(captured) else {
-            return;
-        };
-        let fiber = std::mem::replace(&mut *c.current.borrow_mut(), poller);
-        let same = fiber.same_as(&c.current.borrow());
-        view.own = (!same).then_some(fiber);
+        if view.outer_mark != NO_MARK {
+            *c.before_mark.borrow_mut() = view.outer_before.take();
+        }
     });
 }
 

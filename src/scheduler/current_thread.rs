@@ -216,6 +216,8 @@ impl Handle {
     /// holds the core. The caller has entered the runtime context.
     pub(crate) fn block_on<F: Future>(me: &Arc<Handle>, fut: F) -> F::Output {
         let mut fut = pin!(fut);
+        // This thread's parker while it waits for the core, made once.
+        let mut waiter: Option<Parker> = None;
         loop {
             let took = me.take_core();
             if let Take::Took(core) = took {
@@ -243,25 +245,39 @@ impl Handle {
                     cx.run(core, fut.as_mut())
                 });
                 match ran {
-                    Ran::Done(core, out) => {
+                    Ran::Done(core, out) if !me.core.is_closed() => {
                         me.release_core(core);
                         return out;
                     }
+                    Ran::Done(core, out) => {
+                        // A task dropped the runtime meanwhile.
+                        me.finish_shutdown_here(core);
+                        return out;
+                    }
                     Ran::Closed(core) => {
-                        // Shutdown began on another thread: the fibers this
-                        // thread started can only be unwound here, now;
-                        // then the core goes to the shutdown, and our own
-                        // future goes on like any other thread's.
-                        fiber_pool::cancel_all(Arc::as_ptr(me) as usize);
-                        me.release_core(core);
+                        // Shutdown began: the fibers this thread started
+                        // can only be unwound here, now. Then the core
+                        // goes back, to the shutdown waiting for it (or,
+                        // if a task of ours dropped the runtime, emptied
+                        // here), and our own future goes on like any other
+                        // thread's.
+                        me.finish_shutdown_here(core);
                         continue;
                     }
                 }
             }
             // Another thread drives, or the runtime is shut down: poll our
             // own future until it is done or the core comes free.
-            let mut parker = Parker::new();
-            me.waiters.lock().push(parker.unparker());
+            let parker = waiter.get_or_insert_with(Parker::new);
+            {
+                let mut waiters = me.waiters.lock();
+                let me_too = parker.unparker();
+                // Once per parker: a future woken often would fill the
+                // list until the next hand-back.
+                if !waiters.iter().any(|w| w.same_as(&me_too)) {
+                    waiters.push(me_too);
+                }
+            }
             let waker = Waker::from(Arc::new(parker.unparker()));
             if let Poll::Ready(v) = fut
                 .as_mut()
@@ -292,7 +308,9 @@ impl Handle {
         match &core.bound {
             Some(b) if b.thread != thread_token() => {
                 let (fibers, name) = (b.fibers, b.name.clone());
+                // Back, and its waiters told (the fiber thread may be one).
                 self.core.put(core);
+                self.wake_waiters();
                 panic!(
                     "this current-thread runtime cannot be driven from this thread: {fibers} \
                      fiber(s) started on thread {name} are still alive, and a fiber never leaves \
@@ -307,7 +325,7 @@ impl Handle {
     /// Gives the core back, bound to this thread if fibers it started on
     /// this runtime are alive.
     fn release_core(self: &Arc<Self>, mut core: Box<Core>) {
-        core.bound = match fiber_pool::started_here(Arc::as_ptr(self) as usize) {
+        core.bound = match fiber_pool::started_here(self.common.id) {
             0 => None,
             fibers => Some(Binding {
                 thread: thread_token(),
@@ -316,6 +334,11 @@ impl Handle {
             }),
         };
         self.core.put(core);
+        self.wake_waiters();
+    }
+
+    /// Wakes the threads in `block_on` waiting for the core.
+    fn wake_waiters(&self) {
         for w in std::mem::take(&mut *self.waiters.lock()) {
             w.unpark();
         }
@@ -351,7 +374,7 @@ impl Handle {
         // with the runtime current for their destructors, as when they ran.
         {
             let _current = context::set_current(&scheduler::Handle::CurrentThread(self.clone()));
-            fiber_pool::cancel_all(Arc::as_ptr(self) as usize);
+            fiber_pool::cancel_all(self.common.id);
         }
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
@@ -377,6 +400,23 @@ impl Handle {
                 b.fibers, b.name,
             );
         }
+    }
+
+    /// The thread that drove the core when shutdown began (another thread
+    /// waits for it, or a task of ours dropped the runtime): unwinds the
+    /// fibers this thread started, cancels what was queued meanwhile, and
+    /// puts the core back, empty.
+    fn finish_shutdown_here(self: &Arc<Self>, mut core: Box<Core>) {
+        {
+            let _current = context::set_current(&scheduler::Handle::CurrentThread(self.clone()));
+            fiber_pool::cancel_all(self.common.id);
+        }
+        self.shared.owned.close_and_shutdown_all();
+        // Queue entries hold their tasks, which hold this handle: drop
+        // them, or the runtime never goes away.
+        core.tasks.clear();
+        self.shared.inject.drain();
+        self.release_core(core);
     }
 
     /// Whether this thread drives the runtime right now (it is inside one

@@ -29,6 +29,9 @@ pub(crate) struct Config {
 
 /// The parts of a runtime both flavors have.
 pub(crate) struct Common {
+    /// Identifies the runtime for the fibers' per-thread registries: never
+    /// reused, unlike the address of its shared state.
+    pub(crate) id: usize,
     pub(crate) config: Config,
     pub(crate) blocking: blocking::Spawner,
     /// What tasks and sockets use to reach the driver.
@@ -46,7 +49,10 @@ impl Common {
         blocking: blocking::Spawner,
         driver_slot: Arc<DriverSlot>,
     ) -> Common {
+        // A plain std atomic: only ever handed out.
+        static NEXT_ID: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
         Common {
+            id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             config,
             blocking,
             driver: driver_slot.handle().clone(),
@@ -105,12 +111,9 @@ impl Handle {
         &self.common().blocking
     }
 
-    /// Identifies the runtime (the address of its shared state).
+    /// Identifies the runtime (never reused).
     pub(crate) fn id(&self) -> usize {
-        match self {
-            Handle::CurrentThread(h) => Arc::as_ptr(h) as usize,
-            Handle::MultiThread(h) => Arc::as_ptr(h) as usize,
-        }
+        self.common().id
     }
 
     pub(crate) fn metrics(&self) -> metrics::Snapshot {

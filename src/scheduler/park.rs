@@ -182,6 +182,11 @@ impl Parker {
 }
 
 impl Unparker {
+    /// Whether both wake the same parker.
+    pub(crate) fn same_as(&self, other: &Unparker) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     pub(crate) fn unpark(&self) {
         let inner = &*self.inner;
         match inner.state.swap(NOTIFIED, SeqCst) {

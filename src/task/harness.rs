@@ -209,24 +209,29 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
                     w.wake_by_ref();
                 }
             });
-            // Let go of the waker as soon as possible: it may be the task's
-            // own (a task awaiting itself), which would keep it alive.
-            if !cell
-                .header
-                .state
-                .unset_waker_after_complete()
-                .is_join_interested()
-            {
-                // The `JoinHandle` went away meanwhile, leaving it to us.
-                // SAFETY: COMPLETE, JOIN_WAKER set until just now and
-                // JOIN_INTEREST clear: nobody else touches the field (rule
-                // 4).
-                cell.trailer
-                    .waker
-                    .with_mut(|w| drop(unsafe { (*w).take() }));
-            }
         }
     }));
+    // Let go of the waker as soon as possible (even if waking it
+    // panicked): it may be the task's own (a task awaiting itself), which
+    // would keep the task alive for good.
+    if snapshot.is_join_interested()
+        && snapshot.is_join_waker_set()
+        && !cell
+            .header
+            .state
+            .unset_waker_after_complete()
+            .is_join_interested()
+    {
+        // The `JoinHandle` went away meanwhile, leaving it to us.
+        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+            cell.trailer.waker.with_mut(|w| {
+                // SAFETY: COMPLETE, JOIN_WAKER set until just now and
+                // JOIN_INTEREST clear: nobody else touches the field
+                // (rule 4).
+                drop(unsafe { (*w).take() })
+            })
+        }));
+    }
     // Our reference, plus the owned list's if the scheduler held it.
     let count = 1 + u32::from(released);
     if cell.header.state.transition_to_terminal(count) == TransitionToTerminal::Dealloc {

@@ -233,7 +233,7 @@ impl Wheel {
                 if refile <= now && slot.is_none_or(|(_, _, d)| refile <= d) {
                     // Every slot before the new epoch is done: enter it.
                     self.elapsed = refile;
-                    self.refile_overflow();
+                    self.refile_overflow(wake);
                     continue;
                 }
             }
@@ -304,8 +304,9 @@ impl Wheel {
     }
 
     /// Moves the overflow entries whose deadline now lies in the wheel's
-    /// epoch into their slots (the others stay, with a new minimum).
-    fn refile_overflow(&mut self) {
+    /// epoch into their slots (the others stay, with a new minimum), and
+    /// fires those due now (a deadline on the epoch's first tick).
+    fn refile_overflow(&mut self, wake: &mut Vec<Waker>) {
         let mut cur = std::mem::replace(&mut self.overflow_head, NIL);
         self.overflow_min = u64::MAX;
         while cur != NIL {
@@ -314,8 +315,15 @@ impl Wheel {
             e.prev = NIL;
             e.next = NIL;
             self.pending -= 1;
-            // Relinking counts it again, in a slot or back in the list.
-            self.link(cur);
+            if e.deadline <= self.elapsed {
+                e.state = EntryState::Fired;
+                if let Some(w) = e.waker.take() {
+                    wake.push(w);
+                }
+            } else {
+                // Relinking counts it again, in a slot or back in the list.
+                self.link(cur);
+            }
             cur = next;
         }
     }
@@ -533,6 +541,20 @@ mod tests {
         assert_eq!(w.pending(), 1);
         assert!(w.remove(never).is_some());
         assert_eq!(w.next_expiration(), None);
+    }
+
+    /// A deadline on the first tick of a later epoch fires when the wheel
+    /// enters that epoch (refiling it would file a deadline that is not
+    /// ahead of the wheel's time).
+    #[test]
+    fn a_deadline_on_an_epoch_boundary_fires_on_time() {
+        let mut w = Wheel::new();
+        let epoch = 1u64 << EPOCH_BITS;
+        let k = w.insert(epoch, noop());
+        assert_eq!(fire(&mut w, epoch - 1), 0);
+        assert_eq!(fire(&mut w, epoch), 1);
+        assert_eq!(w.poll_entry(k, &noop()), EntryPoll::Fired);
+        assert_eq!(w.pending(), 0);
     }
 
     #[test]

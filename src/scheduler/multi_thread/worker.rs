@@ -66,10 +66,17 @@ pub(crate) struct Shared {
     owned: OwnedTasks,
     is_shutdown: AtomicBool,
     /// Cores handed back by exited workers, drained by `finalize`.
+    shutdown_cores: Mutex<ShutdownCores>,
+}
+
+/// The cores of exited workers, and whether `finalize` already ran (a
+/// worker whose task dropped the runtime exits after it).
+struct ShutdownCores {
     /// (Boxed because a core moves in and out of the worker context on
     /// every poll; a box keeps that move one pointer wide.)
     #[allow(clippy::vec_box)]
-    shutdown_cores: Mutex<Vec<Box<Core>>>,
+    cores: Vec<Box<Core>>,
+    finalized: bool,
 }
 
 /// What other threads may touch of a worker.
@@ -112,7 +119,7 @@ pub(crate) struct Context {
 }
 
 /// Builds the shared state and one core per worker.
-#[allow(clippy::vec_box)] // see `Shared::shutdown_cores`
+#[allow(clippy::vec_box)] // see `ShutdownCores::cores`
 pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Box<Core>>) {
     let mut cores = Vec::with_capacity(num_workers);
     let mut remotes = Vec::with_capacity(num_workers);
@@ -147,7 +154,10 @@ pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Bo
             idle: CachePadded::new(Idle::new(num_workers)),
             owned: OwnedTasks::new(num_workers),
             is_shutdown: AtomicBool::new(false),
-            shutdown_cores: Mutex::new(Vec::new()),
+            shutdown_cores: Mutex::new(ShutdownCores {
+                cores: Vec::new(),
+                finalized: false,
+            }),
         },
         common,
     });
@@ -199,13 +209,22 @@ impl Context {
         // Fibers started here unwind here, before the worker exits (they
         // may never run on another thread).
         *self.core.borrow_mut() = Some(core);
-        fiber_pool::cancel_all(Arc::as_ptr(&self.handle) as usize);
-        let core = self
+        fiber_pool::cancel_all(self.handle.common.id);
+        let mut core = self
             .core
             .borrow_mut()
             .take()
             .expect("worker core lost while unwinding fibers");
-        self.handle.shared.shutdown_cores.lock().push(core);
+        let mut cores = self.handle.shared.shutdown_cores.lock();
+        if cores.finalized {
+            // A task of ours dropped the runtime and `finalize` ran
+            // already: empty the core here (its entries hold their tasks,
+            // which hold the handle: they would never be freed).
+            drop(cores);
+            core.drain();
+        } else {
+            cores.cores.push(core);
+        }
     }
 
     fn maintenance(&self, core: &mut Core) {
@@ -287,6 +306,13 @@ impl Context {
 }
 
 impl Core {
+    /// Drops every queued entry (shutdown; the tasks were cancelled).
+    fn drain(&mut self) {
+        drop(self.lifo_slot.take());
+        self.pinned.clear();
+        while self.run_queue.pop().is_some() {}
+    }
+
     fn next_task(&mut self, handle: &Handle) -> Option<Runnable> {
         let remote = &handle.shared.remotes[self.index];
         if remote.inbox_len.load(Acquire) != 0 {
@@ -585,11 +611,13 @@ impl Handle {
     /// Step 3 of shutdown, after the worker threads have exited.
     pub(crate) fn finalize(&self) {
         self.shared.owned.close_and_shutdown_all();
-        let cores = std::mem::take(&mut *self.shared.shutdown_cores.lock());
+        let cores = {
+            let mut cores = self.shared.shutdown_cores.lock();
+            cores.finalized = true;
+            std::mem::take(&mut cores.cores)
+        };
         for mut core in cores {
-            drop(core.lifo_slot.take());
-            core.pinned.clear();
-            while core.run_queue.pop().is_some() {}
+            core.drain();
         }
         for remote in self.shared.remotes.iter() {
             drop(std::mem::take(&mut *remote.inbox.lock()));
