@@ -216,6 +216,12 @@ impl ControlBlock {
         self.view.set(view);
     }
 
+    /// Where the bridge keeps the fiber's view (null before its first
+    /// poll).
+    pub(crate) fn view(&self) -> *mut () {
+        self.view.get()
+    }
+
     /// Called first thing on the fiber's stack, by its entry.
     #[inline]
     pub(crate) fn started(&self) {

@@ -10,11 +10,12 @@
 //! runs next must not see that change, and the fiber must see it again
 //! when it resumes. So each fiber has its own view ([`FiberView`]),
 //! swapped in around every run of the fiber by its poller (`fiber_enter`,
-//! `fiber_leave`). That costs nothing beyond two counter reads while the
-//! fiber leaves the current runtime alone: `changes` counts every change,
-//! the run notes the count it started at (`mark`), and the first change
-//! after the mark keeps a copy of what the poller had (`before_mark`).
+//! `fiber_leave`). That costs two branches, no thread-local access, while
+//! the fiber leaves the current runtime alone: a change made while a
+//! fiber runs marks that fiber's view (reached through its control block)
+//! and keeps a copy of what its poller had, the first time.
 
+use crate::fiber::context as fiber;
 use crate::scheduler;
 use crate::wait::{self, DrivingGuard};
 use std::cell::{Cell, RefCell};
@@ -35,31 +36,35 @@ impl Current {
     }
 }
 
-/// `Context::mark` while no fiber runs under a poll on this thread.
-const NO_MARK: u64 = u64::MAX;
-
 struct Context {
     /// The runtime `spawn`, `Handle::current` and friends use.
     current: RefCell<Current>,
     /// The scheduler context of a worker (or of a current-thread
     /// `block_on`) while it runs.
     scheduler: Cell<*const scheduler::Context>,
-    /// How many times `current` changed (module doc).
-    changes: Cell<u64>,
-    /// `changes` when the running fiber was resumed, or `NO_MARK`.
-    mark: Cell<u64>,
-    /// `current` before its first change since `mark`.
-    before_mark: RefCell<Option<Current>>,
 }
 
 impl Context {
-    /// Called before every change of `current`.
+    /// Called before every change of `current`: if a fiber runs, its view
+    /// is marked, and keeps what its poller had (the first time).
     fn note_change(&self) {
-        let n = self.changes.get();
-        if n == self.mark.get() {
-            *self.before_mark.borrow_mut() = Some(self.current.borrow().clone());
-        }
-        self.changes.set(n.wrapping_add(1));
+        fiber::with_current(|cb| {
+            let Some(cb) = cb else { return };
+            let view = cb.view().cast::<FiberView>();
+            if view.is_null() {
+                return;
+            }
+            // SAFETY: the fiber's bridge set it before resuming it, and
+            // only this thread, running the fiber, uses it now.
+            let view = unsafe { &mut *view };
+            if !view.touched {
+                view.touched = true;
+                let state = view.state.get_or_insert_with(Default::default);
+                if state.poller.is_none() {
+                    state.poller = Some(self.current.borrow().clone());
+                }
+            }
+        });
     }
 }
 
@@ -68,73 +73,60 @@ thread_local! {
         Context {
             current: RefCell::new(Current { handle: None, depth: 0 }),
             scheduler: Cell::new(std::ptr::null()),
-            changes: Cell::new(0),
-            mark: Cell::new(NO_MARK),
-            before_mark: RefCell::new(None),
         }
     };
 }
 
 /// A fiber's view of the current runtime, while it does not run (module
-/// doc). Kept by the fiber's poller.
+/// doc). Kept by the fiber's bridge; reached by `note_change` through the
+/// fiber's control block while it runs. Small (a fiber that never enters
+/// another runtime never allocates its state).
+#[derive(Default)]
 pub(crate) struct FiberView {
-    /// The fiber's own view, if it differs from its poller's.
-    own: Option<Current>,
-    /// The poller's, while the fiber's own is swapped in.
-    poller: Option<Current>,
-    /// The mark (and its capture) of a fiber this one runs inside (a
-    /// fiber dropping a runtime cancels others from its own run), put back
-    /// when this one leaves.
-    outer_mark: u64,
-    outer_before: Option<Current>,
+    state: Option<Box<ViewState>>,
+    /// The current runtime changed during this run.
+    touched: bool,
 }
 
-impl Default for FiberView {
-    fn default() -> FiberView {
-        FiberView {
-            own: None,
-            poller: None,
-            outer_mark: NO_MARK,
-            outer_before: None,
-        }
-    }
+#[derive(Default)]
+struct ViewState {
+    /// The fiber's own view, if it differs from its poller's.
+    own: Option<Current>,
+    /// The poller's, while the fiber runs with its own swapped in, or
+    /// once it changed the current runtime during this run.
+    poller: Option<Current>,
 }
 
 /// Before a fiber runs (under a poll, or cancelled): swaps its own view
 /// in, if it has one.
 #[inline]
 pub(crate) fn fiber_enter(view: &mut FiberView) {
-    let _ = CONTEXT.try_with(|c| {
-        view.outer_mark = c.mark.replace(c.changes.get());
-        if view.outer_mark != NO_MARK {
-            view.outer_before = c.before_mark.borrow_mut().take();
-        }
-        if let Some(own) = view.own.take() {
-            view.poller = Some(std::mem::replace(&mut *c.current.borrow_mut(), own));
-        }
-    });
+    view.touched = false;
+    let Some(state) = view.state.as_mut() else {
+        return;
+    };
+    if let Some(own) = state.own.take() {
+        let _ = CONTEXT.try_with(|c| {
+            state.poller = Some(std::mem::replace(&mut *c.current.borrow_mut(), own));
+        });
+    }
 }
 
 /// After a fiber switched back: keeps its view if it differs from the
 /// poller's, and gives the poller its own back.
 #[inline]
 pub(crate) fn fiber_leave(view: &mut FiberView) {
+    let Some(state) = view.state.as_mut() else {
+        // Neither swapped in nor changed: nothing to give back.
+        return;
+    };
+    let Some(poller) = state.poller.take() else {
+        return;
+    };
     let _ = CONTEXT.try_with(|c| {
-        let changed = c.changes.get() != c.mark.get();
-        c.mark.set(view.outer_mark);
-        if changed || view.poller.is_some() {
-            let captured = c.before_mark.borrow_mut().take();
-            // Swapped in: the poller's is kept here; else the first change
-            // kept it.
-            if let Some(poller) = view.poller.take().or(captured) {
-                let fiber = std::mem::replace(&mut *c.current.borrow_mut(), poller);
-                let same = fiber.same_as(&c.current.borrow());
-                view.own = (!same).then_some(fiber);
-            }
-        }
-        if view.outer_mark != NO_MARK {
-            *c.before_mark.borrow_mut() = view.outer_before.take();
-        }
+        let fiber = std::mem::replace(&mut *c.current.borrow_mut(), poller);
+        let same = fiber.same_as(&c.current.borrow());
+        state.own = (!same).then_some(fiber);
     });
 }
 
