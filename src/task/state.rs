@@ -365,6 +365,11 @@ impl State {
     pub(crate) fn transition_to_join_handle_dropped(&self) -> Snapshot {
         self.fetch_update_action(|curr| {
             debug_assert!(curr.is_join_interested());
+            if curr.is_complete() && !curr.is_join_waker_set() {
+                // The completing thread is done with the bits: nothing to
+                // tell it (the common case: dropped after being awaited).
+                return (curr, None);
+            }
             let mut next = curr.0 & !JOIN_INTEREST;
             if !curr.is_complete() {
                 next &= !JOIN_WAKER;
