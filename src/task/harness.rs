@@ -204,34 +204,14 @@ fn complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
         } else if snapshot.is_join_waker_set() {
             cell.trailer.waker.with(|w| {
                 // SAFETY: JOIN_WAKER is set and COMPLETE now too, so the
-                // `JoinHandle` will never write the waker again (rule 4).
+                // `JoinHandle` will never write the waker again (rule 4);
+                // it may still read it, as we do.
                 if let Some(w) = unsafe { &*w } {
                     w.wake_by_ref();
                 }
             });
         }
     }));
-    // Let go of the waker as soon as possible (even if waking it
-    // panicked): it may be the task's own (a task awaiting itself), which
-    // would keep the task alive for good.
-    if snapshot.is_join_interested()
-        && snapshot.is_join_waker_set()
-        && !cell
-            .header
-            .state
-            .unset_waker_after_complete()
-            .is_join_interested()
-    {
-        // The `JoinHandle` went away meanwhile, leaving it to us.
-        let _ = panic::catch_unwind(AssertUnwindSafe(|| {
-            cell.trailer.waker.with_mut(|w| {
-                // SAFETY: COMPLETE, JOIN_WAKER set until just now and
-                // JOIN_INTEREST clear: nobody else touches the field
-                // (rule 4).
-                drop(unsafe { (*w).take() })
-            })
-        }));
-    }
     // Our reference, plus the owned list's if the scheduler held it.
     let count = 1 + u32::from(released);
     if cell.header.state.transition_to_terminal(count) == TransitionToTerminal::Dealloc {
@@ -349,28 +329,25 @@ unsafe fn drop_join_handle_slow<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     let cell = unsafe { cell::<F, S>(ptr) };
     let mut panic = None;
     let prev = cell.header.state.transition_to_join_handle_dropped();
-    if prev.is_complete() {
+    let res = if prev.is_complete() {
         // Complete: the output is ours to drop, here on the `JoinHandle`'s
         // thread (the output need not be `Send`-safe to drop elsewhere).
+        // (The waker goes with the task's memory.)
         // SAFETY: COMPLETE was set before JOIN_INTEREST was cleared, so
         // the output is ours (rule 3).
-        let res = panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }));
-        if let Err(p) = res {
-            panic = Some(p);
-        }
-    }
-    if !prev.is_complete() || !prev.is_join_waker_set() {
-        // The waker is ours: we cleared JOIN_WAKER before COMPLETE, or the
-        // completing thread is done with it (rule 4).
-        let res = panic::catch_unwind(AssertUnwindSafe(|| {
+        panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }))
+    } else {
+        // Not complete: we cleared JOIN_WAKER with JOIN_INTEREST, so the
+        // completing thread will not read the waker; drop it now (rule 4).
+        panic::catch_unwind(AssertUnwindSafe(|| {
             cell.trailer.waker.with_mut(|w| {
                 // SAFETY: as said; no other thread touches the field now.
                 drop(unsafe { (*w).take() })
             })
-        }));
-        if let Err(p) = res {
-            panic.get_or_insert(p);
-        }
+        }))
+    };
+    if let Err(p) = res {
+        panic = Some(p);
     }
     if cell.header.state.ref_dec() {
         // SAFETY: last reference.

@@ -36,13 +36,12 @@
 //! 4. The join waker is written by the `JoinHandle` only while
 //!    `JOIN_WAKER` is clear; the completing thread reads it only after
 //!    seeing `JOIN_WAKER` set together with setting `COMPLETE`, after which
-//!    the `JoinHandle` never writes it again. It is dropped as soon as it
-//!    cannot be needed (a task may hold its own waker there, awaiting
-//!    itself, which would otherwise keep it alive for good): by a
-//!    `JoinHandle` dropped before completion (clearing `JOIN_WAKER` with
-//!    `JOIN_INTEREST`); else by the completing thread after waking it, if
-//!    the `JoinHandle` is gone by then; else by the `JoinHandle`, when
-//!    dropped after the completing thread cleared `JOIN_WAKER`.
+//!    the `JoinHandle` never writes it again. A `JoinHandle` dropped before
+//!    completion clears `JOIN_WAKER` together with `JOIN_INTEREST` and
+//!    drops the waker at once: a task awaiting itself holds its own waker
+//!    there, and cancelling it (which drops its future, with the handle)
+//!    would otherwise never free it. After completion the waker goes with
+//!    the task's memory.
 //! 5. The owned-list slot is written once, by the spawner before the task
 //!    is shared; the slab entry it names is touched only under its shard's
 //!    lock.

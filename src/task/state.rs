@@ -357,35 +357,20 @@ impl State {
         }
     }
 
-    /// The `JoinHandle` is dropped: clears `JOIN_INTEREST`, and
-    /// `JOIN_WAKER` too unless the task is complete. Returns the snapshot
-    /// before: if it is complete, the caller drops the output; the caller
-    /// drops the join waker unless it was complete with `JOIN_WAKER` set
-    /// (the completing thread then drops it, `unset_waker_after_complete`).
+    /// The `JoinHandle` is dropped. Before completion, it clears
+    /// `JOIN_INTEREST` and `JOIN_WAKER` together (the completing thread
+    /// then drops the output and never reads the waker, which is the
+    /// caller's to drop at once); after, it changes nothing (the output is
+    /// the caller's to drop; the waker goes with the task's memory).
+    /// Returns the snapshot before.
     pub(crate) fn transition_to_join_handle_dropped(&self) -> Snapshot {
         self.fetch_update_action(|curr| {
             debug_assert!(curr.is_join_interested());
-            if curr.is_complete() && !curr.is_join_waker_set() {
-                // The completing thread is done with the bits: nothing to
-                // tell it (the common case: dropped after being awaited).
+            if curr.is_complete() {
                 return (curr, None);
             }
-            let mut next = curr.0 & !JOIN_INTEREST;
-            if !curr.is_complete() {
-                next &= !JOIN_WAKER;
-            }
-            (curr, Some(Snapshot(next)))
+            (curr, Some(Snapshot(curr.0 & !(JOIN_INTEREST | JOIN_WAKER))))
         })
-    }
-
-    /// The completing thread woke the join waker: clears `JOIN_WAKER` and
-    /// returns the snapshot before. If `JOIN_INTEREST` was already clear,
-    /// the `JoinHandle` is gone and the caller drops the waker; otherwise
-    /// the `JoinHandle` does when it is dropped (rule 4).
-    pub(crate) fn unset_waker_after_complete(&self) -> Snapshot {
-        let prev = Snapshot(self.val.fetch_and(!JOIN_WAKER, AcqRel));
-        debug_assert!(prev.is_complete() && prev.is_join_waker_set());
-        prev
     }
 
     /// Publishes the join waker just written to the trailer. Fails if the
