@@ -197,6 +197,9 @@ fn drop_bounded(rt: Runtime) {
 struct WaitOnDrop {
     done: Arc<AtomicUsize>,
     finished: Option<fiber_runtime::JoinHandle<u32>>,
+    /// A task that never finishes, joined when the runtime drops (its
+    /// shutdown cancels such tasks before it unwinds fibers).
+    pending: Option<fiber_runtime::JoinHandle<()>>,
 }
 
 impl Drop for WaitOnDrop {
@@ -205,6 +208,9 @@ impl Drop for WaitOnDrop {
         assert_eq!(fiber::wait(async { 5 }), 5);
         if let Some(h) = self.finished.take() {
             assert_eq!(h.join().unwrap(), 7);
+        }
+        if let Some(h) = self.pending.take() {
+            assert!(h.join().unwrap_err().is_cancelled());
         }
         fiber::yield_now();
         self.done.fetch_add(1, SeqCst);
@@ -230,11 +236,13 @@ fn a_cancelled_fibers_destructors_may_wait() {
                 r.store(true, SeqCst);
                 7
             });
+            let pending = (how == "runtime drop").then(|| rt.spawn(std::future::pending::<()>()));
             let f = rt.block_on(async move {
                 fiber::spawn(move || {
                     let _w = WaitOnDrop {
                         done: d,
                         finished: Some(finished),
+                        pending,
                     };
                     s.store(true, SeqCst);
                     fiber::wait(std::future::pending::<()>());

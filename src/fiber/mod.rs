@@ -77,10 +77,13 @@
 //! A fiber that is unwinding (a destructor runs during a panic, or during
 //! its cancellation, and waits) does not suspend: the count of panics in
 //! progress is per thread, and the other code of its worker would see it.
-//! Such a call blocks the thread instead, as on a plain thread (a
-//! `fiber::sleep` sleeps the thread; a join, a socket or a lock waits
-//! with the worker blocked), so keep destructors from waiting on work of
-//! their own worker.
+//! Such a call blocks the thread instead, as on a plain thread: a
+//! `fiber::sleep` sleeps the thread; a socket waits in `poll(2)`; a join
+//! or a lock waits with the worker blocked. So keep such destructors from
+//! waiting on work that only their own worker would do (a task of a
+//! current-thread runtime, another fiber of the same worker, a timer
+//! future). At runtime shutdown the ordinary tasks are cancelled before
+//! any fiber unwinds, so a destructor that joins a task gets its answer.
 //!
 //! # Panics and cancellation
 //!

@@ -22,7 +22,8 @@ use crate::scheduler::context;
 use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
-use crate::task::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks};
+use crate::task::list::{Kind, OwnedTasks};
+use crate::task::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded};
 use crate::util::thread_token;
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -100,11 +101,17 @@ impl<C> CoreSlot<C> {
         self.closed.load(Acquire)
     }
 
-    /// Closes the slot and returns the core: at once if it is free, else
-    /// once the thread driving it gives it back, woken by `wake_driver`
-    /// (it checks `is_closed` before it parks, and after every wake).
-    fn close_and_take(&self, wake_driver: impl Fn()) -> C {
+    /// Closes the slot: nobody takes the core from now on, and a thread
+    /// that drives it gives it back when it next looks.
+    fn close(&self) {
         self.closed.store(true, Release);
+    }
+
+    /// After `close`: the core, at once if it is free, else once the
+    /// thread driving it gives it back, woken by `wake_driver` (it checks
+    /// `is_closed` before it parks, and after every wake).
+    fn take_when_back(&self, wake_driver: impl Fn()) -> C {
+        debug_assert!(self.is_closed());
         let mut slot = self.core.lock();
         loop {
             if let Some(core) = slot.take() {
@@ -119,9 +126,9 @@ impl<C> CoreSlot<C> {
         }
     }
 
-    /// Closes the slot without waiting (the caller drives the core itself).
-    fn close(&self) -> Option<C> {
-        self.closed.store(true, Release);
+    /// After `close`: the core if it is free, without waiting.
+    fn take_now(&self) -> Option<C> {
+        debug_assert!(self.is_closed());
         self.core.lock().take()
     }
 }
@@ -205,7 +212,24 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0);
+        Handle::spawn_kind(me, future, Kind::Task)
+    }
+
+    /// Spawns a fiber's task (its kind matters to shutdown's order).
+    pub(crate) fn spawn_fiber<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        Handle::spawn_kind(me, future, Kind::Fiber)
+    }
+
+    fn spawn_kind<F>(me: &Arc<Handle>, future: F, kind: Kind) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0, kind);
         if let Some(notified) = notified {
             me.schedule(notified);
         }
@@ -356,18 +380,27 @@ impl Handle {
 
     /// Closes the scheduler and cancels every task (runtime drop).
     ///
-    /// 1. Close the core slot. If another thread drives the core, wake it
-    ///    and wait for it: it sees the slot closed, unwinds the fibers it
-    ///    started (only it can) and gives the core back. (If this thread
-    ///    drives it, a task is dropping the runtime: nothing to wait for.)
-    /// 2. Unwind the fibers this thread started.
-    /// 3. Cancel every task, drop the queued entries, shut the driver down
-    ///    (sockets and timers that outlive the runtime fail from now on).
+    /// 1. Close the core slot, so that a thread driving the core stops and
+    ///    gives it back when it next looks (woken now, if parked).
+    /// 2. Cancel the ordinary tasks: a fiber's destructor, run below (or
+    ///    by the driving thread as it stops), may join one of them.
+    /// 3. If another thread drives the core, wait for it: it unwinds the
+    ///    fibers it started (only it can) and gives the core back. (If
+    ///    this thread drives it, a task is dropping the runtime: nothing
+    ///    to wait for.)
+    /// 4. Unwind the fibers this thread started.
+    /// 5. Cancel every task left (the fibers'), drop the queued entries,
+    ///    shut the driver down (sockets and timers that outlive the
+    ///    runtime fail from now on).
     pub(crate) fn shutdown(self: &Arc<Self>) {
-        let core = if self.drives_here() {
-            self.core.close()
+        let here = self.drives_here();
+        self.core.close();
+        self.shared.unpark.unpark();
+        self.shared.owned.close_and_shutdown(Kind::Task);
+        let core = if here {
+            self.core.take_now()
         } else {
-            Some(self.core.close_and_take(|| self.shared.unpark.unpark()))
+            Some(self.core.take_when_back(|| self.shared.unpark.unpark()))
         };
         // Fibers run on the thread that drives this runtime; unwind the
         // ones this thread started (others cannot be unwound elsewhere),
@@ -626,7 +659,10 @@ mod tests {
             };
             let closer = {
                 let slot = slot.clone();
-                thread::spawn(move || slot.close_and_take(|| unparker.unpark()))
+                thread::spawn(move || {
+                    slot.close();
+                    slot.take_when_back(|| unparker.unpark())
+                })
             };
             // The driver's loop: look, then park, until closed.
             while !slot.is_closed() {

@@ -102,7 +102,7 @@ impl Handle {
     {
         match self {
             // Every task runs on the thread driving the runtime.
-            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future),
+            Handle::CurrentThread(h) => current_thread::Handle::spawn_fiber(h, future),
             Handle::MultiThread(h) => multi_thread::Handle::spawn_pinned(h, future),
         }
     }

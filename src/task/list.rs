@@ -39,6 +39,27 @@ const MAX_SEGMENTS: usize = 1024;
 const MAX_SEGMENTS: usize = 4;
 /// An empty slot.
 const EMPTY: usize = 0;
+/// The low bit of a slot (task pointers are aligned): set for a fiber's
+/// task, so that shutdown can cancel the other tasks first.
+const FIBER_BIT: usize = 1;
+
+/// What a task in the list is, for shutdown's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Task,
+    /// A fiber's task: its fiber must be unwound on its own thread before
+    /// the task is dropped.
+    Fiber,
+}
+
+impl Kind {
+    fn bit(self) -> usize {
+        match self {
+            Kind::Task => 0,
+            Kind::Fiber => FIBER_BIT,
+        }
+    }
+}
 
 type Segment = [AtomicUsize];
 
@@ -146,6 +167,7 @@ impl OwnedTasks {
         future: F,
         scheduler: S,
         hint: usize,
+        kind: Kind,
     ) -> (JoinHandle<F::Output>, Option<Notified>)
     where
         F: Future + Send + 'static,
@@ -153,7 +175,7 @@ impl OwnedTasks {
         S: Schedule,
     {
         let (notified, join, raw) = new_task(future, scheduler);
-        if self.insert(raw, hint).is_err() {
+        if self.insert(raw, hint, kind).is_err() {
             drop(notified);
             // SAFETY: the list refused the task, so its reference is ours
             // to give up; the task was never submitted.
@@ -170,7 +192,7 @@ impl OwnedTasks {
     /// # Panics
     ///
     /// Panics if a shard would hold more than 16M live tasks.
-    fn insert(&self, task: RawTask, hint: usize) -> Result<(), Closed> {
+    fn insert(&self, task: RawTask, hint: usize, kind: Kind) -> Result<(), Closed> {
         let shard_idx = hint & self.mask();
         let shard = &self.shards[shard_idx];
         let mut synced = shard.synced.lock();
@@ -204,9 +226,9 @@ impl OwnedTasks {
         debug_assert!(slot < NO_SLOT as usize);
         // The task is not shared yet: nobody else reads its slot number.
         task.header().set_owned_slot(slot as u32);
-        shard
-            .slot(index)
-            .store(task.ptr().as_ptr() as usize, Release);
+        let ptr = task.ptr().as_ptr() as usize;
+        debug_assert_eq!(ptr & FIBER_BIT, 0, "tasks are aligned");
+        shard.slot(index).store(ptr | kind.bit(), Release);
         shard.live.fetch_add(1, Relaxed);
         Ok(())
     }
@@ -222,12 +244,11 @@ impl OwnedTasks {
         let slot = slot as usize;
         let shard = &self.shards[slot & self.mask()];
         let ptr = task.ptr().as_ptr() as usize;
-        // Exactly one of this and shutdown's swap takes the task out.
-        if shard
-            .slot(slot >> self.shard_bits)
-            .compare_exchange(ptr, EMPTY, AcqRel, Relaxed)
-            .is_err()
-        {
+        let slot = shard.slot(slot >> self.shard_bits);
+        // Exactly one of this and shutdown's exchange takes the task out
+        // (a slot emptied, or emptied and reused, meanwhile fails ours).
+        let val = slot.load(Acquire);
+        if val & !FIBER_BIT != ptr || slot.compare_exchange(val, EMPTY, AcqRel, Relaxed).is_err() {
             return false;
         }
         shard.live.fetch_sub(1, Relaxed);
@@ -238,6 +259,15 @@ impl OwnedTasks {
     /// Closes the list to new tasks and shuts down every task in it
     /// (dropping each future on this thread).
     pub(crate) fn close_and_shutdown_all(&self) {
+        self.close_and_shutdown(Kind::Task);
+        self.close_and_shutdown(Kind::Fiber);
+    }
+
+    /// Closes the list to new tasks and shuts down those of `kind` in it
+    /// (dropping each future on this thread): shutdown cancels ordinary
+    /// tasks before the fibers unwind, so that a fiber's destructor that
+    /// joins a task gets its answer.
+    pub(crate) fn close_and_shutdown(&self, kind: Kind) {
         for shard in self.shards.iter() {
             shard.synced.lock().closed = true;
         }
@@ -247,8 +277,14 @@ impl OwnedTasks {
             let tasks: Vec<usize> = {
                 let synced = shard.synced.lock();
                 (0..synced.used)
-                    .map(|i| shard.slot(i).swap(EMPTY, AcqRel))
-                    .filter(|&p| p != EMPTY)
+                    .filter_map(|i| {
+                        let slot = shard.slot(i);
+                        let val = slot.load(Acquire);
+                        (val != EMPTY
+                            && val & FIBER_BIT == kind.bit()
+                            && slot.compare_exchange(val, EMPTY, AcqRel, Relaxed).is_ok())
+                        .then_some(val & !FIBER_BIT)
+                    })
                     .collect()
             };
             shard.live.fetch_sub(tasks.len() as isize, Relaxed);
@@ -289,7 +325,7 @@ mod tests {
             let raw = notified_raw(&notified);
             // Give the list a reference of its own.
             raw.header().state.ref_inc();
-            list.insert(raw, 0).unwrap();
+            list.insert(raw, 0, Kind::Task).unwrap();
             let th = {
                 let list = list.clone();
                 thread::spawn(move || list.remove(raw))
@@ -321,7 +357,7 @@ mod tests {
                 let (n, j) = sched.spawn(async {});
                 let raw = n.raw_for_test();
                 raw.header().state.ref_inc();
-                list.insert(raw, 0).unwrap();
+                list.insert(raw, 0, Kind::Task).unwrap();
                 live.push((n, j, raw));
             }
             // Remove all but 10.

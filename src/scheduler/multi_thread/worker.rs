@@ -21,10 +21,13 @@
 //!
 //! # Shutdown
 //!
-//! 1. `Handle::shutdown` closes the injector, sets `is_shutdown` and
-//!    unparks every worker.
+//! 1. `Handle::shutdown` closes the injector, sets `is_shutdown`,
+//!    unparks every worker, and cancels the ordinary (non-fiber) tasks,
+//!    so that a fiber destructor that joins one, at step 2, gets its
+//!    answer.
 //! 2. Each worker sees the flag (at its next maintenance tick or unpark),
-//!    stops polling, and hands its core to `shutdown_cores`.
+//!    stops polling, unwinds the fibers it started (only it can), and
+//!    hands its core to `shutdown_cores`.
 //! 3. The thread dropping the runtime joins the workers, then
 //!    `Handle::finalize` closes the owned-task list and cancels every task
 //!    in it (dropping each future once, never polling it again), and drops
@@ -38,7 +41,8 @@ use crate::scheduler::context;
 use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
-use crate::task::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, list::OwnedTasks};
+use crate::task::list::{Kind, OwnedTasks};
+use crate::task::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded};
 use crate::util::{CachePadded, FastRand};
 use std::cell::RefCell;
 use std::future::Future;
@@ -447,7 +451,10 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = me.shared.owned.bind(future, me.clone(), me.spawn_shard());
+        let (join, notified) =
+            me.shared
+                .owned
+                .bind(future, me.clone(), me.spawn_shard(), Kind::Task);
         // `None`: shutting down, the task is cancelled before it ever runs.
         if let Some(notified) = notified {
             me.schedule_task(notified, false);
@@ -487,7 +494,10 @@ impl Handle {
             handle: me.clone(),
             owner: AtomicUsize::new(NO_OWNER),
         };
-        let (join, notified) = me.shared.owned.bind(future, sched, me.spawn_shard());
+        let (join, notified) = me
+            .shared
+            .owned
+            .bind(future, sched, me.spawn_shard(), Kind::Fiber);
         if let Some(notified) = notified {
             me.schedule_task(notified, false);
         }
@@ -606,6 +616,10 @@ impl Handle {
                 remote.unpark.unpark();
             }
         }
+        // Ordinary tasks now, while the workers stop and unwind their
+        // fibers: a fiber's destructor may join one of them. (A task
+        // being polled is only marked; its worker cancels it after.)
+        self.shared.owned.close_and_shutdown(Kind::Task);
     }
 
     /// Step 3 of shutdown, after the worker threads have exited.
