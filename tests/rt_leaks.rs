@@ -40,22 +40,10 @@ fn stack_chunks() -> u64 {
 }
 
 /// Runs `test`'s child half (`child`) in a child process and checks it
-/// succeeded, printing what it said.
+/// succeeded.
 #[track_caller]
 fn in_child(test: &str, child: fn()) {
-    if std::env::var_os(CHILD).is_some() {
-        child();
-        println!("child ok");
-        return;
-    }
-    let out = util::run_child(test, CHILD, "1");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("child ok"),
-        "child failed: {:?}\n{stdout}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
+    util::in_child(test, CHILD, child);
 }
 
 /// A task awaiting its own `JoinHandle`, and two awaiting each other's.

@@ -244,29 +244,37 @@ impl Wheel {
                 break;
             }
             // Take the slot's whole list, then refile or fire each entry.
-            let mut cur = self.levels[level].heads[slot];
+            let cur = self.levels[level].heads[slot];
             self.levels[level].heads[slot] = NIL;
             self.levels[level].occupied &= !(1 << slot);
             self.elapsed = self.elapsed.max(deadline);
-            while cur != NIL {
-                let e = &mut self.entries[cur as usize];
-                let next = e.next;
-                e.prev = NIL;
-                e.next = NIL;
-                self.pending -= 1;
-                if e.deadline <= now {
-                    e.state = EntryState::Fired;
-                    if let Some(w) = e.waker.take() {
-                        wake.push(w);
-                    }
-                } else {
-                    // Cascade to a lower level.
-                    self.link(cur);
-                }
-                cur = next;
-            }
+            // Those not due cascade to a lower level.
+            self.fire_or_refile(cur, now, wake);
         }
         self.elapsed = self.elapsed.max(now);
+    }
+
+    /// Takes every entry of a detached list (starting at `cur`): fires
+    /// those due by `due`, handing their wakers to `wake`, and files the
+    /// others again (relinking counts them again, in a slot or back in the
+    /// overflow list).
+    fn fire_or_refile(&mut self, mut cur: u32, due: u64, wake: &mut Vec<Waker>) {
+        while cur != NIL {
+            let e = &mut self.entries[cur as usize];
+            let next = e.next;
+            e.prev = NIL;
+            e.next = NIL;
+            self.pending -= 1;
+            if e.deadline <= due {
+                e.state = EntryState::Fired;
+                if let Some(w) = e.waker.take() {
+                    wake.push(w);
+                }
+            } else {
+                self.link(cur);
+            }
+            cur = next;
+        }
     }
 
     /// The earliest non-empty slot: (level, slot, its start tick).
@@ -307,25 +315,9 @@ impl Wheel {
     /// epoch into their slots (the others stay, with a new minimum), and
     /// fires those due now (a deadline on the epoch's first tick).
     fn refile_overflow(&mut self, wake: &mut Vec<Waker>) {
-        let mut cur = std::mem::replace(&mut self.overflow_head, NIL);
+        let cur = std::mem::replace(&mut self.overflow_head, NIL);
         self.overflow_min = u64::MAX;
-        while cur != NIL {
-            let e = &mut self.entries[cur as usize];
-            let next = e.next;
-            e.prev = NIL;
-            e.next = NIL;
-            self.pending -= 1;
-            if e.deadline <= self.elapsed {
-                e.state = EntryState::Fired;
-                if let Some(w) = e.waker.take() {
-                    wake.push(w);
-                }
-            } else {
-                // Relinking counts it again, in a slot or back in the list.
-                self.link(cur);
-            }
-            cur = next;
-        }
+        self.fire_or_refile(cur, self.elapsed, wake);
     }
 
     /// Files a waiting entry in the slot its deadline belongs to, or in

@@ -218,6 +218,26 @@ pub(crate) fn run_child(test: &str, var: &str, value: &str) -> std::process::Out
     }
 }
 
+/// The two halves of a test that runs in a child process: in the child
+/// (`var` set), runs `child` and reports success; in the parent, re-runs
+/// test `test` as the child and asserts that it succeeded.
+#[track_caller]
+pub(crate) fn in_child(test: &str, var: &str, child: impl FnOnce()) {
+    if std::env::var_os(var).is_some() {
+        child();
+        println!("child ok");
+        return;
+    }
+    let out = run_child(test, var, "1");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("child ok"),
+        "child failed: {:?}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // Counting futures and values
 // ---------------------------------------------------------------------------
