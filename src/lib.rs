@@ -74,6 +74,7 @@ mod wait;
 
 pub mod io;
 pub mod net;
+pub mod sync;
 pub mod time;
 
 pub use crate::runtime::{Builder, EnterGuard, Handle, Runtime, RuntimeMetrics, TryCurrentError};

@@ -11,3 +11,5 @@ pub(crate) use cache_padded::CachePadded;
 
 mod thread_token;
 pub(crate) use thread_token::thread_token;
+
+pub(crate) mod linked_list;
