@@ -87,8 +87,7 @@ fn one_mutex_serves_tasks_fibers_and_a_plain_thread() {
             let (tx, rx) = fiber_runtime::sync::oneshot::channel();
             std::thread::spawn(move || tx.send(thread.join().is_ok()).unwrap());
             assert!(rx.await.unwrap(), "the plain thread panicked");
-            let v = *m.lock().await;
-            v
+            *m.lock().await
         });
         assert_eq!(total, 7 * ROUNDS, "{flavor:?}");
     }
@@ -127,8 +126,7 @@ fn a_fiber_holds_the_guard_across_a_sleep_while_the_worker_runs_others() {
             go_tx.send(()).unwrap();
             holder.await.unwrap();
             waiter.await.unwrap();
-            let v = m.lock().await.clone();
-            v
+            m.lock().await.clone()
         });
         assert_eq!(log, ["holder", "waiter"], "{flavor:?}: FIFO, and both ran");
     }
@@ -261,7 +259,9 @@ fn blocking_calls_in_an_async_task_panic_naming_the_async_method() {
         }),
         ("`Barrier::wait`", {
             let b = barrier.clone();
-            Box::new(move || drop(b.blocking_wait()))
+            Box::new(move || {
+                b.blocking_wait();
+            })
         }),
     ];
     for (name, call) in calls {
@@ -357,8 +357,7 @@ fn rwlock_serves_readers_and_writers_of_every_kind() {
             let (tx, rx) = fiber_runtime::sync::oneshot::channel();
             std::thread::spawn(move || tx.send(thread.join().is_ok()).unwrap());
             assert!(rx.await.unwrap());
-            let v = *lock.read().await;
-            v
+            *lock.read().await
         });
         assert_eq!(v, (300, 300), "{flavor:?}");
     }
