@@ -12,6 +12,13 @@
 //! never non-empty while the word holds permits (a waiter takes what the
 //! word holds, under the lock, before it queues).
 //!
+//! The word's `WAITERS` bit mirrors "the queue is not empty"; it changes
+//! only under the lock, together with the queue (a waiter sets it in the
+//! same compare-and-swap that drains the word). So a release that finds it
+//! clear adds its permits to the word without the lock: no waiter can be
+//! queued behind its back. The common uncontended `release` (a guard
+//! dropped, a message received) is one compare-and-swap.
+//!
 //! # Who touches a waiter
 //!
 //! 1. Its `waker` and links only under the semaphore's lock.
@@ -43,12 +50,15 @@ use std::task::{Context, Poll, Waker};
 pub(crate) const MAX_PERMITS: usize = usize::MAX >> 3;
 /// The word's low bit: closed.
 const CLOSED: usize = 1;
-const PERMIT_SHIFT: usize = 1;
+/// The word's second bit: the queue is not empty (changed only under the
+/// lock, with the queue).
+const WAITERS: usize = 2;
+const PERMIT_SHIFT: usize = 2;
 /// `Waiter::needed` of a waiter that `close` took off the list.
 const CLOSED_NODE: usize = usize::MAX;
 
 pub(crate) struct Semaphore {
-    /// Unpromised permits `<< PERMIT_SHIFT`, and `CLOSED`.
+    /// Unpromised permits `<< PERMIT_SHIFT`, `WAITERS` and `CLOSED`.
     permits: AtomicUsize,
     waiters: Mutex<Waitlist>,
 }
@@ -177,12 +187,33 @@ impl Semaphore {
             n <= MAX_PERMITS,
             "a semaphore holds at most {MAX_PERMITS} permits, {n} were added"
         );
+        // Fast path: nobody waits, so the permits go to the word, without
+        // the lock (a waiter sets `WAITERS` as it queues, under the lock,
+        // in the same step as it drains the word: it sees these permits,
+        // or this CAS fails and we take the lock).
+        let mut curr = self.permits.load(Acquire);
+        while curr & WAITERS == 0 {
+            assert!(
+                (curr >> PERMIT_SHIFT) + n <= MAX_PERMITS,
+                "a semaphore holds at most {MAX_PERMITS} permits"
+            );
+            match self.permits.compare_exchange_weak(
+                curr,
+                curr + (n << PERMIT_SHIFT),
+                AcqRel,
+                Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => curr = actual,
+            }
+        }
         let waiters = self.waiters.lock();
         self.release_locked(n, waiters);
     }
 
-    /// As `release`, with the lock taken; wakes the satisfied waiters
-    /// after dropping it.
+    /// As `release`, with the lock taken (also with `n == 0`, after a
+    /// waiter left the queue: clears `WAITERS` if it is empty now); wakes
+    /// the satisfied waiters after dropping the lock.
     fn release_locked<'a>(&'a self, n: usize, mut waiters: crate::loom::MutexGuard<'a, Waitlist>) {
         let mut rem = n;
         let mut wake = WakeList::new();
@@ -204,7 +235,7 @@ impl Semaphore {
                 }
                 // Last touch of the node (rule 2).
                 node.needed.store(0, Release);
-                if wake.is_full() {
+                if wake.is_full() && rem > 0 {
                     // Wake outside the lock, then go on.
                     drop(waiters);
                     wake.wake_all();
@@ -214,17 +245,26 @@ impl Semaphore {
                 node.needed.store(needed - given, Release);
             }
         }
-        // Under the lock: a waiter that queues after this sees the permits
-        // (it drains the word under the lock first).
-        let overflow = rem > 0 && {
-            let prev = self.permits.fetch_add(rem << PERMIT_SHIFT, Release);
-            let over = (prev >> PERMIT_SHIFT) + rem > MAX_PERMITS;
-            if over {
-                // Undo before reporting, so the semaphore stays usable.
-                self.permits.fetch_sub(rem << PERMIT_SHIFT, Release);
+        // Under the lock: with waiters left, `rem` is 0; with none, the
+        // rest goes to the word and `WAITERS` is cleared in one step.
+        let mut overflow = false;
+        if waiters.queue.is_empty() {
+            let mut curr = self.permits.load(Acquire);
+            loop {
+                if (curr >> PERMIT_SHIFT) + rem > MAX_PERMITS {
+                    overflow = true;
+                    rem = 0;
+                }
+                let next = (curr & !WAITERS) + (rem << PERMIT_SHIFT);
+                match self
+                    .permits
+                    .compare_exchange_weak(curr, next, AcqRel, Acquire)
+                {
+                    Ok(_) => break,
+                    Err(actual) => curr = actual,
+                }
             }
-            over
-        };
+        }
         drop(waiters);
         wake.wake_all();
         assert!(!overflow, "a semaphore holds at most {MAX_PERMITS} permits");
@@ -253,6 +293,7 @@ impl Semaphore {
         let mut waiters = self.waiters.lock();
         self.permits.fetch_or(CLOSED, Release);
         waiters.closed = true;
+        self.permits.fetch_and(!WAITERS, Release);
         let mut wake = Vec::new();
         while let Some(front) = waiters.queue.pop_front() {
             // SAFETY: it was linked, so it is live; we hold the lock.
@@ -327,9 +368,12 @@ impl Semaphore {
         let taken = loop {
             let avail = curr >> PERMIT_SHIFT;
             let take = avail.min(n);
+            // Short: set `WAITERS` in the same step, so that no releaser
+            // adds to the word behind our back (module doc).
+            let flag = if take < n { WAITERS } else { 0 };
             match self.permits.compare_exchange_weak(
                 curr,
-                curr - (take << PERMIT_SHIFT),
+                (curr - (take << PERMIT_SHIFT)) | flag,
                 AcqRel,
                 Acquire,
             ) {
@@ -454,10 +498,10 @@ impl Drop for Acquire<'_> {
                 // SAFETY: still linked (not satisfied, not closed), so in
                 // this queue; we hold the lock.
                 unsafe { waiters.queue.remove(NonNull::from(&self.node)) };
-                let given = self.num_permits - needed;
-                if given > 0 {
-                    self.semaphore.release_locked(given, waiters);
-                }
+                // What it was given goes on (and if the queue is empty
+                // now, `WAITERS` is cleared, even with nothing given).
+                self.semaphore
+                    .release_locked(self.num_permits - needed, waiters);
                 return;
             }
         };

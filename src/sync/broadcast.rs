@@ -6,7 +6,7 @@
 //! [`RecvError::Lagged(n)`](error::RecvError::Lagged) with the number it
 //! missed, and then goes on from the oldest value still held. Once every
 //! sender is gone and a receiver has seen all that was sent, it gets
-//! [`RecvError::Closed`](error::RecvError::Closed).
+//! [`RecvError::Closed`].
 //!
 //! # Examples
 //!

@@ -13,3 +13,6 @@ mod thread_token;
 pub(crate) use thread_token::thread_token;
 
 pub(crate) mod linked_list;
+
+mod atomic_waker;
+pub(crate) use atomic_waker::AtomicWaker;

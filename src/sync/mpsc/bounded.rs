@@ -59,7 +59,7 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         "mpsc::channel: the capacity must be at most {}",
         ll::MAX_PERMITS
     );
-    let chan = Arc::new(Chan::new(Some(Semaphore::new(capacity)), capacity));
+    let chan = Arc::new(Chan::bounded(capacity));
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
 
@@ -350,7 +350,9 @@ impl<T> Receiver<T> {
     /// });
     /// ```
     pub async fn recv(&mut self) -> Option<T> {
-        std::future::poll_fn(|cx| self.chan.poll_recv(cx)).await
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        std::future::poll_fn(|cx| unsafe { self.chan.poll_recv(cx) }).await
     }
 
     /// Receives in blocking style: suspends a fiber, blocks a plain
@@ -398,12 +400,16 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// ```
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        self.chan.try_recv()
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.try_recv() }
     }
 
     /// Polls for the next message (for hand-written futures and streams).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.chan.poll_recv(cx)
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.poll_recv(cx) }
     }
 
     /// Closes the channel: sends fail from now on (waiting senders wake
@@ -431,7 +437,9 @@ impl<T> Receiver<T> {
 
     /// Messages buffered now.
     pub fn len(&self) -> usize {
-        self.chan.len()
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.len() }
     }
 
     /// Whether no message is buffered now.
@@ -447,7 +455,9 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        self.chan.drop_receiver();
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.drop_receiver() };
     }
 }
 

@@ -1,58 +1,85 @@
-//! The core both channel kinds share: a buffer under a lock, the
-//! receiver's waker, and for bounded channels a semaphore of free slots.
+//! The core both channel kinds share: the buffer, the receiver's waker,
+//! the open/closed state, and for bounded channels a semaphore of free
+//! slots.
 //!
 //! A sender of a bounded channel takes one permit (a free slot) before it
-//! pushes; the receiver gives it back when it pops, so the buffer never
-//! holds more than the capacity, and blocked senders are served in FIFO
-//! order by the semaphore. Closing (the receiver's `close` or drop)
+//! pushes into the lock-free [`Ring`]; the receiver gives the permit back
+//! when it pops, so the buffer never holds more than the capacity, and
+//! blocked senders are served in FIFO order by the semaphore. An
+//! unbounded channel's buffer is a `VecDeque` under a lock held only to
+//! push or pop one message. Closing (the receiver's `close` or drop)
 //! closes the semaphore too, which fails every waiting sender.
 //!
-//! The buffer lock is held only to push or pop one message and to swap
-//! the receiver's waker: no user code runs under it, and wakes happen
-//! after it is dropped.
+//! # No lost wake-up
+//!
+//! A sender pushes, then wakes the receiver's [`AtomicWaker`]. The
+//! receiver, finding the buffer empty, registers its waker and then looks
+//! again before it reports `Pending`: a push it missed the first time is
+//! either seen by the second look or followed by a wake of the waker it
+//! registered. The last sender marks `TX_GONE` after its last push, so a
+//! receiver that sees the mark and then an empty buffer has everything.
 
-use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
+use super::ring::Ring;
+use crate::loom::{AtomicUsize, Mutex, Ordering::*};
 use crate::sync::Notify;
 use crate::sync::batch_semaphore::Semaphore;
+use crate::util::AtomicWaker;
 use std::collections::VecDeque;
 use std::fmt;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
+
+/// `state`: every sender is gone.
+const TX_GONE: usize = 1;
+/// `state`: the receiver closed (or dropped) the channel.
+const RX_CLOSED: usize = 2;
+
+// One per channel, inside its `Arc`: the bounded ring is large on purpose
+// (its two ends on cache lines of their own).
+#[allow(clippy::large_enum_variant)]
+enum Buffer<T> {
+    Bounded(Ring<T>),
+    Unbounded(Mutex<VecDeque<T>>),
+}
 
 pub(super) struct Chan<T> {
-    queue: Mutex<Queue<T>>,
+    buffer: Buffer<T>,
+    rx_waker: AtomicWaker,
     /// Free slots of a bounded channel; `None` if unbounded.
     pub(super) slots: Option<Semaphore>,
     /// The capacity of a bounded channel.
     pub(super) capacity: usize,
     /// Live senders.
     tx_count: AtomicUsize,
-    /// The receiver closed (or dropped) the channel.
-    rx_closed: AtomicBool,
+    state: AtomicUsize,
     /// Woken when the receiver closes, for `Sender::closed`.
     closed: Notify,
 }
 
-struct Queue<T> {
-    items: VecDeque<T>,
-    rx_waker: Option<Waker>,
-    /// Every sender is gone.
-    tx_gone: bool,
-    rx_closed: bool,
-}
-
 impl<T> Chan<T> {
-    pub(super) fn new(slots: Option<Semaphore>, capacity: usize) -> Chan<T> {
+    pub(super) fn bounded(capacity: usize) -> Chan<T> {
+        Chan::new(
+            Buffer::Bounded(Ring::new(capacity)),
+            Some(Semaphore::new(capacity)),
+            capacity,
+        )
+    }
+
+    pub(super) fn unbounded() -> Chan<T> {
+        Chan::new(
+            Buffer::Unbounded(Mutex::new(VecDeque::new())),
+            None,
+            usize::MAX,
+        )
+    }
+
+    fn new(buffer: Buffer<T>, slots: Option<Semaphore>, capacity: usize) -> Chan<T> {
         Chan {
-            queue: Mutex::new(Queue {
-                items: VecDeque::new(),
-                rx_waker: None,
-                tx_gone: false,
-                rx_closed: false,
-            }),
+            buffer,
+            rx_waker: AtomicWaker::new(),
             slots,
             capacity,
             tx_count: AtomicUsize::new(1),
-            rx_closed: AtomicBool::new(false),
+            state: AtomicUsize::new(0),
             closed: Notify::new(),
         }
     }
@@ -60,20 +87,35 @@ impl<T> Chan<T> {
     /// Pushes `v` (a bounded sender holds a slot for it); gives it back
     /// if the receiver is gone.
     pub(super) fn push(&self, v: T) -> Result<(), T> {
-        let mut q = self.queue.lock();
-        if q.rx_closed {
+        if self.state.load(Acquire) & RX_CLOSED != 0 {
             return Err(v);
         }
-        q.items.push_back(v);
-        let waker = q.rx_waker.take();
-        drop(q);
-        if let Some(w) = waker {
-            w.wake();
+        match &self.buffer {
+            Buffer::Bounded(ring) => ring.push(v),
+            Buffer::Unbounded(list) => list.lock().push_back(v),
         }
+        self.rx_waker.wake();
         Ok(())
     }
 
-    /// Gives back the slot of a message that was not pushed.
+    /// Pops one message.
+    ///
+    /// # Safety
+    ///
+    /// Only the receiver calls this.
+    unsafe fn pop(&self) -> Option<T> {
+        let v = match &self.buffer {
+            // SAFETY: the receiver (the caller's contract).
+            Buffer::Bounded(ring) => unsafe { ring.pop() },
+            Buffer::Unbounded(list) => list.lock().pop_front(),
+        };
+        if v.is_some() {
+            self.release_slot();
+        }
+        v
+    }
+
+    /// Gives back the slot of a message that was received or not pushed.
     pub(super) fn release_slot(&self) {
         if let Some(s) = &self.slots {
             s.release(1);
@@ -89,17 +131,12 @@ impl<T> Chan<T> {
         if self.tx_count.fetch_sub(1, AcqRel) != 1 {
             return;
         }
-        let mut q = self.queue.lock();
-        q.tx_gone = true;
-        let waker = q.rx_waker.take();
-        drop(q);
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.state.fetch_or(TX_GONE, Release);
+        self.rx_waker.wake();
     }
 
     pub(super) fn is_closed(&self) -> bool {
-        self.rx_closed.load(Acquire)
+        self.state.load(Acquire) & RX_CLOSED != 0
     }
 
     /// Waits until the receiver is gone.
@@ -117,13 +154,9 @@ impl<T> Chan<T> {
     /// The receiver stops the channel: sends fail from now on, buffered
     /// messages stay receivable.
     pub(super) fn close(&self) {
-        let mut q = self.queue.lock();
-        if q.rx_closed {
+        if self.state.fetch_or(RX_CLOSED, AcqRel) & RX_CLOSED != 0 {
             return;
         }
-        q.rx_closed = true;
-        self.rx_closed.store(true, Release);
-        drop(q);
         if let Some(s) = &self.slots {
             s.close();
         }
@@ -131,50 +164,77 @@ impl<T> Chan<T> {
     }
 
     /// The receiver is dropped: close, and drop what is buffered now.
-    pub(super) fn drop_receiver(&self) {
+    ///
+    /// # Safety
+    ///
+    /// Only the receiver calls this.
+    pub(super) unsafe fn drop_receiver(&self) {
         self.close();
-        let items = std::mem::take(&mut self.queue.lock().items);
-        drop(items);
+        // SAFETY: the receiver (the caller's contract).
+        while let Some(v) = unsafe { self.pop() } {
+            drop(v);
+        }
     }
 
     /// Pops one message, or registers the receiver's waker.
-    pub(super) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    ///
+    /// # Safety
+    ///
+    /// Only the receiver calls this.
+    pub(super) unsafe fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         std::task::ready!(crate::task::coop::poll_proceed(cx));
-        let mut q = self.queue.lock();
-        if let Some(v) = q.items.pop_front() {
-            drop(q);
-            self.release_slot();
+        // SAFETY: the receiver (the caller's contract), as below.
+        if let Some(v) = unsafe { self.pop() } {
             return Poll::Ready(Some(v));
         }
-        if q.tx_gone || q.rx_closed {
-            return Poll::Ready(None);
+        self.rx_waker.register(cx.waker());
+        // Look again after registering (module doc).
+        // SAFETY: as above.
+        if let Some(v) = unsafe { self.pop() } {
+            return Poll::Ready(Some(v));
         }
-        match &q.rx_waker {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => q.rx_waker = Some(cx.waker().clone()),
+        if self.state.load(Acquire) != 0 {
+            // Closed, or every sender gone: what they pushed before is
+            // visible now.
+            // SAFETY: as above.
+            return Poll::Ready(unsafe { self.pop() });
         }
-        drop(q);
         crate::task::coop::refund();
         Poll::Pending
     }
 
     /// Pops one message if there is one now.
-    pub(super) fn try_recv(&self) -> Result<T, super::error::TryRecvError> {
-        let mut q = self.queue.lock();
-        if let Some(v) = q.items.pop_front() {
-            drop(q);
-            self.release_slot();
+    ///
+    /// # Safety
+    ///
+    /// Only the receiver calls this.
+    pub(super) unsafe fn try_recv(&self) -> Result<T, super::error::TryRecvError> {
+        // SAFETY: the receiver (the caller's contract).
+        if let Some(v) = unsafe { self.pop() } {
             return Ok(v);
         }
-        if q.tx_gone || q.rx_closed {
+        if self.state.load(Acquire) != 0 {
+            // SAFETY: as above.
+            if let Some(v) = unsafe { self.pop() } {
+                return Ok(v);
+            }
             Err(super::error::TryRecvError::Disconnected)
         } else {
             Err(super::error::TryRecvError::Empty)
         }
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.queue.lock().items.len()
+    /// Messages buffered now.
+    ///
+    /// # Safety
+    ///
+    /// Only the receiver calls this.
+    pub(super) unsafe fn len(&self) -> usize {
+        match &self.buffer {
+            // SAFETY: the receiver (the caller's contract).
+            Buffer::Bounded(ring) => unsafe { ring.len() },
+            Buffer::Unbounded(list) => list.lock().len(),
+        }
     }
 
     pub(super) fn sender_count(&self) -> usize {
@@ -185,8 +245,8 @@ impl<T> Chan<T> {
 impl<T> fmt::Debug for Chan<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Chan")
-            .field("len", &self.len())
+            .field("senders", &self.sender_count())
             .field("closed", &self.is_closed())
-            .finish()
+            .finish_non_exhaustive()
     }
 }

@@ -33,6 +33,7 @@
 mod bounded;
 mod chan;
 pub mod error;
+mod ring;
 mod unbounded;
 
 pub use bounded::{OwnedPermit, Permit, Receiver, Sender, channel};

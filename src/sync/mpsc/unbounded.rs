@@ -37,7 +37,7 @@ pub struct UnboundedReceiver<T> {
 /// assert_eq!(n, 1000);
 /// ```
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
-    let chan = Arc::new(Chan::new(None, usize::MAX));
+    let chan = Arc::new(Chan::unbounded());
     (
         UnboundedSender { chan: chan.clone() },
         UnboundedReceiver { chan },
@@ -123,7 +123,9 @@ impl<T> UnboundedReceiver<T> {
     /// });
     /// ```
     pub async fn recv(&mut self) -> Option<T> {
-        std::future::poll_fn(|cx| self.chan.poll_recv(cx)).await
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        std::future::poll_fn(|cx| unsafe { self.chan.poll_recv(cx) }).await
     }
 
     /// Receives in blocking style: suspends a fiber, blocks a plain
@@ -156,12 +158,16 @@ impl<T> UnboundedReceiver<T> {
     ///
     /// As [`Receiver::try_recv`](super::Receiver::try_recv).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        self.chan.try_recv()
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.try_recv() }
     }
 
     /// Polls for the next message.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        self.chan.poll_recv(cx)
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.poll_recv(cx) }
     }
 
     /// Closes the channel: sends fail from now on; buffered messages can
@@ -177,7 +183,9 @@ impl<T> UnboundedReceiver<T> {
 
     /// Messages buffered now.
     pub fn len(&self) -> usize {
-        self.chan.len()
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.len() }
     }
 
     /// Whether no message is buffered now.
@@ -193,7 +201,9 @@ impl<T> UnboundedReceiver<T> {
 
 impl<T> Drop for UnboundedReceiver<T> {
     fn drop(&mut self) {
-        self.chan.drop_receiver();
+        // SAFETY: this is the channel's one receiver (and `recv`/`close`
+        // take `&mut self`, so no pop runs beside another).
+        unsafe { self.chan.drop_receiver() };
     }
 }
 
