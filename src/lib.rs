@@ -68,9 +68,48 @@ mod loom;
 mod reactor;
 mod runtime;
 mod scheduler;
-mod task;
+mod task_core;
 mod util;
 mod wait;
+
+pub mod task {
+    //! Tasks: handles, groups, ids, names and task-local values.
+    //!
+    //! - [`JoinHandle`] (also at the crate root) joins one task or fiber;
+    //!   [`AbortHandle`] only cancels it.
+    //! - [`JoinSet`] holds many tasks and fibers and yields their outputs as
+    //!   they finish; dropping the set aborts them.
+    //! - [`Builder`] names a task or fiber before spawning it.
+    //! - [`Id`] identifies every task and fiber: [`JoinHandle::id`] from
+    //!   outside, [`id()`] from inside.
+    //! - [`task_local!`](crate::task_local) declares a value set for the extent
+    //!   of a future ([`LocalKey::scope`]) or a closure ([`LocalKey::sync_scope`]);
+    //!   for one value per fiber, see [`fiber_local!`](crate::fiber_local).
+    //!
+    //! ```
+    //! use fiber_runtime::task::JoinSet;
+    //!
+    //! fiber_runtime::block_on(async {
+    //!     let mut set = JoinSet::new();
+    //!     set.spawn(async { 1 });
+    //!     set.spawn_fiber(|| 2);
+    //!     let mut sum = 0;
+    //!     while let Some(res) = set.join_next().await {
+    //!         sum += res.unwrap();
+    //!     }
+    //!     assert_eq!(sum, 3);
+    //! });
+    //! ```
+
+    mod builder;
+    mod join_set;
+
+    pub use self::builder::Builder;
+    pub use self::join_set::JoinSet;
+    pub use crate::task_core::{
+        AbortHandle, AccessError, Id, JoinError, JoinHandle, LocalKey, TaskLocalFuture, id,
+    };
+}
 
 pub mod io;
 pub mod net;
@@ -78,7 +117,7 @@ pub mod sync;
 pub mod time;
 
 pub use crate::runtime::{Builder, EnterGuard, Handle, Runtime, RuntimeMetrics, TryCurrentError};
-pub use crate::task::{JoinError, JoinHandle};
+pub use crate::task_core::{JoinError, JoinHandle};
 pub use fiber_runtime_macros::{main, test};
 
 use std::future::Future;

@@ -42,6 +42,7 @@
 use super::arch;
 #[cfg(fiber_runtime_asan)]
 use super::asan;
+use crate::task_core::local_scopes;
 use std::cell::Cell;
 use std::future::Future;
 use std::panic;
@@ -119,6 +120,9 @@ pub(crate) struct ControlBlock {
     cx: Cell<*mut Context<'static>>,
     /// A cancellation is under way (module doc).
     cancelling: Cell<bool>,
+    /// It waits, while cancelled, for the children of a `fiber::scope`
+    /// (`scope.rs`): why a cancellation would give up on it.
+    pub(crate) draining_scope: Cell<bool>,
     /// The runtime it belongs to, for shutdown unwinding.
     pub(crate) runtime_id: usize,
     /// Index in the owner thread's registry (while registered).
@@ -136,6 +140,12 @@ pub(crate) struct ControlBlock {
     /// poll (the bridge may move between polls), and how to switch it.
     view: Cell<*mut ()>,
     switch_view: SwitchView,
+    /// The task-local scopes the fiber is inside while it does not run
+    /// (`task/local_scopes.rs`).
+    scopes: Cell<*const local_scopes::Node>,
+    /// The fiber's `fiber_local!` values (`fiber/local.rs`), by key index;
+    /// dropped by its entry when its closure is done.
+    pub(crate) locals: std::cell::RefCell<Vec<Option<Box<dyn std::any::Any>>>>,
     /// What AddressSanitizer needs to follow the switches (`asan.rs`).
     #[cfg(fiber_runtime_asan)]
     asan: asan::FiberState,
@@ -186,6 +196,7 @@ impl ControlBlock {
             owner: init.owner,
             cx: Cell::new(std::ptr::null_mut()),
             cancelling: Cell::new(false),
+            draining_scope: Cell::new(false),
             runtime_id: init.runtime_id,
             registry_index: Cell::new(usize::MAX),
             func: init.func,
@@ -194,6 +205,8 @@ impl ControlBlock {
             name: init.name,
             view: Cell::new(std::ptr::null_mut()),
             switch_view: init.switch_view,
+            scopes: Cell::new(std::ptr::null()),
+            locals: std::cell::RefCell::new(Vec::new()),
             #[cfg(fiber_runtime_asan)]
             asan: asan::FiberState::new(init.guard.1, at as usize),
         };
@@ -323,6 +336,9 @@ impl ControlBlock {
     /// control block alive (rules 1 and 2); `cx` outlives the call.
     pub(crate) unsafe fn resume(&self, code: usize, cx: *mut Context<'_>) -> usize {
         let prev = CURRENT.with(|c| c.replace(self));
+        // SAFETY: the list is what `leave` gave back at the fiber's last
+        // switch; its nodes are in the fiber's suspended frames.
+        let outer = unsafe { local_scopes::enter(self.scopes.get()) };
         self.cx.set(cx.cast());
         self.phase.set(Phase::Running);
         #[cfg(fiber_runtime_asan)]
@@ -335,6 +351,7 @@ impl ControlBlock {
         asan::FiberState::back_from_fiber(&mut fake);
         self.fiber_sp.set(sp);
         self.cx.set(std::ptr::null_mut());
+        self.scopes.set(local_scopes::leave(outer));
         CURRENT.with(|c| c.set(prev));
         self.phase.set(if back == FINISHED {
             Phase::Finished
@@ -373,6 +390,19 @@ impl ControlBlock {
             self.phase.set(Phase::Abandoned);
         }
         outcome
+    }
+
+    /// Drops the fiber's `fiber_local!` values (by its entry, on its
+    /// stack, once its closure is done). A destructor that reaches a local
+    /// again makes a new one, dropped in the next round.
+    pub(crate) fn drop_locals(&self) {
+        loop {
+            let locals = std::mem::take(&mut *self.locals.borrow_mut());
+            if locals.is_empty() {
+                return;
+            }
+            drop(locals);
+        }
     }
 
     /// The name to report the fiber by: its name, or `#id`.

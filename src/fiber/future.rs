@@ -51,7 +51,6 @@ pub(crate) struct FiberFuture<F, T> {
     /// from, and returns to, the pool of the thread that runs it).
     stack: Option<Stack>,
     stack_size: usize,
-    id: u64,
     /// For the stack overflow message.
     name: Option<String>,
     runtime_id: usize,
@@ -90,6 +89,13 @@ unsafe extern "C" fn entry<F: FnOnce() -> T, T>(_code: usize, data: *mut u8) -> 
     let func = unsafe { (*cb.func.cast::<Option<F>>()).take() };
     let func = func.expect("fiber started twice");
     let mut result: FiberResult<T> = Some(panic::catch_unwind(AssertUnwindSafe(func)));
+    // Its `fiber_local!` values go with it, still on the fiber (their
+    // destructors may wait); a panic there is the fiber's if it had none.
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| cb.drop_locals()))
+        && matches!(result, Some(Ok(_)))
+    {
+        result = Some(Err(payload));
+    }
     // SAFETY: we are done; `result` stays on this frame, which never
     // returns, until the poller takes it.
     unsafe { cb.finish((&raw mut result).cast()) }
@@ -99,7 +105,6 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
     pub(crate) fn new(
         func: F,
         stack_size: usize,
-        id: u64,
         name: Option<String>,
         runtime_id: usize,
         alive: Arc<AtomicUsize>,
@@ -110,7 +115,6 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
             cb: std::ptr::null(),
             stack: None,
             stack_size,
-            id,
             name,
             runtime_id,
             alive,
@@ -135,7 +139,8 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
         let at = (top - std::mem::size_of::<ControlBlock>()) & !(CB_ALIGN - 1);
         let init = Init {
             switch_view,
-            id: self.id,
+            // Its task's id: `start` runs in the task's first poll.
+            id: crate::task_core::id().map_or(0, |id| id.as_u64()),
             owner,
             runtime_id: self.runtime_id,
             func: (&raw mut self.func).cast(),
@@ -227,7 +232,7 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> std::future::Future
         if back == context::YIELDED {
             // This future is its task's top-level future, as
             // `request_yield` requires.
-            crate::task::request_yield();
+            crate::task_core::request_yield();
             return Poll::Pending;
         }
         match this.finish() {

@@ -125,19 +125,24 @@ mod arch;
 mod asan;
 pub(crate) mod context;
 mod future;
+mod local;
 mod overflow;
 pub(crate) mod pool;
+mod scope;
 pub(crate) mod stack;
 
+pub use self::local::LocalKey;
+pub use self::scope::{Scope, ScopedJoinHandle, scope};
+
 use crate::scheduler;
-use crate::task::JoinHandle;
+use crate::task_core::JoinHandle;
 use crate::wait::{self, Caller};
 use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// Identifies a fiber; see [`current`].
+/// Identifies a fiber; see [`current`]. Its number is the fiber's task
+/// [`Id`](crate::task::Id) (`JoinHandle::id`).
 ///
 /// # Examples
 ///
@@ -199,8 +204,6 @@ pub struct Builder {
     name: Option<String>,
     stack_size: Option<usize>,
 }
-
-static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Builder {
     /// A builder with the runtime's defaults.
@@ -279,16 +282,14 @@ impl Builder {
             },
             size,
         )?;
-        let id = NEXT_ID.fetch_add(1, Relaxed);
-        let fut = future::FiberFuture::new(
-            f,
-            size,
-            id,
-            self.name,
-            handle.id(),
-            common.alive_fibers.clone(),
-        );
-        Ok(handle.spawn_fiber(fut))
+        let name = self.name.clone();
+        let fut =
+            future::FiberFuture::new(f, size, self.name, handle.id(), common.alive_fibers.clone());
+        let join = handle.spawn_fiber(fut);
+        if let Some(name) = name {
+            join.raw().trailer().set_name(name);
+        }
+        Ok(join)
     }
 }
 

@@ -174,6 +174,15 @@ pub(crate) fn cancel_all(runtime_id: usize) {
 
 /// Says on stderr that a fiber would not unwind and is leaked.
 pub(crate) fn report_gave_up(f: &ControlBlock) {
+    if f.draining_scope.get() {
+        eprintln!(
+            "fiber-runtime: fiber {} was cancelled inside `fiber::scope` while children that \
+             borrow from its stack were still running; it is left suspended for good and its \
+             stack is leaked, so that they never touch freed memory",
+            f.display_name()
+        );
+        return;
+    }
     eprintln!(
         "fiber-runtime: fiber {} caught its cancellation and kept running every time it was \
          raised again; it is left suspended for good and its stack is leaked (do not catch \

@@ -32,12 +32,12 @@ impl Registration {
     ) -> Poll<io::Result<ReadyEvent>> {
         // Readiness spends the task's budget so that an always-ready socket
         // cannot monopolise its worker.
-        ready!(crate::task::coop::poll_proceed(cx));
+        ready!(crate::task_core::coop::poll_proceed(cx));
         match self.shared.poll_ready(cx, dir) {
             Poll::Ready(Ok(ev)) => Poll::Ready(Ok(ev)),
             Poll::Ready(Err(())) => Poll::Ready(Err(gone())),
             Poll::Pending => {
-                crate::task::coop::refund();
+                crate::task_core::coop::refund();
                 Poll::Pending
             }
         }

@@ -2,7 +2,7 @@
 
 use super::RuntimeMetrics;
 use crate::scheduler::{self, context};
-use crate::task::JoinHandle;
+use crate::task_core::JoinHandle;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;

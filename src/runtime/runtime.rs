@@ -2,7 +2,7 @@
 
 use super::{Builder, EnterGuard, Handle, RuntimeMetrics};
 use crate::scheduler::{self, blocking, context, current_thread};
-use crate::task::JoinHandle;
+use crate::task_core::JoinHandle;
 use std::fmt;
 use std::future::Future;
 use std::io;

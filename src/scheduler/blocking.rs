@@ -8,7 +8,7 @@
 
 use crate::loom::{AtomicUsize, Condvar, Mutex, Ordering::*};
 use crate::scheduler::{self, context};
-use crate::task::{self, JoinHandle, Notified, RawTask, Schedule};
+use crate::task_core::{self, JoinHandle, Notified, RawTask, Schedule};
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -85,7 +85,8 @@ fn spawn_failed<R: Send + 'static>(e: io::Error) -> JoinHandle<R> {
         }
     }
     let msg = format!("spawn_blocking could not start a thread: {e}");
-    let (notified, join) = task::unowned(Failed(msg, std::marker::PhantomData), BlockingSchedule);
+    let (notified, join) =
+        task_core::unowned(Failed(msg, std::marker::PhantomData), BlockingSchedule);
     // Completes it here and now, with that error.
     notified.run();
     join
@@ -104,7 +105,7 @@ impl<F: FnOnce() -> R, R> Future for BlockingTask<F> {
             .0
             .take()
             .expect("blocking task polled after completion");
-        Poll::Ready(crate::task::coop::unconstrained(f))
+        Poll::Ready(crate::task_core::coop::unconstrained(f))
     }
 }
 
@@ -155,7 +156,7 @@ impl Spawner {
                 return spawn_failed(e);
             }
         }
-        let (notified, join) = task::unowned(BlockingTask(Some(f)), BlockingSchedule);
+        let (notified, join) = task_core::unowned(BlockingTask(Some(f)), BlockingSchedule);
         if synced.shutdown {
             // Cancelled before it runs; its `JoinHandle` says so.
             drop(synced);

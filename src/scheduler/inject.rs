@@ -2,7 +2,7 @@
 //! overflowing a local queue) wait here until a worker takes them.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*};
-use crate::task::Notified;
+use crate::task_core::Notified;
 use std::collections::VecDeque;
 
 pub(crate) struct Inject {

@@ -15,7 +15,7 @@ pub(crate) mod park;
 
 use crate::driver;
 use crate::loom::AtomicUsize;
-use crate::task::JoinHandle;
+use crate::task_core::JoinHandle;
 use park::DriverSlot;
 use std::future::Future;
 use std::sync::Arc;

@@ -466,11 +466,11 @@ impl Future for Acquire<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // Spending the task's budget: a ready lock in a loop must let the
         // others run.
-        std::task::ready!(crate::task::coop::poll_proceed(cx));
+        std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         let (node, semaphore, n, queued) = self.project();
         let res = semaphore.poll_acquire(cx, n, node, queued);
         if res.is_pending() {
-            crate::task::coop::refund();
+            crate::task_core::coop::refund();
         }
         res
     }

@@ -508,7 +508,7 @@ impl<T: Clone> Future for Recv<'_, T> {
     type Output = Result<T, RecvError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        std::task::ready!(crate::task::coop::poll_proceed(cx));
+        std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         // SAFETY: the waiter is only used pinned (its address goes into the
         // list); `receiver` is not structurally pinned.
         let this = unsafe { self.get_unchecked_mut() };
@@ -538,7 +538,7 @@ impl<T: Clone> Future for Recv<'_, T> {
             }
         }
         drop(state);
-        crate::task::coop::refund();
+        crate::task_core::coop::refund();
         Poll::Pending
     }
 }

@@ -395,7 +395,7 @@ impl<T> Future for Receiver<T> {
             .inner
             .as_ref()
             .expect("oneshot::Receiver polled after it completed");
-        std::task::ready!(crate::task::coop::poll_proceed(cx));
+        std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         let ready = match inner.register(&inner.rx_task, RX_TASK_SET, COMPLETE | CLOSED, cx.waker())
         {
             Poll::Ready(()) => {
@@ -407,7 +407,7 @@ impl<T> Future for Receiver<T> {
                 }
             }
             Poll::Pending => {
-                crate::task::coop::refund();
+                crate::task_core::coop::refund();
                 return Poll::Pending;
             }
         };

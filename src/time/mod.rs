@@ -196,7 +196,7 @@ impl Future for Sleep {
         if this.fired {
             return Poll::Ready(());
         }
-        std::task::ready!(crate::task::coop::poll_proceed(cx));
+        std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         let fired = match this.key {
             Some(key) => this.handle.poll(key, cx.waker()),
             None => {
@@ -228,7 +228,7 @@ impl Future for Sleep {
             this.fired = true;
             Poll::Ready(())
         } else {
-            crate::task::coop::refund();
+            crate::task_core::coop::refund();
             Poll::Pending
         }
     }

@@ -19,7 +19,7 @@
 
 use crate::loom::{Arc, AtomicU32, AtomicU64, Ordering::*, UnsafeCell};
 use crate::scheduler::inject::Inject;
-use crate::task::Notified;
+use crate::task_core::Notified;
 use std::mem::MaybeUninit;
 
 /// Capacity of a local queue. Shrunk under loom so that overflow and
@@ -296,7 +296,7 @@ mod tests {
 
     use super::*;
     use crate::loom::{model, thread};
-    use crate::task::test_util::TestSched;
+    use crate::task_core::test_util::TestSched;
     use std::sync::Arc;
 
     fn task(sched: &Arc<TestSched>) -> Notified {

@@ -182,7 +182,7 @@ impl<T> Chan<T> {
     ///
     /// Only the receiver calls this.
     pub(super) unsafe fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        std::task::ready!(crate::task::coop::poll_proceed(cx));
+        std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         // SAFETY: the receiver (the caller's contract), as below.
         if let Some(v) = unsafe { self.pop() } {
             return Poll::Ready(Some(v));
@@ -199,7 +199,7 @@ impl<T> Chan<T> {
             // SAFETY: as above.
             return Poll::Ready(unsafe { self.pop() });
         }
-        crate::task::coop::refund();
+        crate::task_core::coop::refund();
         Poll::Pending
     }
 

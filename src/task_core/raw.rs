@@ -1,71 +1,12 @@
-//! Stackless task memory.
-//!
-//! A task is one heap allocation (`core.rs`): a [`Header`](core::Header)
-//! (state word, stage tag and owned-list slot, vtable), the scheduler
-//! handle, the *stage* (the future, later its output) and the *trailer*
-//! (the join waker). The state word (`state.rs`) holds lifecycle flags and a
-//! reference count.
-//!
-//! # Reference kinds
-//!
-//! Each of these holds one count in the state word:
-//!
-//! 1. the owned-task list (`list.rs`), from spawn until the task completes
-//!    or shutdown pops it;
-//! 2. the [`JoinHandle`], until dropped;
-//! 3. a [`Notified`]: an entry in a run queue, from submission until a
-//!    worker polls it (polling consumes it) or a queue is drained;
-//! 4. each `Waker` clone;
-//! 5. a [`Yielded`]: the entry of a task that yielded still holding
-//!    `RUNNING` (it holds both until run or dropped).
-//!
-//! The allocation is freed by whoever drops the last count.
-//!
-//! # Who may touch what
-//!
-//! 1. The stage is touched only by the thread holding `RUNNING` (poll,
-//!    cancel, store output) — except as in rule 3.
-//! 2. `RUNNING` is taken by `transition_to_running` (a worker with a
-//!    `Notified`) or `transition_to_shutdown`, never by two threads. A
-//!    poller may hand it, with its reference, to a `Yielded` entry, and
-//!    whoever runs or drops that entry holds it next.
-//! 3. Once `COMPLETE` is set, the output belongs to the `JoinHandle` while
-//!    `JOIN_INTEREST` is set; if `JOIN_INTEREST` is cleared first, the
-//!    completing thread drops it; if `COMPLETE` comes first, the dropping
-//!    `JoinHandle` does.
-//! 4. The join waker is written by the `JoinHandle` only while
-//!    `JOIN_WAKER` is clear; the completing thread reads it only after
-//!    seeing `JOIN_WAKER` set together with setting `COMPLETE`, after which
-//!    the `JoinHandle` never writes it again. A `JoinHandle` dropped before
-//!    completion clears `JOIN_WAKER` together with `JOIN_INTEREST` and
-//!    drops the waker at once: a task awaiting itself holds its own waker
-//!    there, and cancelling it (which drops its future, with the handle)
-//!    would otherwise never free it. After completion the waker goes with
-//!    the task's memory.
-//! 5. The owned-list slot is written once, by the spawner before the task
-//!    is shared; the slab entry it names is touched only under its shard's
-//!    lock.
-//!
-//! # Safety
-//!
-//! The typed functions in `harness.rs` cast a `NonNull<Header>` back to a
-//! `Cell<F, S>`; this is sound because the header is the first field of the
-//! `#[repr(C)]` cell and the vtable stored in the header was instantiated
-//! for exactly that `F` and `S` at allocation.
+//! The raw task: untyped pointers and queue entries (`RawTask`,
+//! `Notified`, `Yielded`), what a scheduler provides (`Schedule`), and
+//! the allocation of a new task. The rules they follow are in the
+//! comment at the top of `task/mod.rs`.
 
-pub(crate) mod coop;
-mod core;
-mod error;
-mod harness;
-mod join;
-pub(crate) mod list;
-mod state;
-mod waker;
-
-pub use self::error::JoinError;
-pub use self::join::JoinHandle;
-
-use self::core::{Cell, Header};
+use super::JoinHandle;
+use super::core::{self, Cell, Header};
+use super::id::Id;
+use super::state;
 use std::future::Future;
 use std::ptr::NonNull;
 
@@ -120,7 +61,7 @@ pub(crate) fn request_yield() {
     YIELD_REQUEST.with(|r| r.set(true));
 }
 
-fn take_yield_request() -> bool {
+pub(super) fn take_yield_request() -> bool {
     YIELD_REQUEST.with(|r| r.replace(false))
 }
 
@@ -151,6 +92,15 @@ impl RawTask {
         unsafe { self.ptr.as_ref() }
     }
 
+    pub(crate) fn trailer(&self) -> &core::Trailer {
+        // SAFETY: as above; the vtable's `trailer` was made for this cell.
+        unsafe { (self.header().vtable.trailer)(self.ptr).as_ref() }
+    }
+
+    pub(crate) fn id(&self) -> Id {
+        self.trailer().id
+    }
+
     /// # Safety
     ///
     /// The caller gives up one reference.
@@ -159,7 +109,7 @@ impl RawTask {
         unsafe { (self.header().vtable.shutdown)(self.ptr) }
     }
 
-    fn remote_abort(self) {
+    pub(super) fn remote_abort(self) {
         if self.header().state.transition_to_notified_and_cancel()
             == state::TransitionToNotifiedAndCancel::Submit
         {
@@ -212,7 +162,7 @@ impl Yielded {
     /// # Safety
     ///
     /// The caller hands over one reference and `RUNNING`.
-    unsafe fn from_raw(raw: RawTask) -> Yielded {
+    pub(super) unsafe fn from_raw(raw: RawTask) -> Yielded {
         Yielded(raw)
     }
 
@@ -288,7 +238,7 @@ impl std::fmt::Debug for Notified {
 /// `JoinHandle`, and the raw pointer whose owned-list reference the caller
 /// must hand to an [`list::OwnedTasks`] (or give up: see [`unowned`]).
 /// The schedulers spawn through [`list::OwnedTasks::bind`] instead.
-fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
+pub(super) fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -317,8 +267,3 @@ where
     debug_assert!(!last);
     (notified, join)
 }
-
-#[cfg(test)]
-mod loom_task;
-#[cfg(test)]
-pub(crate) mod test_util;

@@ -2,7 +2,7 @@
 //! read the output, dealloc. Each receives the `NonNull<Header>` of a
 //! `Cell<F, S>` and casts it back (the header is the cell's first field).
 
-use super::core::{Cell, Header, Vtable};
+use super::core::{Cell, Header, Trailer, Vtable};
 use super::error::JoinError;
 use super::state::{
     TransitionToIdle, TransitionToRunning, TransitionToShutdown, TransitionToTerminal,
@@ -25,7 +25,16 @@ pub(super) fn vtable<F: Future, S: Schedule>() -> &'static Vtable {
         shutdown: shutdown::<F, S>,
         resume_yielded: resume_yielded::<F, S>,
         cancel_yielded: cancel_yielded::<F, S>,
+        trailer: trailer::<F, S>,
     }
+}
+
+/// # Safety
+///
+/// `ptr` points to a live `Cell<F, S>`.
+unsafe fn trailer<F: Future, S: Schedule>(ptr: NonNull<Header>) -> NonNull<Trailer> {
+    // SAFETY: the caller's contract.
+    NonNull::from(unsafe { &cell::<F, S>(ptr).trailer })
 }
 
 /// # Safety
@@ -71,7 +80,9 @@ unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<H
     // SAFETY: the task is alive while we hold RUNNING (we own a reference).
     let waker = unsafe { waker_ref(ptr) };
     let mut cx = Context::from_waker(&waker);
-    if super::coop::budget(|| poll_future(cell, &mut cx)).is_ready() {
+    let id = cell.trailer.id.as_u64();
+    if super::id::with_current(id, || super::coop::budget(|| poll_future(cell, &mut cx))).is_ready()
+    {
         complete(cell, ptr);
         return;
     }
@@ -175,8 +186,12 @@ fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()
 /// Drops the future and stores the cancellation error (or the panic of the
 /// future's destructor). The caller holds `RUNNING`.
 fn cancel_task<F: Future, S>(cell: &Cell<F, S>) {
-    // SAFETY: the caller holds RUNNING, so it owns the stage.
-    let res = panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }));
+    // Its destructors run as the task: `task::id()` names it.
+    let id = cell.trailer.id.as_u64();
+    let res = super::id::with_current(id, || {
+        // SAFETY: the caller holds RUNNING, so it owns the stage.
+        panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }))
+    });
     let err = match res {
         Ok(()) => JoinError::cancelled(),
         Err(payload) => JoinError::panic(payload),

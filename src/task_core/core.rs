@@ -5,18 +5,22 @@
 //!
 //! The header is 16 bytes (state word, slot word, vtable) and the stage is
 //! an untagged union whose tag lives in the slot word, so a task costs the
-//! future plus 40 bytes on 64-bit targets (56 bytes for a 16-byte future:
-//! a 64-byte malloc chunk).
+//! future plus 56 bytes on 64-bit targets (72 bytes for a 16-byte future:
+//! an 80-byte malloc chunk). Of those, 16 are the id and the name pointer
+//! in the trailer, where only spawn, `JoinHandle::id` and each poll's
+//! "current task" read them.
 
 use super::Schedule;
 use super::error::JoinError;
 use super::harness;
+use super::id::Id;
 use super::state::State;
 use crate::loom::{AtomicU32, Ordering::Relaxed, UnsafeCell};
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicPtr, Ordering::AcqRel, Ordering::Acquire};
 use std::task::{Context, Poll, Waker};
 
 /// The type-erased part every task starts with.
@@ -69,6 +73,8 @@ pub(crate) struct Vtable {
     ///
     /// [`Yielded`]: super::Yielded
     pub(crate) cancel_yielded: unsafe fn(NonNull<Header>),
+    /// The task's trailer (its place depends on the future's size).
+    pub(crate) trailer: unsafe fn(NonNull<Header>) -> NonNull<Trailer>,
 }
 
 /// The future, later its output; which one is live is the header's stage
@@ -78,11 +84,52 @@ pub(crate) union Stage<F: Future> {
     output: ManuallyDrop<Result<F::Output, JoinError>>,
 }
 
-/// The join waker, after the stage so that the hot header stays small.
+/// The join waker and the task's identity, after the stage so that the
+/// hot header stays small.
 pub(crate) struct Trailer {
     /// Written by the `JoinHandle` while `JOIN_WAKER` is clear; read by the
     /// completing thread while it is set (`task/mod.rs`, rule 4).
     pub(crate) waker: UnsafeCell<Option<Waker>>,
+    /// The task's id (`id.rs`), fixed at allocation.
+    pub(crate) id: Id,
+    /// Its name, if it was given one (`task::Builder`): null, or a leaked
+    /// `Box<String>` stored once, right after the spawn, and freed with
+    /// the task.
+    name: AtomicPtr<String>,
+}
+
+impl Trailer {
+    /// Records the task's name; only the first call takes effect.
+    pub(crate) fn set_name(&self, name: String) {
+        let p = Box::into_raw(Box::new(name));
+        if self
+            .name
+            .compare_exchange(std::ptr::null_mut(), p, AcqRel, Acquire)
+            .is_err()
+        {
+            // SAFETY: `p` came from `Box::into_raw` above and was not stored.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
+
+    /// The task's name, if it has one.
+    pub(crate) fn name(&self) -> Option<&str> {
+        let p = self.name.load(Acquire);
+        // SAFETY: a non-null name is a `Box<String>` that lives until the
+        // trailer is dropped, which `&self` outlives.
+        unsafe { p.as_ref() }.map(String::as_str)
+    }
+}
+
+impl Drop for Trailer {
+    fn drop(&mut self) {
+        let p = *self.name.get_mut();
+        if !p.is_null() {
+            // SAFETY: stored by `set_name` from `Box::into_raw`; the
+            // trailer is going away, so nobody reads it any more.
+            drop(unsafe { Box::from_raw(p) });
+        }
+    }
 }
 
 /// Layout of a task: header first (see the module doc).
@@ -137,6 +184,8 @@ impl<F: Future, S: Schedule> Cell<F, S> {
             }),
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
+                id: Id::next(),
+                name: AtomicPtr::new(std::ptr::null_mut()),
             },
         });
         NonNull::from(Box::leak(cell)).cast()
@@ -244,11 +293,11 @@ mod tests {
         }
         let overhead = size_of::<Cell<Big, NoSchedule>>() - size_of::<Big>();
         assert!(overhead <= 64, "overhead is {overhead} bytes");
-        assert_eq!(overhead, 40);
+        assert_eq!(overhead, 56);
     }
 
     #[test]
-    fn a_task_with_a_16_byte_future_fits_in_56_bytes() {
+    fn a_task_with_a_16_byte_future_fits_in_72_bytes() {
         struct Tiny(
             #[allow(dead_code)] std::sync::Arc<()>,
             #[allow(dead_code)] u64,
@@ -260,7 +309,7 @@ mod tests {
             }
         }
         assert_eq!(size_of::<Tiny>(), 16);
-        // 56 bytes: a 64-byte chunk in glibc's malloc.
-        assert_eq!(size_of::<Cell<Tiny, NoSchedule>>(), 56);
+        // 72 bytes: an 80-byte chunk in glibc's malloc.
+        assert_eq!(size_of::<Cell<Tiny, NoSchedule>>(), 72);
     }
 }

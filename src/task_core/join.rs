@@ -51,6 +51,10 @@ impl<T> JoinHandle<T> {
         }
     }
 
+    pub(crate) fn raw(&self) -> RawTask {
+        self.raw
+    }
+
     /// Cancels the task.
     ///
     /// If the task has not finished, its future is dropped at the next
@@ -69,6 +73,36 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn abort(&self) {
         self.raw.remote_abort();
+    }
+
+    /// The task's id, the same as [`task::id()`](crate::task::id) inside it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let a = rt.spawn(async {});
+    /// let b = rt.spawn(async {});
+    /// assert_ne!(a.id(), b.id());
+    /// ```
+    pub fn id(&self) -> crate::task_core::Id {
+        self.raw.id()
+    }
+
+    /// A handle that can cancel the task but not join it; it may outlive
+    /// this `JoinHandle`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let handle = rt.spawn(std::future::pending::<()>());
+    /// let abort = handle.abort_handle();
+    /// abort.abort();
+    /// assert!(rt.block_on(handle).unwrap_err().is_cancelled());
+    /// ```
+    pub fn abort_handle(&self) -> crate::task_core::AbortHandle {
+        crate::task_core::AbortHandle::new(self.raw)
     }
 
     /// Returns `true` once the task has finished (completed, panicked or
@@ -119,7 +153,7 @@ impl<T> Future for JoinHandle<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         // A ready `JoinHandle` spends the task's cooperative budget.
-        std::task::ready!(crate::task::coop::poll_proceed(cx));
+        std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         let mut out: Poll<Result<T, JoinError>> = Poll::Pending;
         let dst = NonNull::from(&mut out).cast::<()>();
         // SAFETY: we are the task's `JoinHandle` and `dst` points to a
@@ -127,7 +161,7 @@ impl<T> Future for JoinHandle<T> {
         // (fixed when the handle was created by `spawn`).
         unsafe { (self.raw.header().vtable.try_read_output)(self.raw.ptr(), dst, cx.waker()) };
         if out.is_pending() {
-            crate::task::coop::refund();
+            crate::task_core::coop::refund();
         }
         out
     }
@@ -145,8 +179,11 @@ impl<T> Drop for JoinHandle<T> {
 
 impl<T> fmt::Debug for JoinHandle<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinHandle")
-            .field("finished", &self.is_finished())
-            .finish()
+        let mut d = f.debug_struct("JoinHandle");
+        d.field("id", &self.id());
+        if let Some(name) = self.raw.trailer().name() {
+            d.field("name", &name);
+        }
+        d.field("finished", &self.is_finished()).finish()
     }
 }

@@ -311,7 +311,7 @@ impl OwnedTasks {
 mod tests {
     use super::*;
     use crate::loom::{model, thread};
-    use crate::task::test_util::TestSched;
+    use crate::task_core::test_util::TestSched;
     use std::sync::Arc;
 
     /// A removal racing shutdown: exactly one of them takes the task, and
@@ -343,7 +343,7 @@ mod tests {
         });
     }
 
-    fn notified_raw(n: &crate::task::Notified) -> RawTask {
+    fn notified_raw(n: &crate::task_core::Notified) -> RawTask {
         n.raw_for_test()
     }
 
