@@ -23,6 +23,10 @@
 //! - `oneshot_ping_pong`: the `ping_pong` workload (100 pairs × 1000
 //!   round trips, a fresh oneshot per message carrying the reply's
 //!   sender) on `sync::oneshot`; against tokio's oneshot on tokio.
+//! - `scope_fibers`: `fiber::scope` inside a fiber with 10k child fibers,
+//!   each writing the one slot of a `Vec` it borrows; ns per child,
+//!   against `std::thread::scope` with 100 threads doing the same (per
+//!   child: a thread each).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -114,6 +118,29 @@ mod ours {
             let t = ms(start);
             assert_eq!(*m.lock().await, CONTENDED_PARTIES * CONTENDED_N);
             t
+        })
+    }
+
+    pub(crate) fn scope_fibers(rt: &fiber_runtime::Runtime) -> f64 {
+        const CHILDREN: usize = 10_000;
+        rt.block_on(async {
+            fiber::spawn(|| {
+                let mut slots = vec![0u64; CHILDREN];
+                let start = Instant::now();
+                fiber::scope(|s| {
+                    for (i, slot) in slots.iter_mut().enumerate() {
+                        s.spawn(move || *slot = i as u64);
+                    }
+                });
+                let t = start.elapsed().as_nanos() as f64 / CHILDREN as f64;
+                assert_eq!(
+                    black_box(&slots).iter().sum::<u64>(),
+                    (CHILDREN as u64 * (CHILDREN as u64 - 1)) / 2
+                );
+                t
+            })
+            .await
+            .unwrap()
         })
     }
 
@@ -317,6 +344,27 @@ mod tokio_side {
     }
 }
 
+mod std_side {
+    use super::*;
+
+    pub(crate) fn scope_threads(_: &tokio::runtime::Runtime) -> f64 {
+        const THREADS: usize = 100;
+        let mut slots = vec![0u64; THREADS];
+        let start = Instant::now();
+        std::thread::scope(|s| {
+            for (i, slot) in slots.iter_mut().enumerate() {
+                s.spawn(move || *slot = i as u64);
+            }
+        });
+        let t = start.elapsed().as_nanos() as f64 / THREADS as f64;
+        assert_eq!(
+            black_box(&slots).iter().sum::<u64>(),
+            (THREADS as u64 * (THREADS as u64 - 1)) / 2
+        );
+        t
+    }
+}
+
 mod may_side {
     use super::*;
 
@@ -437,6 +485,15 @@ const ROWS: &[Row] = &[
         target: 0.9,
         ours: ours::oneshot_ping_pong,
         theirs: tokio_side::oneshot_ping_pong,
+    },
+    Row {
+        name: "scope_fibers",
+        size: "10k children (std: 100 threads)",
+        unit: "ns/child",
+        peer: "std::thread::scope",
+        target: 0.01,
+        ours: ours::scope_fibers,
+        theirs: std_side::scope_threads,
     },
 ];
 

@@ -41,6 +41,62 @@
 //!   [`net`] types), with the same [`JoinHandle`]. A fiber never migrates
 //!   between threads once started.
 //!
+//! - **Sync**: [`sync`] has one `Mutex`, `RwLock`, `Semaphore`, `Notify`,
+//!   `Barrier` and the `oneshot`, `mpsc`, `broadcast` and `watch` channels
+//!   for all three kinds of caller: `.await` in a task, `blocking_*` in a
+//!   fiber (suspends it) or on a plain thread (blocks it). FIFO fair, and
+//!   a dropped waiter loses nothing.
+//! - **Task groups, scopes and locals**: [`task::JoinSet`],
+//!   [`fiber::scope`] (children that borrow from the caller's stack),
+//!   [`task_local!`], [`fiber_local!`], [`task::Builder`] for names and
+//!   [`task::Id`].
+//!
+//! # Task or fiber?
+//!
+//! Both run on the same workers and return the same [`JoinHandle`]; pick
+//! per piece of code, and mix freely.
+//!
+//! | | task ([`spawn`]) | fiber ([`fiber::spawn`]) |
+//! | --- | --- | --- |
+//! | style | `async`/`.await` | plain blocking code |
+//! | memory | the future's size plus 56 bytes | a stack (256 KiB virtual, pages touched on use) |
+//! | switch | a poll returns | a register switch (a few ns) |
+//! | moves between workers | at every wake (work stealing) | never, once started |
+//! | holds `!Send` data across a wait | no | yes |
+//! | fits | many small I/O state machines, combinators (`select`, timeouts) | porting blocking code, deep call stacks, a thread per client design, libraries that take callbacks |
+//!
+//! What a fiber may call: everything of this crate that waits — the
+//! `blocking_*` methods of [`sync`], [`fiber::sleep`], [`fiber::wait`] on
+//! any future, [`JoinHandle::join`], `std::io::Read`/`Write` on the
+//! [`net`] types — suspends only that fiber, and the worker runs other
+//! tasks and fibers meanwhile. What a fiber must not call: anything that
+//! blocks the thread — `std::thread::sleep`, `std::sync::Mutex` held
+//! across a suspension or contended, `std::sync::mpsc`, blocking sockets
+//! of `std::net`, blocking C calls — because that stops the whole worker,
+//! and every task and fiber queued on it. Use the [`sync`] types and
+//! [`fiber::sleep`] instead, or hand the call to [`spawn_blocking`]:
+//!
+//! ```
+//! use fiber_runtime::{fiber, sync::Mutex, time::Duration};
+//! use std::sync::Arc;
+//!
+//! fiber_runtime::block_on(async {
+//!     let total = Arc::new(Mutex::new(0u32));
+//!     let t = total.clone();
+//!     let f = fiber::spawn(move || {
+//!         let mut g = t.blocking_lock(); // suspends the fiber if contended
+//!         fiber::sleep(Duration::from_millis(1)); // fine: a fiber never migrates
+//!         *g += 1;
+//!     });
+//!     *total.lock().await += 1; // a task awaits the same lock
+//!     f.await.unwrap();
+//!     assert_eq!(*total.lock().await, 2);
+//! });
+//! ```
+//!
+//! In an async task the `blocking_*` methods panic with a message naming
+//! the method to `.await` instead, rather than stall the worker.
+//!
 //! # Entry points
 //!
 //! - [`block_on`]: build a default runtime, run one future, drop it;

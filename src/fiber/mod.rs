@@ -110,6 +110,9 @@
 //! | `EnterGuard` order | per fiber too; guards dropped out of order panic, as in tokio |
 //! | the cooperative budget | per poll: a fiber's run between two suspensions is one poll of its task |
 //! | the count of panics in progress (`std::thread::panicking`, lock poisoning) | never crosses: a fiber does not switch out while unwinding (see below) |
+//! | the current task id (`task::id`) | per fiber: its own, set at every resumption (a fiber's run is a poll of its task) |
+//! | `task_local!` scopes | per fiber: a scope entered in a fiber is swapped out when it switches out and back in when it resumes, so the worker's other code never sees it |
+//! | `fiber_local!` values | per fiber by construction (they live in the fiber's control block) |
 //! | thread-locals of your own | the thread's, shared by every task and fiber it runs (a fiber never leaves its thread, so they stay valid; they do not follow a fiber's view) |
 //!
 //! # Stacks
