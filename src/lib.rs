@@ -226,7 +226,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match scheduler::context::with_current(|h| h.spawn(future)) {
+    match scheduler::context::with_current(|h| h.spawn(future, None)) {
         Ok(join) => join,
         Err(kind) => panic!(
             "`fiber_runtime::spawn` failed: {}",

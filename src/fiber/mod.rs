@@ -285,14 +285,16 @@ impl Builder {
             },
             size,
         )?;
-        let name = self.name.clone();
-        let fut =
-            future::FiberFuture::new(f, size, self.name, handle.id(), common.alive_fibers.clone());
-        let join = handle.spawn_fiber(fut);
-        if let Some(name) = name {
-            join.raw().trailer().set_name(name);
-        }
-        Ok(join)
+        // The fiber keeps a copy for its overflow message: its control
+        // block may outlive the task (a leaked stack).
+        let fut = future::FiberFuture::new(
+            f,
+            size,
+            self.name.clone(),
+            handle.id(),
+            common.alive_fibers.clone(),
+        );
+        Ok(handle.spawn_fiber(fut, self.name))
     }
 }
 

@@ -50,6 +50,7 @@
 //! by a destructor while its fiber unwinds blocks the thread, so children
 //! on the same worker cannot finish.
 
+use crate::loom::{Arc, AtomicUsize, Mutex};
 use crate::task_core::{AbortHandle, JoinError, JoinHandle};
 use crate::util::AtomicWaker;
 use crate::wait;
@@ -59,8 +60,7 @@ use std::future::{Future, poll_fn};
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 /// Runs `f` with a [`Scope`] on which it can spawn fibers and tasks that
@@ -128,7 +128,7 @@ where
     match result {
         Err(payload) => panic::resume_unwind(payload),
         Ok(r) => {
-            if let Some(payload) = lock(&scope.state.panic).take() {
+            if let Some(payload) = scope.state.panic.lock().take() {
                 panic::resume_unwind(payload);
             }
             r
@@ -148,10 +148,6 @@ struct State {
     panic: Mutex<Option<Box<dyn Any + Send>>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl State {
     /// Returns once `running == 0`, whatever unwinds meanwhile (module
     /// doc, case 2). `cancelled`: the caller is being cancelled already.
@@ -159,7 +155,7 @@ impl State {
         let mut forced: Option<Box<dyn Any + Send>> = None;
         loop {
             if cancelled {
-                for c in lock(&self.children).iter() {
+                for c in self.children.lock().iter() {
                     c.abort();
                 }
                 // A cancelled fiber's waits do not poll: look here.
@@ -218,13 +214,8 @@ struct Packet<T> {
 impl<T> Drop for Packet<T> {
     fn drop(&mut self) {
         // A panic nobody joined goes to the scope, which re-raises it.
-        if let Some(Err(payload)) = self
-            .result
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            lock(&self.state.panic).get_or_insert(payload);
+        if let Some(Err(payload)) = self.result.lock().take() {
+            self.state.panic.lock().get_or_insert(payload);
         }
     }
 }
@@ -247,7 +238,7 @@ impl<F: FnOnce() -> T, T> Child<F, T> {
         match panic::catch_unwind(AssertUnwindSafe(work)) {
             // A cancellation goes on unwinding (it is not the child's panic).
             Err(p) if p.is::<super::context::ForcedUnwind>() => panic::resume_unwind(p),
-            r => *lock(&packet.result) = Some(r),
+            r => *packet.result.lock() = Some(r),
         }
         drop(packet);
         drop(done);
@@ -264,7 +255,7 @@ impl<Fut: Future<Output = T>, T> Future for Child<Pin<Box<Fut>>, T> {
             Ok(Poll::Ready(v)) => Ok(v),
             Err(p) => Err(p),
         };
-        *lock(&self.packet.result) = Some(r);
+        *self.packet.result.lock() = Some(r);
         // The rest (the future, the packet, the token, in field order) is
         // dropped with the task, right after this poll.
         Poll::Ready(())
@@ -298,9 +289,9 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         join: JoinHandle<()>,
         packet: Arc<Packet<T>>,
     ) -> ScopedJoinHandle<'scope, T> {
-        lock(&self.state.children).push(join.abort_handle());
+        self.state.children.lock().push(join.abort_handle());
         ScopedJoinHandle {
-            join: Some(join),
+            join,
             packet,
             _scope: PhantomData,
         }
@@ -368,7 +359,7 @@ impl fmt::Debug for Scope<'_, '_> {
 
 /// The handle of a fiber or task spawned on a [`Scope`].
 pub struct ScopedJoinHandle<'scope, T> {
-    join: Option<JoinHandle<()>>,
+    join: JoinHandle<()>,
     packet: Arc<Packet<T>>,
     _scope: PhantomData<&'scope ()>,
 }
@@ -396,10 +387,9 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// assert_eq!(sum, 6);
     /// ```
     #[track_caller]
-    pub fn join(mut self) -> Result<T, JoinError> {
-        let join = self.join.take().expect("joined once");
-        join.join()?;
-        match lock(&self.packet.result).take() {
+    pub fn join(self) -> Result<T, JoinError> {
+        self.join.join()?;
+        match self.packet.result.lock().take() {
             Some(Ok(v)) => Ok(v),
             Some(Err(payload)) => Err(JoinError::panic(payload)),
             None => Err(JoinError::cancelled()),
@@ -422,9 +412,7 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// });
     /// ```
     pub fn abort(&self) {
-        if let Some(j) = &self.join {
-            j.abort();
-        }
+        self.join.abort();
     }
 
     /// Whether the child has finished.
@@ -443,7 +431,7 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// });
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.join.as_ref().is_none_or(JoinHandle::is_finished)
+        self.join.is_finished()
     }
 }
 

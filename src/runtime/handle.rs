@@ -143,7 +143,7 @@ impl Handle {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.spawn(future)
+        self.inner.spawn(future, None)
     }
 
     /// Runs a blocking closure on this runtime's blocking pool; see

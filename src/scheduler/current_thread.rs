@@ -207,29 +207,42 @@ impl Handle {
         })
     }
 
-    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(
+        me: &Arc<Handle>,
+        future: F,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Handle::spawn_kind(me, future, Kind::Task)
+        Handle::spawn_kind(me, future, Kind::Task, name)
     }
 
     /// Spawns a fiber's task (its kind matters to shutdown's order).
-    pub(crate) fn spawn_fiber<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_fiber<F>(
+        me: &Arc<Handle>,
+        future: F,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Handle::spawn_kind(me, future, Kind::Fiber)
+        Handle::spawn_kind(me, future, Kind::Fiber, name)
     }
 
-    fn spawn_kind<F>(me: &Arc<Handle>, future: F, kind: Kind) -> JoinHandle<F::Output>
+    fn spawn_kind<F>(
+        me: &Arc<Handle>,
+        future: F,
+        kind: Kind,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0, kind);
+        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0, kind, name);
         if let Some(notified) = notified {
             me.schedule(notified);
         }
@@ -241,7 +254,8 @@ impl Handle {
     pub(crate) fn block_on<F: Future>(me: &Arc<Handle>, fut: F) -> F::Output {
         let mut fut = pin!(fut);
         // This thread's parker while it waits for the core, made once.
-        let mut waiter: Option<Parker> = None;
+        // The parker this thread waits on, and a waker for it, made once.
+        let mut waiter: Option<(Parker, Waker)> = None;
         loop {
             let took = me.take_core();
             if let Take::Took(core) = took {
@@ -292,7 +306,11 @@ impl Handle {
             }
             // Another thread drives, or the runtime is shut down: poll our
             // own future until it is done or the core comes free.
-            let parker = waiter.get_or_insert_with(Parker::new);
+            let (parker, waker) = waiter.get_or_insert_with(|| {
+                let parker = Parker::new();
+                let waker = Waker::from(Arc::new(parker.unparker()));
+                (parker, waker)
+            });
             {
                 let mut waiters = me.waiters.lock();
                 let me_too = parker.unparker();
@@ -302,10 +320,9 @@ impl Handle {
                     waiters.push(me_too);
                 }
             }
-            let waker = Waker::from(Arc::new(parker.unparker()));
             if let Poll::Ready(v) = fut
                 .as_mut()
-                .poll(&mut std::task::Context::from_waker(&waker))
+                .poll(&mut std::task::Context::from_waker(waker))
             {
                 return v;
             }
@@ -402,13 +419,7 @@ impl Handle {
         } else {
             Some(self.core.take_when_back(|| self.shared.unpark.unpark()))
         };
-        // Fibers run on the thread that drives this runtime; unwind the
-        // ones this thread started (others cannot be unwound elsewhere),
-        // with the runtime current for their destructors, as when they ran.
-        {
-            let _current = context::set_current(&scheduler::Handle::CurrentThread(self.clone()));
-            fiber_pool::cancel_all(self.common.id);
-        }
+        self.cancel_fibers_here();
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
         let stranded = core
@@ -435,15 +446,20 @@ impl Handle {
         }
     }
 
+    /// Fibers run on the thread that drives this runtime: unwinds the ones
+    /// this thread started (others cannot be unwound elsewhere), with the
+    /// runtime current for their destructors, as when they ran.
+    fn cancel_fibers_here(self: &Arc<Self>) {
+        let _current = context::set_current(&scheduler::Handle::CurrentThread(self.clone()));
+        fiber_pool::cancel_all(self.common.id);
+    }
+
     /// The thread that drove the core when shutdown began (another thread
     /// waits for it, or a task of ours dropped the runtime): unwinds the
     /// fibers this thread started, cancels what was queued meanwhile, and
     /// puts the core back, empty.
     fn finish_shutdown_here(self: &Arc<Self>, mut core: Box<Core>) {
-        {
-            let _current = context::set_current(&scheduler::Handle::CurrentThread(self.clone()));
-            fiber_pool::cancel_all(self.common.id);
-        }
+        self.cancel_fibers_here();
         self.shared.owned.close_and_shutdown_all();
         // Queue entries hold their tasks, which hold this handle: drop
         // them, or the runtime never goes away.

@@ -69,16 +69,12 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let join = scheduler::context::with_current(|h| h.spawn(future)).map_err(|kind| {
+        scheduler::context::with_current(|h| h.spawn(future, self.name)).map_err(|kind| {
             io::Error::new(
                 io::ErrorKind::InvalidInput,
                 TryCurrentError::new(kind).to_string(),
             )
-        })?;
-        if let Some(name) = self.name {
-            join.raw().trailer().set_name(name);
-        }
-        Ok(join)
+        })
     }
 
     /// Spawns `f` as a fiber on the current runtime (as

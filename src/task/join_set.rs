@@ -11,14 +11,15 @@
 //! member's handle is `Pending` and keeps its own waker).
 
 use crate::JoinHandle;
+use crate::loom::{AtomicBool, Mutex};
 use crate::task_core::{AbortHandle, JoinError};
 use crate::util::AtomicWaker;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, Wake, Waker};
 
 /// A set of tasks and fibers that yields their outputs as they finish.
@@ -86,16 +87,10 @@ impl Wake for MemberWaker {
 
     fn wake_by_ref(self: &Arc<Self>) {
         if !self.queued.swap(true, Ordering::AcqRel) {
-            lock(&self.shared.ready).push_back(self.index);
+            self.shared.ready.lock().push_back(self.index);
             self.shared.waiter.wake();
         }
     }
-}
-
-/// The ready queue's lock; a panic while holding it (none can happen:
-/// only pushes and pops) would not leave it inconsistent.
-fn lock(m: &Mutex<VecDeque<usize>>) -> std::sync::MutexGuard<'_, VecDeque<usize>> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<T> JoinSet<T> {
@@ -174,7 +169,7 @@ impl<T> JoinSet<T> {
             self.slots[index] = member;
         }
         self.len += 1;
-        lock(&self.shared.ready).push_back(index);
+        self.shared.ready.lock().push_back(index);
         self.shared.waiter.wake();
         abort
     }
@@ -283,9 +278,9 @@ impl<T> JoinSet<T> {
         {
             return None;
         }
-        let queued = lock(&self.shared.ready).len();
+        let queued = self.shared.ready.lock().len();
         for _ in 0..queued {
-            let Some(index) = lock(&self.shared.ready).pop_front() else {
+            let Some(index) = self.shared.ready.lock().pop_front() else {
                 break;
             };
             let Some(Some(member)) = self.slots.get_mut(index) else {

@@ -80,11 +80,8 @@ impl Clone for AbortHandle {
 
 impl Drop for AbortHandle {
     fn drop(&mut self) {
-        let h = self.raw.header();
-        if h.state.ref_dec() {
-            // SAFETY: that was the last reference.
-            unsafe { (h.vtable.dealloc)(self.raw.ptr()) }
-        }
+        // SAFETY: the reference `new` took is ours to give up.
+        unsafe { self.raw.drop_reference() }
     }
 }
 

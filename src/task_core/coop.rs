@@ -1,4 +1,4 @@
-//! Cooperative scheduling budget.
+//! Cooperative scheduling budget, and the task being polled.
 //!
 //! A task whose future keeps finding its resources ready (a `JoinHandle`
 //! of a finished task, later a socket with data or an expired timer)
@@ -7,45 +7,91 @@
 //! operations; when a runtime resource finds it exhausted, it wakes the
 //! task and returns `Pending` instead, so the task yields to the back of
 //! the queue and resumes with a fresh budget.
+//!
+//! The same thread-local names the task being polled (for `task::id()`),
+//! so that a poll sets up its thread state with one access and restores
+//! it with one more.
 
+use super::core::Header;
 use std::cell::Cell;
+use std::ptr;
 use std::task::{Context, Poll};
 
 /// Ready operations per task poll (tokio uses the same figure).
 const BUDGET: u8 = 128;
 
-thread_local! {
+/// What a task poll sets on its thread.
+struct PollState {
     /// `None` outside a task poll: unconstrained.
-    static CURRENT: Cell<Option<u8>> = const { Cell::new(None) };
+    budget: Cell<Option<u8>>,
+    /// The task being polled or cancelled (null: none).
+    task: Cell<*const Header>,
 }
 
-/// Runs `f` (one task poll) with a fresh budget.
-#[inline]
-pub(crate) fn budget<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(Option<u8>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let _ = CURRENT.try_with(|c| c.set(self.0));
+thread_local! {
+    static CURRENT: PollState = const {
+        PollState {
+            budget: Cell::new(None),
+            task: Cell::new(ptr::null()),
         }
+    };
+}
+
+/// Puts back what a poll replaced.
+struct Reset {
+    budget: Option<u8>,
+    task: *const Header,
+}
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| {
+            c.budget.set(self.budget);
+            c.task.set(self.task);
+        });
     }
-    let prev = CURRENT
-        .try_with(|c| c.replace(Some(BUDGET)))
-        .unwrap_or(None);
-    let _reset = Reset(prev);
+}
+
+/// Runs `f` (one poll of `task`) with a fresh budget and `task` as the
+/// current task.
+#[inline]
+pub(crate) fn budget<R>(task: *const Header, f: impl FnOnce() -> R) -> R {
+    let _reset = CURRENT
+        .try_with(|c| Reset {
+            budget: c.budget.replace(Some(BUDGET)),
+            task: c.task.replace(task),
+        })
+        .ok();
     f()
+}
+
+/// Runs `f` (the cancellation of `task`, which drops its future) with
+/// `task` as the current task; the budget is left as it is.
+pub(crate) fn with_task<R>(task: *const Header, f: impl FnOnce() -> R) -> R {
+    let _reset = CURRENT
+        .try_with(|c| Reset {
+            budget: c.budget.get(),
+            task: c.task.replace(task),
+        })
+        .ok();
+    f()
+}
+
+/// The task being polled or cancelled on this thread (null: none). It is
+/// alive while it is current: its poller or canceller holds a reference.
+pub(crate) fn current_task() -> *const Header {
+    CURRENT.try_with(|c| c.task.get()).unwrap_or(ptr::null())
 }
 
 /// Runs `f` without a budget (blocking closures: they may wait on many
 /// `JoinHandle`s in a row and never yield, so a budget would never refill).
 pub(crate) fn unconstrained<R>(f: impl FnOnce() -> R) -> R {
-    struct Reset(Option<u8>);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let _ = CURRENT.try_with(|c| c.set(self.0));
-        }
-    }
-    let prev = CURRENT.try_with(|c| c.replace(None)).unwrap_or(None);
-    let _reset = Reset(prev);
+    let _reset = CURRENT
+        .try_with(|c| Reset {
+            budget: c.budget.replace(None),
+            task: c.task.get(),
+        })
+        .ok();
     f()
 }
 
@@ -54,11 +100,11 @@ pub(crate) fn unconstrained<R>(f: impl FnOnce() -> R) -> R {
 #[inline]
 pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     let exhausted = CURRENT
-        .try_with(|c| match c.get() {
+        .try_with(|c| match c.budget.get() {
             None => false,
             Some(0) => true,
             Some(n) => {
-                c.set(Some(n - 1));
+                c.budget.set(Some(n - 1));
                 false
             }
         })
@@ -76,8 +122,8 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
 #[inline]
 pub(crate) fn refund() {
     let _ = CURRENT.try_with(|c| {
-        if let Some(n) = c.get() {
-            c.set(Some(n.saturating_add(1).min(BUDGET)));
+        if let Some(n) = c.budget.get() {
+            c.budget.set(Some(n.saturating_add(1).min(BUDGET)));
         }
     });
 }
@@ -90,7 +136,7 @@ mod tests {
     #[test]
     fn budget_runs_out_after_128_ready_operations() {
         let mut cx = Context::from_waker(Waker::noop());
-        budget(|| {
+        budget(ptr::null(), || {
             for _ in 0..BUDGET {
                 assert!(poll_proceed(&mut cx).is_ready());
             }

@@ -7,8 +7,8 @@
 //! an untagged union whose tag lives in the slot word, so a task costs the
 //! future plus 56 bytes on 64-bit targets (72 bytes for a 16-byte future:
 //! an 80-byte malloc chunk). Of those, 16 are the id and the name pointer
-//! in the trailer, where only spawn, `JoinHandle::id` and each poll's
-//! "current task" read them.
+//! in the trailer, which no poll reads: only `JoinHandle::id`, `task::id()`
+//! and `Debug` do.
 
 use super::Schedule;
 use super::error::JoinError;
@@ -20,7 +20,6 @@ use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, Ordering::AcqRel, Ordering::Acquire};
 use std::task::{Context, Poll, Waker};
 
 /// The type-erased part every task starts with.
@@ -92,43 +91,16 @@ pub(crate) struct Trailer {
     pub(crate) waker: UnsafeCell<Option<Waker>>,
     /// The task's id (`id.rs`), fixed at allocation.
     pub(crate) id: Id,
-    /// Its name, if it was given one (`task::Builder`): null, or a leaked
-    /// `Box<String>` stored once, right after the spawn, and freed with
-    /// the task.
-    name: AtomicPtr<String>,
+    /// Its name, if it was given one (`task::Builder`); boxed, so that
+    /// unnamed tasks pay one word.
+    #[allow(clippy::box_collection)]
+    name: Option<Box<String>>,
 }
 
 impl Trailer {
-    /// Records the task's name; only the first call takes effect.
-    pub(crate) fn set_name(&self, name: String) {
-        let p = Box::into_raw(Box::new(name));
-        if self
-            .name
-            .compare_exchange(std::ptr::null_mut(), p, AcqRel, Acquire)
-            .is_err()
-        {
-            // SAFETY: `p` came from `Box::into_raw` above and was not stored.
-            drop(unsafe { Box::from_raw(p) });
-        }
-    }
-
     /// The task's name, if it has one.
     pub(crate) fn name(&self) -> Option<&str> {
-        let p = self.name.load(Acquire);
-        // SAFETY: a non-null name is a `Box<String>` that lives until the
-        // trailer is dropped, which `&self` outlives.
-        unsafe { p.as_ref() }.map(String::as_str)
-    }
-}
-
-impl Drop for Trailer {
-    fn drop(&mut self) {
-        let p = *self.name.get_mut();
-        if !p.is_null() {
-            // SAFETY: stored by `set_name` from `Box::into_raw`; the
-            // trailer is going away, so nobody reads it any more.
-            drop(unsafe { Box::from_raw(p) });
-        }
+        self.name.as_deref().map(String::as_str)
     }
 }
 
@@ -171,7 +143,7 @@ impl Header {
 
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task in its initial state (`state.rs`, `INITIAL_STATE`).
-    pub(crate) fn allocate(future: F, scheduler: S) -> NonNull<Header> {
+    pub(crate) fn allocate(future: F, scheduler: S, name: Option<String>) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
@@ -185,7 +157,7 @@ impl<F: Future, S: Schedule> Cell<F, S> {
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
                 id: Id::next(),
-                name: AtomicPtr::new(std::ptr::null_mut()),
+                name: name.map(Box::new),
             },
         });
         NonNull::from(Box::leak(cell)).cast()

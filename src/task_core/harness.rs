@@ -59,8 +59,7 @@ unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
         // SAFETY: we hold RUNNING now, and the `Notified`'s reference.
         TransitionToRunning::Success => unsafe { poll_running(cell, ptr) },
         TransitionToRunning::Cancelled => {
-            cancel_task(cell);
-            complete(cell, ptr);
+            cancel_and_complete(cell, ptr);
         }
         TransitionToRunning::Failed => {}
         // SAFETY: that was the last reference.
@@ -80,9 +79,7 @@ unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<H
     // SAFETY: the task is alive while we hold RUNNING (we own a reference).
     let waker = unsafe { waker_ref(ptr) };
     let mut cx = Context::from_waker(&waker);
-    let id = cell.trailer.id.as_u64();
-    if super::id::with_current(id, || super::coop::budget(|| poll_future(cell, &mut cx))).is_ready()
-    {
+    if super::coop::budget(ptr.as_ptr(), || poll_future(cell, &mut cx)).is_ready() {
         complete(cell, ptr);
         return;
     }
@@ -110,8 +107,7 @@ unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<H
         // SAFETY: that was the last reference.
         TransitionToIdle::OkDealloc => unsafe { dealloc::<F, S>(ptr) },
         TransitionToIdle::Cancelled => {
-            cancel_task(cell);
-            complete(cell, ptr);
+            cancel_and_complete(cell, ptr);
         }
     }
 }
@@ -145,8 +141,7 @@ unsafe fn resume_yielded<F: Future, S: Schedule>(ptr: NonNull<Header>) {
 unsafe fn cancel_yielded<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     // SAFETY: the entry's reference keeps the cell alive.
     let cell = unsafe { cell::<F, S>(ptr) };
-    cancel_task(cell);
-    complete(cell, ptr);
+    cancel_and_complete(cell, ptr);
 }
 
 /// Polls the future under `catch_unwind`; stores the output when ready.
@@ -183,12 +178,18 @@ fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()
     Poll::Ready(())
 }
 
+/// Cancels the task and publishes the cancellation. The caller holds
+/// `RUNNING` and one reference.
+fn cancel_and_complete<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
+    cancel_task(cell);
+    complete(cell, ptr);
+}
+
 /// Drops the future and stores the cancellation error (or the panic of the
 /// future's destructor). The caller holds `RUNNING`.
 fn cancel_task<F: Future, S>(cell: &Cell<F, S>) {
     // Its destructors run as the task: `task::id()` names it.
-    let id = cell.trailer.id.as_u64();
-    let res = super::id::with_current(id, || {
+    let res = super::coop::with_task(&cell.header, || {
         // SAFETY: the caller holds RUNNING, so it owns the stage.
         panic::catch_unwind(AssertUnwindSafe(|| unsafe { cell.drop_future_or_output() }))
     });
@@ -381,8 +382,7 @@ unsafe fn shutdown<F: Future, S: Schedule>(ptr: NonNull<Header>) {
     let cell = unsafe { cell::<F, S>(ptr) };
     if cell.header.state.transition_to_shutdown() == TransitionToShutdown::Cancel {
         // We own RUNNING now: drop the future here.
-        cancel_task(cell);
-        complete(cell, ptr);
+        cancel_and_complete(cell, ptr);
     } else if cell.header.state.ref_dec() {
         // SAFETY: last reference.
         unsafe { dealloc::<F, S>(ptr) };

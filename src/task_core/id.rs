@@ -1,9 +1,11 @@
 //! Task ids: one per task and per fiber, from spawn to the end of its
 //! memory, and the id of the task being polled on this thread.
 
+use super::RawTask;
 use std::cell::Cell;
 use std::fmt;
 use std::num::NonZeroU64;
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Identifies a task or a fiber; see [`JoinHandle::id`](crate::JoinHandle::id)
@@ -58,10 +60,6 @@ impl Id {
     pub(crate) fn as_u64(self) -> u64 {
         self.0.get()
     }
-
-    fn from_u64(n: u64) -> Option<Id> {
-        NonZeroU64::new(n).map(Id)
-    }
 }
 
 impl fmt::Display for Id {
@@ -74,11 +72,6 @@ impl fmt::Debug for Id {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Id({})", self.0)
     }
-}
-
-thread_local! {
-    /// The id of the task this thread is polling (0: none).
-    static CURRENT: Cell<u64> = const { Cell::new(0) };
 }
 
 /// The id of the task or fiber running this code; `None` outside any
@@ -100,21 +93,9 @@ thread_local! {
 /// });
 /// ```
 pub fn id() -> Option<Id> {
-    CURRENT.try_with(Cell::get).ok().and_then(Id::from_u64)
-}
-
-/// Runs `f` (one poll of task `id`) with `id` as the current task.
-#[inline]
-pub(crate) fn with_current<R>(id: u64, f: impl FnOnce() -> R) -> R {
-    struct Reset(u64);
-    impl Drop for Reset {
-        fn drop(&mut self) {
-            let _ = CURRENT.try_with(|c| c.set(self.0));
-        }
-    }
-    let prev = CURRENT.try_with(|c| c.replace(id)).unwrap_or(0);
-    let _reset = Reset(prev);
-    f()
+    let task = NonNull::new(super::coop::current_task().cast_mut())?;
+    // The current task is alive (`coop::current_task`).
+    Some(RawTask::from_raw(task).id())
 }
 
 #[cfg(all(test, not(loom)))]
@@ -137,11 +118,26 @@ mod tests {
 
     #[test]
     fn current_is_restored_after_a_nested_poll() {
+        use crate::task_core::test_util::TestSched;
+        use std::sync::Arc;
+
         assert_eq!(id(), None);
-        with_current(7, || {
-            with_current(9, || assert_eq!(id().map(Id::as_u64), Some(9)));
-            assert_eq!(id().map(Id::as_u64), Some(7));
+        let sched = Arc::new(TestSched::default());
+        let (inner, inner_handle) = sched.spawn(async { id() });
+        let (outer, outer_handle) = sched.spawn(async move {
+            let before = id();
+            inner.run(); // a nested poll of another task
+            (before, id())
         });
+        outer.run();
+        let (outer_id, inner_id) = (outer_handle.id(), inner_handle.id());
+        let (before, after) = futures::executor::block_on(outer_handle).unwrap();
+        assert_eq!(before, Some(outer_id));
+        assert_eq!(after, Some(outer_id));
+        assert_eq!(
+            futures::executor::block_on(inner_handle).unwrap(),
+            Some(inner_id)
+        );
         assert_eq!(id(), None);
     }
 }

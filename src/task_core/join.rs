@@ -51,10 +51,6 @@ impl<T> JoinHandle<T> {
         }
     }
 
-    pub(crate) fn raw(&self) -> RawTask {
-        self.raw
-    }
-
     /// Cancels the task.
     ///
     /// If the task has not finished, its future is dropped at the next

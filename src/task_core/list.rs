@@ -168,13 +168,14 @@ impl OwnedTasks {
         scheduler: S,
         hint: usize,
         kind: Kind,
+        name: Option<String>,
     ) -> (JoinHandle<F::Output>, Option<Notified>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let (notified, join, raw) = new_task(future, scheduler);
+        let (notified, join, raw) = new_task(future, scheduler, name);
         if self.insert(raw, hint, kind).is_err() {
             drop(notified);
             // SAFETY: the list refused the task, so its reference is ours
@@ -247,8 +248,15 @@ impl OwnedTasks {
         let slot = shard.slot(slot >> self.shard_bits);
         // Exactly one of this and shutdown's exchange takes the task out
         // (a slot emptied, or emptied and reused, meanwhile fails ours).
-        let val = slot.load(Acquire);
-        if val & !FIBER_BIT != ptr || slot.compare_exchange(val, EMPTY, AcqRel, Relaxed).is_err() {
+        // Guessing an ordinary task first: one exchange for those, a second
+        // only for a fiber (whose slot also holds `FIBER_BIT`).
+        let taken = match slot.compare_exchange(ptr, EMPTY, AcqRel, Acquire) {
+            Ok(_) => true,
+            Err(val) => {
+                val == ptr | FIBER_BIT && slot.compare_exchange(val, EMPTY, AcqRel, Relaxed).is_ok()
+            }
+        };
+        if !taken {
             return false;
         }
         shard.live.fetch_sub(1, Relaxed);

@@ -94,19 +94,15 @@ impl<T: 'static> Record<T> {
         }
     }
 
-    /// Points the thread at the value and links the record (the record
-    /// must not move until `exit`).
-    fn enter(&self) {
+    /// Points the thread at the value and links the record until the
+    /// returned guard is dropped (which leaves the scope).
+    fn enter(&self) -> Entered<'_, T> {
         self.swap();
-        // SAFETY: the callers keep the record in place until `exit`,
-        // which they call before the frame that holds it goes away, in
-        // nesting order.
+        // SAFETY: the record is borrowed by the guard, so it stays in
+        // place until the guard unlinks it; guards live in nested frames,
+        // so they are dropped in nesting order.
         unsafe { local_scopes::push(&self.node) };
-    }
-
-    fn exit(&self) {
-        local_scopes::pop(&self.node);
-        self.swap();
+        Entered(self)
     }
 
     fn swap(&self) {
@@ -114,6 +110,16 @@ impl<T: 'static> Record<T> {
             let cur = s.replace(self.stash.get());
             self.stash.set(cur);
         });
+    }
+}
+
+/// Leaves a scope entered by [`Record::enter`].
+struct Entered<'a, T: 'static>(&'a Record<T>);
+
+impl<T: 'static> Drop for Entered<'_, T> {
+    fn drop(&mut self) {
+        local_scopes::pop(&self.0.node);
+        self.0.swap();
     }
 }
 
@@ -166,15 +172,8 @@ impl<T: 'static> LocalKey<T> {
     /// assert_eq!(got, 3);
     /// ```
     pub fn sync_scope<R>(&'static self, value: T, f: impl FnOnce() -> R) -> R {
-        struct Exit<'a, T: 'static>(&'a Record<T>);
-        impl<T: 'static> Drop for Exit<'_, T> {
-            fn drop(&mut self) {
-                self.0.exit();
-            }
-        }
         let record = Record::new(self.slot, &value);
-        record.enter();
-        let _exit = Exit(&record);
+        let _entered = record.enter();
         f()
     }
 
@@ -265,12 +264,6 @@ impl<T: 'static, F: Future> Future for TaskLocalFuture<T, F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        struct Exit<'a, T: 'static>(&'a Record<T>);
-        impl<T: 'static> Drop for Exit<'_, T> {
-            fn drop(&mut self) {
-                self.0.exit();
-            }
-        }
         // SAFETY: `future` is structurally pinned (never moved out; dropped
         // in place with `self`); `value` is not pinned, but is only moved
         // out after `future` completed, while not in scope.
@@ -279,11 +272,10 @@ impl<T: 'static, F: Future> Future for TaskLocalFuture<T, F> {
             panic!("`TaskLocalFuture` polled after completion");
         };
         let record = Record::new(this.key.slot, value);
-        record.enter();
-        let exit = Exit(&record);
+        let entered = record.enter();
         // SAFETY: as above.
         let res = unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx);
-        drop(exit);
+        drop(entered);
         if res.is_ready() {
             this.value = None;
         }

@@ -101,6 +101,19 @@ impl RawTask {
         self.trailer().id
     }
 
+    /// Gives up one reference, freeing the task if it was the last.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds that reference and does not use it again.
+    pub(crate) unsafe fn drop_reference(self) {
+        if self.header().state.ref_dec() {
+            // SAFETY: that was the last reference: nobody else can reach
+            // the task.
+            unsafe { (self.header().vtable.dealloc)(self.ptr) }
+        }
+    }
+
     /// # Safety
     ///
     /// The caller gives up one reference.
@@ -220,11 +233,8 @@ impl Notified {
 
 impl Drop for Notified {
     fn drop(&mut self) {
-        let h = self.0.header();
-        if h.state.ref_dec() {
-            // SAFETY: last reference.
-            unsafe { (h.vtable.dealloc)(self.0.ptr) }
-        }
+        // SAFETY: the entry's reference is ours to give up.
+        unsafe { self.0.drop_reference() }
     }
 }
 
@@ -238,13 +248,17 @@ impl std::fmt::Debug for Notified {
 /// `JoinHandle`, and the raw pointer whose owned-list reference the caller
 /// must hand to an [`list::OwnedTasks`] (or give up: see [`unowned`]).
 /// The schedulers spawn through [`list::OwnedTasks::bind`] instead.
-pub(super) fn new_task<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>, RawTask)
+pub(super) fn new_task<F, S>(
+    future: F,
+    scheduler: S,
+    name: Option<String>,
+) -> (Notified, JoinHandle<F::Output>, RawTask)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::from_raw(Cell::allocate(future, scheduler));
+    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, name));
     // SAFETY: the initial state holds three references: one each for the
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };
@@ -260,7 +274,7 @@ where
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let (notified, join, raw) = new_task(future, scheduler);
+    let (notified, join, raw) = new_task(future, scheduler, None);
     // The owned list's reference is not needed: give it up (never the
     // last: the queue entry and the handle hold two more).
     let last = raw.header().state.ref_dec();

@@ -2,6 +2,7 @@
 //! All tasks share one `RawWakerVTable`; scheduling and deallocation go
 //! through the task's own vtable.
 
+use super::RawTask;
 use super::core::Header;
 use super::state::{TransitionToNotifiedByRef, TransitionToNotifiedByVal};
 use std::mem::ManuallyDrop;
@@ -75,9 +76,7 @@ unsafe fn wake_by_ref(ptr: *const ()) {
 ///
 /// As `clone_waker`; the waker's reference is consumed.
 unsafe fn drop_waker(ptr: *const ()) {
-    let h = header(ptr);
-    if h.state.ref_dec() {
-        // SAFETY: last reference; `ptr` is non-null.
-        unsafe { (h.vtable.dealloc)(NonNull::new_unchecked(ptr as *mut Header)) }
-    }
+    // SAFETY: `ptr` is a task's non-null header, and the waker's reference
+    // is ours to give up.
+    unsafe { RawTask::from_raw(NonNull::new_unchecked(ptr as *mut Header)).drop_reference() }
 }

@@ -446,15 +446,35 @@ impl Core {
 }
 
 impl Handle {
-    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(
+        me: &Arc<Handle>,
+        future: F,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) =
-            me.shared
-                .owned
-                .bind(future, me.clone(), me.spawn_shard(), Kind::Task);
+        Handle::spawn_with(me, future, me.clone(), Kind::Task, name)
+    }
+
+    /// Binds `future` under `sched` and submits it.
+    fn spawn_with<F, S>(
+        me: &Arc<Handle>,
+        future: F,
+        sched: S,
+        kind: Kind,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+        S: crate::task_core::Schedule,
+    {
+        let (join, notified) = me
+            .shared
+            .owned
+            .bind(future, sched, me.spawn_shard(), kind, name);
         // `None`: shutting down, the task is cancelled before it ever runs.
         if let Some(notified) = notified {
             me.schedule_task(notified, false);
@@ -485,7 +505,11 @@ impl Handle {
     /// worker where it did (a fiber: once started it must not migrate).
     /// Until then it is an ordinary task, which idle workers may steal, so
     /// fibers spread over the workers when they start.
-    pub(crate) fn spawn_pinned<F>(me: &Arc<Handle>, future: F) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_pinned<F>(
+        me: &Arc<Handle>,
+        future: F,
+        name: Option<String>,
+    ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -494,14 +518,7 @@ impl Handle {
             handle: me.clone(),
             owner: AtomicUsize::new(NO_OWNER),
         };
-        let (join, notified) = me
-            .shared
-            .owned
-            .bind(future, sched, me.spawn_shard(), Kind::Fiber);
-        if let Some(notified) = notified {
-            me.schedule_task(notified, false);
-        }
-        join
+        Handle::spawn_with(me, future, sched, Kind::Fiber, name)
     }
 
     /// If this thread is a worker of ours (worker `only`, if given) with
