@@ -121,17 +121,17 @@ for m, rel in mods.items():
             while p and p[0] == "super":
                 base, p = base[:-1], p[1:]
             target = base + list(p)
-        t = resolve(target)
-        if t and t != m and t != ():
+        t = resolve(target)  # never the root: it resolves to a non-empty prefix
+        if t and t != m:
             edges[m].add(t)
             uses[m].add(t)
     for c in re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", text, re.M):
         child = m + (c,)
-        if child in mods and m != ():
+        if child in mods:
             edges[m].add(child)
+# The root (lib.rs) is a facade: its own edges go. No edge leads to it
+# (a path resolves to a non-empty module, a child is never the root).
 edges.pop((), None)
-for m in edges:
-    edges[m].discard(())
 
 problems = []
 by_layer = {}

@@ -6,8 +6,9 @@
 //! cargo run --release --example stress -- [--scale S] [--only NAME[,NAME]]
 //! ```
 //!
-//! Workloads (`--scale` multiplies their sizes; 1, the CI size, takes one
-//! to two minutes on 2 cores):
+//! Workloads (`--scale` multiplies their sizes; the default, 1, takes
+//! about 20 s on 2 cores; 4, the CI size (`.ci/run`), about four times
+//! that):
 //!
 //! - `wake_storm`: threads send messages to tasks and fibers (each a
 //!   receiver waiting on its channel); every message arrives.
@@ -114,14 +115,24 @@ fn flavors() -> Vec<Flavor> {
 /// Runs `f` on a thread of its own, failing (exit 1) if it panics or
 /// takes longer than `DEADLINE`.
 fn bounded<R: Send + 'static>(what: &str, f: impl FnOnce() -> R + Send + 'static) -> R {
+    bounded_for(DEADLINE, what, f)
+}
+
+/// [`bounded`] with the deadline `deadline`, for a workload whose normal
+/// time grows with the scale.
+fn bounded_for<R: Send + 'static>(
+    deadline: Duration,
+    what: &str,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> R {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
     });
-    match rx.recv_timeout(DEADLINE) {
+    match rx.recv_timeout(deadline) {
         Ok(Ok(r)) => r,
         Ok(Err(_)) => fail(&format!("{what}: panicked")),
-        Err(_) => fail(&format!("{what}: hung (not done after {DEADLINE:?})")),
+        Err(_) => fail(&format!("{what}: hung (not done after {deadline:?})")),
     }
 }
 
@@ -408,37 +419,40 @@ fn timers(scale: usize) {
     let rounds = 4;
     for workers in [1, 4, 16] {
         let start = Instant::now();
-        let mut lost = 0;
-        for _ in 0..bursts {
-            let rt = Builder::new_multi_thread()
-                .worker_threads(workers)
-                .build()
-                .unwrap();
-            let done = Arc::new(AtomicUsize::new(0));
-            for i in 0..sleepers {
-                let done = done.clone();
-                let _g = rt.enter();
-                let body = async move {
-                    for _ in 0..rounds {
-                        sleep(Duration::from_millis(1)).await;
+        let lost = bounded(&format!("timers on {workers} workers"), move || {
+            let mut lost = 0;
+            for _ in 0..bursts {
+                let rt = Builder::new_multi_thread()
+                    .worker_threads(workers)
+                    .build()
+                    .unwrap();
+                let done = Arc::new(AtomicUsize::new(0));
+                for i in 0..sleepers {
+                    let done = done.clone();
+                    let _g = rt.enter();
+                    let body = async move {
+                        for _ in 0..rounds {
+                            sleep(Duration::from_millis(1)).await;
+                        }
+                        done.fetch_add(1, SeqCst);
+                    };
+                    if i % 4 == 0 {
+                        drop(fiber::spawn(move || fiber::wait(body)));
+                    } else {
+                        drop(fiber_runtime::spawn(body));
                     }
-                    done.fetch_add(1, SeqCst);
-                };
-                if i % 4 == 0 {
-                    drop(fiber::spawn(move || fiber::wait(body)));
-                } else {
-                    drop(fiber_runtime::spawn(body));
                 }
+                // Hundreds of times the burst's length: a sleeper not done
+                // by then waits on a timer nobody will fire.
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while done.load(SeqCst) < sleepers && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                lost += sleepers - done.load(SeqCst);
+                drop(rt);
             }
-            // Hundreds of times the burst's length: a sleeper not done by
-            // then waits on a timer nobody will fire.
-            let deadline = Instant::now() + Duration::from_secs(2);
-            while done.load(SeqCst) < sleepers && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            lost += sleepers - done.load(SeqCst);
-            drop(rt);
-        }
+            lost
+        });
         let total = bursts * sleepers * rounds;
         check(lost == 0, || {
             format!(
@@ -466,76 +480,82 @@ fn echo_soak(scale: usize) {
     const CONNS: usize = 100;
     let secs = 10 * scale as u64;
     let start = Instant::now();
-    let fds_before = open_fds();
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let (rss_warm, rss_end, trips) = rt.block_on(async {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = fiber_runtime::spawn(async move {
-            let mut conns = Vec::new();
-            for i in 0..CONNS {
-                let (s, _) = listener.accept().await.unwrap();
-                if i % 2 == 0 {
-                    conns.push(fiber_runtime::spawn(async move {
-                        let mut s = s;
-                        let mut buf = [0u8; 64];
-                        loop {
-                            match s.read(&mut buf).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => s.write_all(&buf[..n]).await.unwrap(),
-                            }
+    // The soak itself lasts `secs` (plus a second of warm-up): the deadline
+    // comes on top of that.
+    let deadline = DEADLINE + Duration::from_secs(1 + secs);
+    let (fds_before, fds_after, rss_warm, rss_end, trips) =
+        bounded_for(deadline, "echo_soak", move || {
+            let fds_before = open_fds();
+            let rt = Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap();
+            let stop = Arc::new(AtomicBool::new(false));
+            let (rss_warm, rss_end, trips) = rt.block_on(async {
+                let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+                let addr = listener.local_addr().unwrap();
+                let server = fiber_runtime::spawn(async move {
+                    let mut conns = Vec::new();
+                    for i in 0..CONNS {
+                        let (s, _) = listener.accept().await.unwrap();
+                        if i % 2 == 0 {
+                            conns.push(fiber_runtime::spawn(async move {
+                                let mut s = s;
+                                let mut buf = [0u8; 64];
+                                loop {
+                                    match s.read(&mut buf).await {
+                                        Ok(0) | Err(_) => return,
+                                        Ok(n) => s.write_all(&buf[..n]).await.unwrap(),
+                                    }
+                                }
+                            }));
+                        } else {
+                            conns.push(fiber::spawn(move || {
+                                use std::io::{Read, Write};
+                                let mut s = s;
+                                let mut buf = [0u8; 64];
+                                loop {
+                                    match Read::read(&mut s, &mut buf) {
+                                        Ok(0) | Err(_) => return,
+                                        Ok(n) => Write::write_all(&mut s, &buf[..n]).unwrap(),
+                                    }
+                                }
+                            }));
                         }
-                    }));
-                } else {
-                    conns.push(fiber::spawn(move || {
-                        use std::io::{Read, Write};
-                        let mut s = s;
-                        let mut buf = [0u8; 64];
-                        loop {
-                            match Read::read(&mut s, &mut buf) {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => Write::write_all(&mut s, &buf[..n]).unwrap(),
-                            }
-                        }
-                    }));
-                }
-            }
-            for c in conns {
-                c.await.unwrap();
-            }
-        });
-        let trips = Arc::new(AtomicUsize::new(0));
-        let clients: Vec<_> = (0..CONNS)
-            .map(|_| {
-                let (stop, trips) = (stop.clone(), trips.clone());
-                fiber_runtime::spawn(async move {
-                    let mut c = TcpStream::connect(addr).await.unwrap();
-                    let mut buf = [7u8; 64];
-                    while !stop.load(SeqCst) {
-                        c.write_all(&buf).await.unwrap();
-                        c.read_exact(&mut buf).await.unwrap();
-                        trips.fetch_add(1, SeqCst);
                     }
-                })
-            })
-            .collect();
-        sleep(Duration::from_secs(1)).await;
-        let rss_warm = stats::rss_bytes();
-        sleep(Duration::from_secs(secs)).await;
-        let rss_end = stats::rss_bytes();
-        stop.store(true, SeqCst);
-        for c in clients {
-            c.await.unwrap();
-        }
-        server.await.unwrap();
-        (rss_warm, rss_end, trips.load(SeqCst))
-    });
-    drop(rt);
-    let fds_after = open_fds();
+                    for c in conns {
+                        c.await.unwrap();
+                    }
+                });
+                let trips = Arc::new(AtomicUsize::new(0));
+                let clients: Vec<_> = (0..CONNS)
+                    .map(|_| {
+                        let (stop, trips) = (stop.clone(), trips.clone());
+                        fiber_runtime::spawn(async move {
+                            let mut c = TcpStream::connect(addr).await.unwrap();
+                            let mut buf = [7u8; 64];
+                            while !stop.load(SeqCst) {
+                                c.write_all(&buf).await.unwrap();
+                                c.read_exact(&mut buf).await.unwrap();
+                                trips.fetch_add(1, SeqCst);
+                            }
+                        })
+                    })
+                    .collect();
+                sleep(Duration::from_secs(1)).await;
+                let rss_warm = stats::rss_bytes();
+                sleep(Duration::from_secs(secs)).await;
+                let rss_end = stats::rss_bytes();
+                stop.store(true, SeqCst);
+                for c in clients {
+                    c.await.unwrap();
+                }
+                server.await.unwrap();
+                (rss_warm, rss_end, trips.load(SeqCst))
+            });
+            drop(rt);
+            (fds_before, open_fds(), rss_warm, rss_end, trips)
+        });
     check(fds_after == fds_before, || {
         format!("echo_soak: {fds_before} descriptors before, {fds_after} after")
     });

@@ -13,6 +13,7 @@ use std::io;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::pin;
 use std::task::Poll;
+use util::multi_thread;
 
 /// What a call answered.
 #[derive(Debug)]
@@ -78,13 +79,6 @@ fn poll_for_a_moment<F: Future>(rt: &fiber_runtime::Runtime, make: impl FnOnce()
     })
 }
 
-fn rt() -> fiber_runtime::Runtime {
-    Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap()
-}
-
 type Row = (&'static str, fn() -> Answer, Expect);
 
 fn rows() -> Vec<Row> {
@@ -93,12 +87,12 @@ fn rows() -> Vec<Row> {
         // Durations: `Duration::MAX` means "never", never an overflow.
         (
             "time::sleep(Duration::MAX)",
-            || poll_for_a_moment(&rt(), || sleep(Duration::MAX)),
+            || poll_for_a_moment(&multi_thread(1), || sleep(Duration::MAX)),
             Expect::Pending,
         ),
         (
             "time::sleep(Duration::ZERO)",
-            || poll_for_a_moment(&rt(), || sleep(Duration::ZERO)),
+            || poll_for_a_moment(&multi_thread(1), || sleep(Duration::ZERO)),
             Expect::Done,
         ),
         (
@@ -107,19 +101,19 @@ fn rows() -> Vec<Row> {
                 let past = Instant::now()
                     .checked_sub(Duration::from_secs(1))
                     .unwrap_or_else(Instant::now);
-                poll_for_a_moment(&rt(), || sleep_until(past))
+                poll_for_a_moment(&multi_thread(1), || sleep_until(past))
             },
             Expect::Done,
         ),
         (
             "time::timeout(Duration::MAX, ready future)",
-            || poll_for_a_moment(&rt(), || timeout(Duration::MAX, async { 1 })),
+            || poll_for_a_moment(&multi_thread(1), || timeout(Duration::MAX, async { 1 })),
             Expect::Done,
         ),
         (
             "time::timeout(Duration::MAX, pending future)",
             || {
-                poll_for_a_moment(&rt(), || {
+                poll_for_a_moment(&multi_thread(1), || {
                     timeout(Duration::MAX, std::future::pending::<()>())
                 })
             },
@@ -128,7 +122,7 @@ fn rows() -> Vec<Row> {
         (
             "time::interval(Duration::MAX): first tick, then never",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 let mut i = rt.block_on(async { interval(Duration::MAX) });
                 rt.block_on(i.tick());
                 poll_for_a_moment(&rt, || i.tick())
@@ -138,7 +132,7 @@ fn rows() -> Vec<Row> {
         (
             "time::interval(Duration::ZERO)",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 catch(|| {
                     rt.block_on(async { drop(interval(Duration::ZERO)) });
                     Answer::Done
@@ -149,7 +143,7 @@ fn rows() -> Vec<Row> {
         (
             "Runtime::shutdown_timeout(Duration::MAX)",
             || {
-                rt().shutdown_timeout(Duration::MAX);
+                multi_thread(1).shutdown_timeout(Duration::MAX);
                 Answer::Done
             },
             Expect::Done,
@@ -157,7 +151,7 @@ fn rows() -> Vec<Row> {
         (
             "Runtime::shutdown_timeout(Duration::ZERO)",
             || {
-                rt().shutdown_timeout(Duration::ZERO);
+                multi_thread(1).shutdown_timeout(Duration::ZERO);
                 Answer::Done
             },
             Expect::Done,
@@ -165,7 +159,7 @@ fn rows() -> Vec<Row> {
         (
             "fiber::sleep(Duration::ZERO) in a fiber",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 result(rt.block_on(async {
                     fiber::spawn(|| fiber::sleep(Duration::ZERO))
                         .await
@@ -188,7 +182,7 @@ fn rows() -> Vec<Row> {
         (
             "fiber::Builder::name(\"a\\0b\")",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 result(rt.block_on(async {
                     fiber::Builder::new()
                         .name("a\0b")
@@ -258,7 +252,7 @@ fn rows() -> Vec<Row> {
         (
             "fiber::Builder::stack_size(usize::MAX)",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 result(
                     rt.block_on(async {
                         fiber::Builder::new().stack_size(usize::MAX).spawn(|| ())
@@ -270,7 +264,7 @@ fn rows() -> Vec<Row> {
         (
             "fiber::Builder::stack_size(1)",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 result(rt.block_on(async { fiber::Builder::new().stack_size(1).spawn(|| ()) }))
             },
             Expect::Error(InvalidInput, "stack_size"),
@@ -295,7 +289,7 @@ fn rows() -> Vec<Row> {
         (
             "TcpListener::bind(\"not an address\")",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 let _g = rt.enter();
                 result(fiber_runtime::net::TcpListener::bind("not an address"))
             },
@@ -304,7 +298,7 @@ fn rows() -> Vec<Row> {
         (
             "TcpListener::bind(\"127.0.0.1:99999\")",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 let _g = rt.enter();
                 result(fiber_runtime::net::TcpListener::bind("127.0.0.1:99999"))
             },
@@ -313,7 +307,7 @@ fn rows() -> Vec<Row> {
         (
             "UdpSocket::bind(\"[::1]:notaport\")",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 let _g = rt.enter();
                 result(fiber_runtime::net::UdpSocket::bind("[::1]:notaport"))
             },
@@ -322,7 +316,7 @@ fn rows() -> Vec<Row> {
         (
             "UnixListener::bind(a path with a NUL byte)",
             || {
-                let rt = rt();
+                let rt = multi_thread(1);
                 let _g = rt.enter();
                 result(fiber_runtime::net::UnixListener::bind("/tmp/a\0b"))
             },

@@ -7,7 +7,7 @@
 
 mod util;
 
-use fiber_runtime::{Builder, Runtime, fiber};
+use fiber_runtime::{Runtime, fiber};
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::sync::{Arc, mpsc};
 use std::time::Duration;
@@ -112,10 +112,7 @@ fn wait_suspends_only_the_fiber_until_the_future_completes() {
 
 #[test]
 fn a_fiber_never_runs_on_a_second_thread() {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(4)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(4);
     let seen = rt.block_on(async {
         let hs: Vec<_> = (0..64)
             .map(|_| {
@@ -300,10 +297,7 @@ fn deep_recursion_in_a_fiber() {
             depth(n - 1) + pad[3] - n + 1
         }
     }
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(2);
     let v = rt.block_on(async {
         fiber::Builder::new()
             .stack_size(1024 * 1024)
@@ -323,10 +317,7 @@ fn blocking_style_calls_follow_the_contract_table() {
     fiber::yield_now();
     assert!(fiber::current().is_none());
     // An async task on a worker: panics naming `.await`.
-    let rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(1);
     let err = rt
         .block_on(async { fiber_runtime::spawn(async { fiber::wait(async { 1 }) }).await })
         .unwrap_err();
@@ -354,10 +345,7 @@ fn blocking_style_calls_follow_the_contract_table() {
 
 #[test]
 fn stack_size_below_the_minimum_is_invalid_input_and_metrics_count_fibers() {
-    let rt = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let rt = util::multi_thread(2);
     rt.block_on(async {
         let err = fiber::Builder::new()
             .stack_size(4096)
@@ -409,7 +397,7 @@ fn fibers_started_elsewhere_are_leaked_not_resumed_when_dropped() {
     let drops = Arc::new(AtomicUsize::new(0));
     let d = drops.clone();
     let rt = std::thread::spawn(move || {
-        let rt = Builder::new_current_thread().build().unwrap();
+        let rt = util::current_thread();
         let (tx, rx) = mpsc::channel();
         let _h = rt.block_on(async move {
             fiber::spawn(move || {
@@ -441,7 +429,7 @@ fn a_backtrace_inside_a_fiber_ends_at_its_entry() {
     fn deep_in_the_fiber() -> String {
         std::backtrace::Backtrace::force_capture().to_string()
     }
-    let rt = Builder::new_current_thread().build().unwrap();
+    let rt = util::current_thread();
     let trace = rt.block_on(async { fiber::spawn(deep_in_the_fiber).await.unwrap() });
     assert!(trace.contains("deep_in_the_fiber"), "{trace}");
     assert!(trace.contains("fiber::future::entry"), "{trace}");
@@ -478,7 +466,7 @@ fn the_next_fiber_reuses_a_finished_fibers_stack() {
         let local = 0u8;
         std::hint::black_box(&raw const local) as usize
     }
-    let rt = Builder::new_current_thread().build().unwrap();
+    let rt = util::current_thread();
     rt.block_on(async {
         let first = fiber::spawn(stack_address).await.unwrap();
         let second = fiber::spawn(stack_address).await.unwrap();

@@ -84,18 +84,23 @@ fn another_thread_may_wait_in_block_on_while_the_fiber_thread_drives() {
     let rt = Arc::new(util::current_thread());
     let (tx, rx) = futures::channel::oneshot::channel::<u32>();
     let (done_tx, done_rx) = futures::channel::oneshot::channel::<()>();
-    let rt2 = rt.clone();
+    let waiting = Arc::new(AtomicBool::new(false));
+    let (rt2, w) = (rt.clone(), waiting.clone());
     let driver = std::thread::spawn(move || {
         rt2.block_on(async move {
-            let h = fiber::spawn(move || fiber::wait(rx).unwrap() * 2);
+            let h = fiber::spawn(move || {
+                w.store(true, SeqCst);
+                fiber::wait(rx).unwrap() * 2
+            });
             let v = h.await.unwrap();
             done_rx.await.unwrap();
             v
         })
     });
-    // Wait until the driving thread holds the runtime and its fiber
-    // waits, then send from inside our own `block_on`.
-    util::wait_until("the fiber started", || rt.metrics().num_alive_fibers() == 1);
+    // Wait until the driving thread holds the runtime and its fiber has
+    // started (it sets the flag right before its wait), then send from
+    // inside our own `block_on`.
+    util::wait_until("the fiber started", || waiting.load(SeqCst));
     let rt3 = rt.clone();
     run_with_timeout("a waiting block_on", move || {
         rt3.block_on(async move {

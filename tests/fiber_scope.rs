@@ -12,7 +12,7 @@
 
 mod util;
 
-use fiber_runtime::{fiber, sync};
+use fiber_runtime::{JoinHandle, Runtime, fiber, sync};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use util::{EXPECTED_PANIC, Flavor, expect_panic, ms, run};
@@ -201,6 +201,44 @@ fn an_aborted_child_reports_cancelled_and_the_scope_returns() {
     });
 }
 
+/// Spawns on `rt` a parent fiber whose scope spawns `pairs` fiber and
+/// `pairs` task children, each holding a [`Touch`] of a slot in the
+/// parent's frame and then waiting for good; returns its handle once
+/// every child has started.
+fn spawn_parent(rt: &Runtime, watch: &Arc<Watch>, pairs: usize) -> JoinHandle<()> {
+    let (ready_tx, mut ready_rx) = sync::mpsc::unbounded_channel::<()>();
+    let w = watch.clone();
+    let parent = {
+        let _g = rt.enter();
+        fiber::spawn(move || {
+            let slot = AtomicUsize::new(0);
+            let _frame = Frame(w.clone());
+            fiber::scope(|s| {
+                for _ in 0..pairs {
+                    let (w1, slot, ready) = (w.clone(), &slot, ready_tx.clone());
+                    s.spawn(move || {
+                        let _t = Touch { slot, watch: w1 };
+                        ready.send(()).unwrap();
+                        fiber::sleep(ms(60_000));
+                    });
+                    let (w2, ready) = (w.clone(), ready_tx.clone());
+                    s.spawn_task(async move {
+                        let _t = Touch { slot, watch: w2 };
+                        ready.send(()).unwrap();
+                        std::future::pending::<()>().await;
+                    });
+                }
+            });
+        })
+    };
+    rt.block_on(async {
+        for _ in 0..2 * pairs {
+            ready_rx.recv().await.unwrap();
+        }
+    });
+    parent
+}
+
 /// The parent fiber is aborted while its children still run (on any
 /// worker). No child may touch the borrowed data once the parent's frame
 /// is gone, and every child is eventually dropped.
@@ -213,36 +251,7 @@ fn aborting_the_parent_fiber_never_frees_data_a_child_still_uses() {
     for flavor in Flavor::ALL {
         let rt = flavor.build();
         let watch = Arc::new(Watch::default());
-        let (ready_tx, mut ready_rx) = sync::mpsc::unbounded_channel::<()>();
-        let w = watch.clone();
-        let parent = {
-            let _g = rt.enter();
-            fiber::spawn(move || {
-                let slot = AtomicUsize::new(0);
-                let _frame = Frame(w.clone());
-                fiber::scope(|s| {
-                    for _ in 0..4 {
-                        let (w1, slot, ready) = (w.clone(), &slot, ready_tx.clone());
-                        s.spawn(move || {
-                            let _t = Touch { slot, watch: w1 };
-                            ready.send(()).unwrap();
-                            fiber::sleep(ms(60_000));
-                        });
-                        let (w2, ready) = (w.clone(), ready_tx.clone());
-                        s.spawn_task(async move {
-                            let _t = Touch { slot, watch: w2 };
-                            ready.send(()).unwrap();
-                            std::future::pending::<()>().await;
-                        });
-                    }
-                });
-            })
-        };
-        rt.block_on(async {
-            for _ in 0..8 {
-                ready_rx.recv().await.unwrap();
-            }
-        });
+        let parent = spawn_parent(&rt, &watch, 4);
         parent.abort();
         let res = rt.block_on(parent);
         assert!(res.unwrap_err().is_cancelled(), "{flavor:?}");
@@ -263,36 +272,7 @@ fn dropping_the_runtime_under_a_scope_never_frees_data_a_child_uses() {
     for flavor in Flavor::ALL {
         let rt = flavor.build();
         let watch = Arc::new(Watch::default());
-        let (ready_tx, mut ready_rx) = sync::mpsc::unbounded_channel::<()>();
-        let w = watch.clone();
-        {
-            let _g = rt.enter();
-            let _detached = fiber::spawn(move || {
-                let slot = AtomicUsize::new(0);
-                let _frame = Frame(w.clone());
-                fiber::scope(|s| {
-                    for _ in 0..3 {
-                        let (w1, slot, ready) = (w.clone(), &slot, ready_tx.clone());
-                        s.spawn(move || {
-                            let _t = Touch { slot, watch: w1 };
-                            ready.send(()).unwrap();
-                            fiber::sleep(ms(60_000));
-                        });
-                        let (w2, ready) = (w.clone(), ready_tx.clone());
-                        s.spawn_task(async move {
-                            let _t = Touch { slot, watch: w2 };
-                            ready.send(()).unwrap();
-                            std::future::pending::<()>().await;
-                        });
-                    }
-                });
-            });
-        }
-        rt.block_on(async {
-            for _ in 0..6 {
-                ready_rx.recv().await.unwrap();
-            }
-        });
+        drop(spawn_parent(&rt, &watch, 3)); // detached
         drop(rt);
         assert_eq!(watch.dropped.load(SeqCst), 6, "{flavor:?}");
         assert_eq!(watch.violations.load(SeqCst), 0, "{flavor:?}");

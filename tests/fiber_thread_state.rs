@@ -57,10 +57,8 @@ fn a_fiber_entering_another_runtime_keeps_that_to_itself() {
             fiber::wait(spawned_on("rt1"));
         })
     });
+    util::drive_until(&rt1, "the fiber entered rt2", || entered.load(SeqCst));
     rt1.block_on(async {
-        while !entered.load(SeqCst) {
-            fiber_runtime::yield_now().await;
-        }
         // Another task on the same (only) worker, while the fiber waits.
         fiber_runtime::spawn(spawned_on("rt1")).await.unwrap();
         tx.send(()).unwrap();

@@ -8,9 +8,6 @@ use util::TIMEOUT;
 
 use fiber_runtime::Handle;
 
-/// Generous bound for cross-thread hand-offs, so that a slow, loaded machine
-/// does not cause spurious failures while a real deadlock still fails.
-
 #[fiber_runtime::test]
 async fn default_flavor_runs_the_body() {
     let value = async { 40 }.await + 2;

@@ -46,14 +46,25 @@ fn in_child(test: &str, child: fn()) {
     util::in_child(test, CHILD, child);
 }
 
-/// A task awaiting its own `JoinHandle`, and two awaiting each other's.
+/// A task awaiting its own `JoinHandle`, and two awaiting each other's;
+/// returns once all three await their handle.
 fn spawn_self_awaiting_tasks(rt: &Runtime) {
+    // Each task counts itself right before it awaits the handle (its
+    // first poll of it, in the same poll, registers its join waker).
+    let awaiting = Arc::new(AtomicUsize::new(0));
     let me = Arc::new(Mutex::new(None::<fiber_runtime::JoinHandle<()>>));
-    let slot = me.clone();
+    let (slot, count) = (me.clone(), awaiting.clone());
     let h = rt.spawn(async move {
-        let own = slot.lock().unwrap().take();
-        if let Some(own) = own {
-            let _ = own.await;
+        // On a multi-thread runtime it may run before its handle is in
+        // the slot.
+        loop {
+            let own = slot.lock().unwrap().take();
+            if let Some(own) = own {
+                count.fetch_add(1, SeqCst);
+                let _ = own.await;
+                return;
+            }
+            fiber_runtime::yield_now().await;
         }
     });
     *me.lock().unwrap() = Some(h);
@@ -62,20 +73,24 @@ fn spawn_self_awaiting_tasks(rt: &Runtime) {
         Arc::new(Mutex::new(None::<fiber_runtime::JoinHandle<()>>)),
     );
     let (sa, sb) = (b_slot.clone(), a_slot.clone());
+    let count = awaiting.clone();
     let a = rt.spawn(async move {
         loop {
             let other = sa.lock().unwrap().take();
             if let Some(b) = other {
+                count.fetch_add(1, SeqCst);
                 let _ = b.await;
                 return;
             }
             fiber_runtime::yield_now().await;
         }
     });
+    let count = awaiting.clone();
     let b = rt.spawn(async move {
         loop {
             let other = sb.lock().unwrap().take();
             if let Some(a) = other {
+                count.fetch_add(1, SeqCst);
                 let _ = a.await;
                 return;
             }
@@ -84,11 +99,8 @@ fn spawn_self_awaiting_tasks(rt: &Runtime) {
     });
     *a_slot.lock().unwrap() = Some(a);
     *b_slot.lock().unwrap() = Some(b);
-    // Let them all register their join wakers.
-    rt.block_on(async {
-        for _ in 0..10 {
-            fiber_runtime::yield_now().await;
-        }
+    util::drive_until(rt, "all three tasks await a handle", || {
+        awaiting.load(SeqCst) == 3
     });
 }
 

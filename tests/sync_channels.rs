@@ -14,19 +14,7 @@ use futures::future::{Either, select};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
-use util::{DropToken, Flavor, run, run_with_timeout};
-
-/// Waits for a plain thread from async code without blocking a worker.
-async fn join_thread<T: Send + 'static>(t: std::thread::JoinHandle<T>) -> T {
-    let (tx, rx) = oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(t.join());
-    });
-    match rx.await.unwrap() {
-        Ok(v) => v,
-        Err(p) => std::panic::resume_unwind(p),
-    }
-}
+use util::{DropToken, Flavor, join_thread, run, run_with_timeout};
 
 /// Five producers of three kinds into one small bounded channel: every
 /// message arrives once, each producer's in order, and the buffer never
@@ -128,11 +116,22 @@ fn closing_and_dropping_the_receiver() {
         run(flavor, "close", || async {
             let (tx, mut rx) = mpsc::channel(1);
             tx.send(1).await.unwrap();
-            let t = tx.clone();
-            let fiber = fiber::spawn(move || t.blocking_send(2).unwrap_err().0);
-            let t = tx.clone();
-            let task = fiber_runtime::spawn(async move { t.send(3).await.unwrap_err().0 });
-            fiber_runtime::yield_now().await;
+            // Each sender counts itself right before it blocks on the full
+            // channel; `close` comes once both are there.
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let (t, w) = (tx.clone(), waiting.clone());
+            let fiber = fiber::spawn(move || {
+                w.fetch_add(1, SeqCst);
+                t.blocking_send(2).unwrap_err().0
+            });
+            let (t, w) = (tx.clone(), waiting.clone());
+            let task = fiber_runtime::spawn(async move {
+                w.fetch_add(1, SeqCst);
+                t.send(3).await.unwrap_err().0
+            });
+            while waiting.load(SeqCst) < 2 {
+                fiber_runtime::yield_now().await;
+            }
             rx.close();
             assert_eq!(fiber.await.unwrap(), 2);
             assert_eq!(task.await.unwrap(), 3);
@@ -171,11 +170,24 @@ fn closing_and_dropping_the_receiver() {
 fn the_last_sender_gone_wakes_the_receiver() {
     for flavor in Flavor::ALL {
         run(flavor, "senders gone", || async {
+            // Each receiver counts itself right before it blocks; the
+            // senders go once both are there.
+            let waiting = Arc::new(AtomicUsize::new(0));
             let (tx, mut rx) = mpsc::channel::<u8>(1);
-            let fiber = fiber::spawn(move || rx.blocking_recv());
+            let w = waiting.clone();
+            let fiber = fiber::spawn(move || {
+                w.fetch_add(1, SeqCst);
+                rx.blocking_recv()
+            });
             let (utx, mut urx) = mpsc::unbounded_channel::<u8>();
-            let task = fiber_runtime::spawn(async move { urx.recv().await });
-            fiber_runtime::yield_now().await;
+            let w = waiting.clone();
+            let task = fiber_runtime::spawn(async move {
+                w.fetch_add(1, SeqCst);
+                urx.recv().await
+            });
+            while waiting.load(SeqCst) < 2 {
+                fiber_runtime::yield_now().await;
+            }
             drop(tx);
             drop(utx);
             assert_eq!(fiber.await.unwrap(), None);
@@ -285,8 +297,17 @@ fn oneshot_callers_drops_and_abort() {
             assert!(rx.await.is_err());
 
             let (mut tx, rx) = oneshot::channel::<u8>();
-            let parked = fiber::spawn(move || rx.blocking_recv());
-            fiber_runtime::yield_now().await;
+            // The fiber counts itself right before it blocks; the abort
+            // comes once it is there.
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let w = waiting.clone();
+            let parked = fiber::spawn(move || {
+                w.fetch_add(1, SeqCst);
+                rx.blocking_recv()
+            });
+            while waiting.load(SeqCst) < 1 {
+                fiber_runtime::yield_now().await;
+            }
             parked.abort();
             assert!(parked.await.unwrap_err().is_cancelled());
             tx.closed().await;

@@ -15,7 +15,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use std::task::Waker;
-use util::{Flavor, ms, poll_once, run, run_with_timeout};
+use util::{Flavor, join_thread_result, ms, poll_once, run, run_with_timeout};
 
 /// Marks a critical section; fails if two are inside at once.
 struct Exclusive(AtomicBool);
@@ -84,9 +84,10 @@ fn one_mutex_serves_tasks_fibers_and_a_plain_thread() {
             }
             // The thread may still be queued: wait for it without blocking
             // the runtime.
-            let (tx, rx) = fiber_runtime::sync::oneshot::channel();
-            std::thread::spawn(move || tx.send(thread.join().is_ok()).unwrap());
-            assert!(rx.await.unwrap(), "the plain thread panicked");
+            assert!(
+                join_thread_result(thread).await.is_ok(),
+                "the plain thread panicked"
+            );
             *m.lock().await
         });
         assert_eq!(total, 7 * ROUNDS, "{flavor:?}");
@@ -206,11 +207,18 @@ fn aborting_a_fiber_parked_in_blocking_lock_takes_it_off_the_queue() {
         run(flavor, "abort parked fiber", || async {
             let m = Arc::new(Mutex::new(Vec::new()));
             let guard = m.clone().lock_owned().await;
-            let m1 = m.clone();
-            let parked = fiber::spawn(move || m1.blocking_lock().push("aborted"));
-            // Let it park (or not yet: abort then lands before the wait,
-            // and the result is the same).
-            fiber_runtime::yield_now().await;
+            // The fiber counts itself right before it blocks; the abort
+            // comes once it is there (parked, or about to: an abort that
+            // lands before the wait gives the same result).
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let (m1, w) = (m.clone(), waiting.clone());
+            let parked = fiber::spawn(move || {
+                w.fetch_add(1, SeqCst);
+                m1.blocking_lock().push("aborted")
+            });
+            while waiting.load(SeqCst) < 1 {
+                fiber_runtime::yield_now().await;
+            }
             parked.abort();
             let err = parked.await.unwrap_err();
             assert!(err.is_cancelled(), "{err}");
@@ -236,33 +244,29 @@ fn blocking_calls_in_an_async_task_panic_naming_the_async_method() {
     let notify = Arc::new(Notify::new());
     let barrier = Arc::new(Barrier::new(1));
     type Call = Box<dyn FnOnce() + Send>;
+    /// `f` on a clone of `x`, boxed for the table.
+    fn call<T: Send + Sync + 'static>(x: &Arc<T>, f: impl FnOnce(&T) + Send + 'static) -> Call {
+        let x = x.clone();
+        Box::new(move || f(&x))
+    }
     let calls: Vec<(&str, Call)> = vec![
-        ("`Mutex::lock`", {
-            let m = m.clone();
-            Box::new(move || drop(m.blocking_lock()))
-        }),
-        ("`RwLock::read`", {
-            let rw = rw.clone();
-            Box::new(move || drop(rw.blocking_read()))
-        }),
-        ("`RwLock::write`", {
-            let rw = rw.clone();
-            Box::new(move || drop(rw.blocking_write()))
-        }),
-        ("`Semaphore::acquire`", {
-            let sem = sem.clone();
-            Box::new(move || drop(sem.blocking_acquire()))
-        }),
-        ("`Notify::notified`", {
-            let n = notify.clone();
-            Box::new(move || n.blocking_notified())
-        }),
-        ("`Barrier::wait`", {
-            let b = barrier.clone();
-            Box::new(move || {
+        ("`Mutex::lock`", call(&m, |m| drop(m.blocking_lock()))),
+        ("`RwLock::read`", call(&rw, |rw| drop(rw.blocking_read()))),
+        ("`RwLock::write`", call(&rw, |rw| drop(rw.blocking_write()))),
+        (
+            "`Semaphore::acquire`",
+            call(&sem, |s| drop(s.blocking_acquire())),
+        ),
+        (
+            "`Notify::notified`",
+            call(&notify, |n| n.blocking_notified()),
+        ),
+        (
+            "`Barrier::wait`",
+            call(&barrier, |b| {
                 b.blocking_wait();
-            })
-        }),
+            }),
+        ),
     ];
     for (name, call) in calls {
         let msg = rt.block_on(rt.spawn(async move { call() })).unwrap_err();
@@ -354,9 +358,7 @@ fn rwlock_serves_readers_and_writers_of_every_kind() {
             for h in handles {
                 h.await.unwrap();
             }
-            let (tx, rx) = fiber_runtime::sync::oneshot::channel();
-            std::thread::spawn(move || tx.send(thread.join().is_ok()).unwrap());
-            assert!(rx.await.unwrap());
+            assert!(join_thread_result(thread).await.is_ok());
             *lock.read().await
         });
         assert_eq!(v, (300, 300), "{flavor:?}");
@@ -397,11 +399,22 @@ fn semaphore_fairness_close_and_bad_input() {
     for flavor in Flavor::ALL {
         run(flavor, "close wakes waiters", || async {
             let sem = Arc::new(Semaphore::new(0));
-            let s = sem.clone();
-            let fiber = fiber::spawn(move || s.blocking_acquire().map(|p| p.forget()));
-            let s = sem.clone();
-            let task = fiber_runtime::spawn(async move { s.acquire().await.map(|p| p.forget()) });
-            fiber_runtime::yield_now().await;
+            // Each waiter counts itself right before it blocks; `close`
+            // comes once both are there.
+            let waiting = Arc::new(AtomicUsize::new(0));
+            let (s, w) = (sem.clone(), waiting.clone());
+            let fiber = fiber::spawn(move || {
+                w.fetch_add(1, SeqCst);
+                s.blocking_acquire().map(|p| p.forget())
+            });
+            let (s, w) = (sem.clone(), waiting.clone());
+            let task = fiber_runtime::spawn(async move {
+                w.fetch_add(1, SeqCst);
+                s.acquire().await.map(|p| p.forget())
+            });
+            while waiting.load(SeqCst) < 2 {
+                fiber_runtime::yield_now().await;
+            }
             sem.close();
             assert!(fiber.await.unwrap().is_err());
             assert!(task.await.unwrap().is_err());
@@ -518,9 +531,7 @@ fn barrier_rounds_across_callers() {
             for f in fibers {
                 f.await.unwrap();
             }
-            let (tx, rx) = fiber_runtime::sync::oneshot::channel();
-            std::thread::spawn(move || tx.send(thread.join().is_ok()).unwrap());
-            assert!(rx.await.unwrap());
+            assert!(join_thread_result(thread).await.is_ok());
             assert_eq!(leaders.load(SeqCst), ROUNDS, "one leader per round");
         });
     }

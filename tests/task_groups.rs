@@ -95,21 +95,24 @@ fn abort_all_cancels_members_and_keeps_them_until_joined() {
     for flavor in Flavor::ALL {
         run(flavor, "abort_all", || async {
             let drops = Arc::new(AtomicUsize::new(0));
+            let started = Arc::new(AtomicUsize::new(0));
             let mut set = JoinSet::new();
             for i in 0..10 {
-                let t = DropToken::new(i, &drops);
+                let (t, s) = (DropToken::new(i, &drops), started.clone());
                 set.spawn(async move {
+                    s.fetch_add(1, SeqCst);
                     std::future::pending::<()>().await;
                     drop(t);
                 });
-                let t = DropToken::new(i, &drops);
+                let (t, s) = (DropToken::new(i, &drops), started.clone());
                 set.spawn_fiber(move || {
+                    s.fetch_add(1, SeqCst);
                     fiber::sleep(ms(60_000));
                     drop(t);
                 });
             }
-            // Let the fibers start and suspend.
-            for _ in 0..10 {
+            // Every member started (and is suspended, or about to be).
+            while started.load(SeqCst) < 20 {
                 fiber_runtime::yield_now().await;
             }
             set.abort_all();
@@ -131,24 +134,36 @@ fn dropping_the_set_aborts_every_member() {
         let drops = Arc::new(AtomicUsize::new(0));
         let rt = flavor.build();
         let d = drops.clone();
-        rt.block_on(async move {
+        // Abort handles, to see the members finish: a member's future (and
+        // token) is dropped before it leaves the runtime's task list.
+        let members = rt.block_on(async move {
+            let started = Arc::new(AtomicUsize::new(0));
             let mut set = JoinSet::new();
+            let mut members = Vec::new();
             for i in 0..8 {
-                let t = DropToken::new(i, &d);
-                set.spawn(async move {
+                let (t, s) = (DropToken::new(i, &d), started.clone());
+                members.push(set.spawn(async move {
+                    s.fetch_add(1, SeqCst);
                     std::future::pending::<()>().await;
                     drop(t);
-                });
-                let t = DropToken::new(i, &d);
-                set.spawn_fiber(move || {
+                }));
+                let (t, s) = (DropToken::new(i, &d), started.clone());
+                members.push(set.spawn_fiber(move || {
+                    s.fetch_add(1, SeqCst);
                     fiber::sleep(ms(60_000));
                     drop(t);
-                });
+                }));
             }
-            fiber_runtime::yield_now().await;
+            // Every member started (and is suspended, or about to be).
+            while started.load(SeqCst) < 16 {
+                fiber_runtime::yield_now().await;
+            }
             drop(set);
+            members
         });
-        util::drive_until(&rt, "members dropped", || drops.load(SeqCst) == 16);
+        util::drive_until(&rt, "members dropped and finished", || {
+            drops.load(SeqCst) == 16 && members.iter().all(task::AbortHandle::is_finished)
+        });
         assert_eq!(rt.metrics().num_alive_tasks(), 0, "{flavor:?}");
     }
 }
@@ -401,13 +416,16 @@ fn a_cancelled_fiber_unwinds_inside_its_scope_and_leaves_nothing() {
     run(Flavor::CurrentThread, "cancel in scope", || async {
         let saw = Arc::new(AtomicUsize::new(0));
         let s = saw.clone();
+        let (started_tx, started) = sync::oneshot::channel();
         let h = fiber::spawn(move || {
             REQ.sync_scope(5, || {
                 let _g = SeesScope(s);
+                started_tx.send(()).unwrap();
                 fiber::sleep(ms(60_000));
             })
         });
-        fiber_runtime::yield_now().await; // started and suspended
+        // Started (inside its scope, holding the guard) and suspended.
+        started.await.unwrap();
         h.abort();
         assert!(h.await.unwrap_err().is_cancelled());
         assert_eq!(saw.load(SeqCst), 1);

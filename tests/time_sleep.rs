@@ -510,7 +510,9 @@ fn a_sleep_pending_when_its_runtime_drops_resolves_instead_of_hanging() {
         let waiter = std::thread::spawn(move || {
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 handle.block_on(async move {
-                    let s = sleep(Duration::from_secs(3600));
+                    // Registered (polled once) before the runtime drops.
+                    let mut s = Box::pin(sleep(Duration::from_secs(3600)));
+                    assert!(futures::poll!(s.as_mut()).is_pending());
                     tx.send(()).unwrap();
                     s.await
                 })

@@ -124,6 +124,27 @@ pub(crate) fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Waits for a plain thread from async code without blocking a worker:
+/// a helper thread joins it and hands the result over. Returns what
+/// `join` returned (`Err` with the payload if the thread panicked).
+pub(crate) async fn join_thread_result<T: Send + 'static>(
+    t: std::thread::JoinHandle<T>,
+) -> std::thread::Result<T> {
+    let (tx, rx) = fiber_runtime::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(t.join());
+    });
+    rx.await.expect("the joining thread went away")
+}
+
+/// [`join_thread_result`], re-raising the thread's panic.
+pub(crate) async fn join_thread<T: Send + 'static>(t: std::thread::JoinHandle<T>) -> T {
+    match join_thread_result(t).await {
+        Ok(v) => v,
+        Err(p) => panic::resume_unwind(p),
+    }
+}
+
 /// Runs `f` on a new thread and returns its result, failing the test if it
 /// takes longer than [`TIMEOUT`] (a hang) and re-raising its panic.
 #[track_caller]
