@@ -40,13 +40,9 @@ use std::fmt;
 /// ```
 pub struct Barrier {
     n: usize,
-    state: Mutex<Round>,
+    /// Arrivals in this round.
+    arrived: Mutex<usize>,
     notify: Notify,
-}
-
-struct Round {
-    arrived: usize,
-    generation: u64,
 }
 
 /// What [`Barrier::wait`] returns.
@@ -73,10 +69,7 @@ impl Barrier {
     pub fn new(n: usize) -> Barrier {
         Barrier {
             n: n.max(1),
-            state: Mutex::new(Round {
-                arrived: 0,
-                generation: 0,
-            }),
+            arrived: Mutex::new(0),
             notify: Notify::new(),
         }
     }
@@ -99,12 +92,11 @@ impl Barrier {
     /// ```
     pub async fn wait(&self) -> BarrierWaitResult {
         let notified = {
-            let mut round = self.state.lock();
-            round.arrived += 1;
-            if round.arrived == self.n {
-                round.arrived = 0;
-                round.generation += 1;
-                drop(round);
+            let mut arrived = self.arrived.lock();
+            *arrived += 1;
+            if *arrived == self.n {
+                *arrived = 0;
+                drop(arrived);
                 self.notify.notify_waiters();
                 return BarrierWaitResult(true);
             }

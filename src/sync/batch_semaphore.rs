@@ -38,10 +38,10 @@
 //! waiters: nothing is lost.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, UnsafeCell};
+use crate::util::WakeList;
 use crate::util::linked_list::{self, LinkedList, Pointers};
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
@@ -60,12 +60,7 @@ const CLOSED_NODE: usize = usize::MAX;
 pub(crate) struct Semaphore {
     /// Unpromised permits `<< PERMIT_SHIFT`, `WAITERS` and `CLOSED`.
     permits: AtomicUsize,
-    waiters: Mutex<Waitlist>,
-}
-
-struct Waitlist {
-    queue: LinkedList<WaiterLink>,
-    closed: bool,
+    waiters: Mutex<LinkedList<WaiterLink>>,
 }
 
 /// Why an acquisition failed.
@@ -79,6 +74,12 @@ pub(crate) enum TryAcquireError {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct AcquireError;
 
+/// For the locks, whose semaphore is never closed: an acquisition cannot
+/// fail.
+pub(super) fn never_closed(_: AcquireError) -> ! {
+    unreachable!("the semaphore of a lock is never closed")
+}
+
 /// A queued acquisition (module doc, "Who touches a waiter").
 pub(crate) struct Waiter {
     /// Permits still to be given, `0` once satisfied, `CLOSED_NODE` once
@@ -86,7 +87,6 @@ pub(crate) struct Waiter {
     needed: AtomicUsize,
     waker: UnsafeCell<Option<Waker>>,
     pointers: UnsafeCell<Pointers<Waiter>>,
-    _pinned: PhantomPinned,
 }
 
 // SAFETY: the waker and the links are touched only under the semaphore's
@@ -101,7 +101,6 @@ impl Waiter {
             needed: AtomicUsize::new(needed),
             waker: UnsafeCell::new(None),
             pointers: UnsafeCell::new(Pointers::new()),
-            _pinned: PhantomPinned,
         }
     }
 }
@@ -130,10 +129,7 @@ impl Semaphore {
         );
         Semaphore {
             permits: AtomicUsize::new(permits << PERMIT_SHIFT),
-            waiters: Mutex::new(Waitlist {
-                queue: LinkedList::new(),
-                closed: false,
-            }),
+            waiters: Mutex::new(LinkedList::new()),
         }
     }
 
@@ -214,11 +210,15 @@ impl Semaphore {
     /// As `release`, with the lock taken (also with `n == 0`, after a
     /// waiter left the queue: clears `WAITERS` if it is empty now); wakes
     /// the satisfied waiters after dropping the lock.
-    fn release_locked<'a>(&'a self, n: usize, mut waiters: crate::loom::MutexGuard<'a, Waitlist>) {
+    fn release_locked<'a>(
+        &'a self,
+        n: usize,
+        mut waiters: crate::loom::MutexGuard<'a, LinkedList<WaiterLink>>,
+    ) {
         let mut rem = n;
         let mut wake = WakeList::new();
         while rem > 0 {
-            let Some(front) = waiters.queue.front() else {
+            let Some(front) = waiters.front() else {
                 break;
             };
             // SAFETY: a linked waiter is live (`linked_list`, rule 1); we
@@ -228,7 +228,7 @@ impl Semaphore {
             let given = needed.min(rem);
             rem -= given;
             if given == needed {
-                waiters.queue.pop_front();
+                waiters.pop_front();
                 // SAFETY: under the lock (rule 1).
                 if let Some(w) = node.waker.with_mut(|w| unsafe { (*w).take() }) {
                     wake.push(w);
@@ -248,7 +248,7 @@ impl Semaphore {
         // Under the lock: with waiters left, `rem` is 0; with none, the
         // rest goes to the word and `WAITERS` is cleared in one step.
         let mut overflow = false;
-        if waiters.queue.is_empty() {
+        if waiters.is_empty() {
             let mut curr = self.permits.load(Acquire);
             loop {
                 if (curr >> PERMIT_SHIFT) + rem > MAX_PERMITS {
@@ -292,10 +292,9 @@ impl Semaphore {
     pub(crate) fn close(&self) {
         let mut waiters = self.waiters.lock();
         self.permits.fetch_or(CLOSED, Release);
-        waiters.closed = true;
         self.permits.fetch_and(!WAITERS, Release);
-        let mut wake = Vec::new();
-        while let Some(front) = waiters.queue.pop_front() {
+        let mut wake = WakeList::new();
+        while let Some(front) = waiters.pop_front() {
             // SAFETY: it was linked, so it is live; we hold the lock.
             let node = unsafe { front.as_ref() };
             // SAFETY: under the lock (rule 1).
@@ -306,7 +305,7 @@ impl Semaphore {
             node.needed.store(CLOSED_NODE, Release);
         }
         drop(waiters);
-        wake.into_iter().for_each(Waker::wake);
+        wake.wake_all();
     }
 
     /// One poll of an acquisition of `n` permits through `node`.
@@ -359,13 +358,15 @@ impl Semaphore {
             Err(TryAcquireError::NoPermits) => {}
         }
         let mut waiters = self.waiters.lock();
-        if waiters.closed {
-            return Poll::Ready(Err(AcquireError));
-        }
         // Take what the word holds (released since), then queue for the
         // rest: the word is empty while the queue is not (module doc).
         let mut curr = self.permits.load(Acquire);
         let taken = loop {
+            // `CLOSED` is set under the lock: it cannot come while we
+            // hold it.
+            if curr & CLOSED != 0 {
+                return Poll::Ready(Err(AcquireError));
+            }
             let avail = curr >> PERMIT_SHIFT;
             let take = avail.min(n);
             // Short: set `WAITERS` in the same step, so that no releaser
@@ -390,7 +391,7 @@ impl Semaphore {
             .with_mut(|w| unsafe { *w = Some(cx.waker().clone()) });
         // SAFETY: the node is pinned inside its future, which unlinks it
         // before it goes (its `Drop`), and is in no list.
-        unsafe { waiters.queue.push_back(NonNull::from(&*node)) };
+        unsafe { waiters.push_back(NonNull::from(&*node)) };
         *queued = true;
         Poll::Pending
     }
@@ -405,31 +406,6 @@ impl fmt::Debug for Semaphore {
     }
 }
 
-/// Wakers to wake once the lock is dropped, a bounded batch at a time.
-struct WakeList {
-    wakers: Vec<Waker>,
-}
-
-impl WakeList {
-    const CAPACITY: usize = 32;
-
-    fn new() -> WakeList {
-        WakeList { wakers: Vec::new() }
-    }
-
-    fn push(&mut self, w: Waker) {
-        self.wakers.push(w);
-    }
-
-    fn is_full(&self) -> bool {
-        self.wakers.len() >= Self::CAPACITY
-    }
-
-    fn wake_all(&mut self) {
-        self.wakers.drain(..).for_each(Waker::wake);
-    }
-}
-
 /// The future of [`Semaphore::acquire`].
 pub(crate) struct Acquire<'a> {
     node: Waiter,
@@ -439,10 +415,6 @@ pub(crate) struct Acquire<'a> {
     /// the queue.
     queued: bool,
 }
-
-// SAFETY: `Waiter` is `Sync` (its shared parts are locked or atomic) and
-// the semaphore reference is `Sync`.
-unsafe impl Sync for Acquire<'_> {}
 
 impl Acquire<'_> {
     fn project(self: Pin<&mut Self>) -> (Pin<&Waiter>, &Semaphore, usize, &mut bool) {
@@ -487,25 +459,20 @@ impl Drop for Acquire<'_> {
         if needed == CLOSED_NODE {
             return;
         }
-        let waiters = self.semaphore.waiters.lock();
+        let mut waiters = self.semaphore.waiters.lock();
         let needed = self.node.needed.load(Acquire);
-        let given = match needed {
-            CLOSED_NODE => return,
-            // Given everything before we saw it: give it all back.
-            0 => self.num_permits,
-            _ => {
-                let mut waiters = waiters;
-                // SAFETY: still linked (not satisfied, not closed), so in
-                // this queue; we hold the lock.
-                unsafe { waiters.queue.remove(NonNull::from(&self.node)) };
-                // What it was given goes on (and if the queue is empty
-                // now, `WAITERS` is cleared, even with nothing given).
-                self.semaphore
-                    .release_locked(self.num_permits - needed, waiters);
-                return;
-            }
-        };
-        self.semaphore.release_locked(given, waiters);
+        if needed == CLOSED_NODE {
+            return;
+        }
+        // SAFETY: the node is live (ours); still waiting, it is linked in
+        // this queue, and satisfied (`needed == 0`) in none, where
+        // `remove` does nothing. We hold the lock.
+        unsafe { waiters.remove(NonNull::from(&self.node)) };
+        // What it was given goes on: all of it if it was satisfied before
+        // it saw so. (If the queue is empty now, `WAITERS` is cleared,
+        // even with nothing given.)
+        self.semaphore
+            .release_locked(self.num_permits - needed, waiters);
     }
 }
 
@@ -595,6 +562,26 @@ mod tests {
         let mut b = Box::pin(s.acquire(1));
         assert_eq!(poll(b.as_mut(), &waker), Poll::Ready(Err(AcquireError)));
         assert_eq!(s.try_acquire(1), Err(TryAcquireError::Closed));
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn close_fails_more_waiters_than_one_wake_batch() {
+        let s = Semaphore::new(0);
+        let wakes = std::sync::Arc::new(CountWakes::default());
+        let waker = Waker::from(wakes.clone());
+        let mut all: Vec<_> = (0..70).map(|_| Box::pin(s.acquire(1))).collect();
+        for a in &mut all {
+            assert!(poll(a.as_mut(), &waker).is_pending());
+        }
+        s.close();
+        assert_eq!(wakes.0.load(SeqCst), 70);
+        for a in &mut all {
+            assert_eq!(poll(a.as_mut(), &waker), Poll::Ready(Err(AcquireError)));
+        }
+        // Permits released after the close go to the word.
+        s.release(3);
+        assert_eq!(s.available_permits(), 3);
     }
 
     /// A release racing a waiter that queues: the waiter gets the permit

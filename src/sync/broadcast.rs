@@ -42,11 +42,11 @@
 //! overwritten, `capacity` sends later. A receive clones the value under
 //! the lock; a value overwritten is dropped after it.
 
-use crate::loom::{Mutex, MutexGuard, UnsafeCell};
+use crate::loom::{Mutex, UnsafeCell};
+use crate::util::WakeList;
 use crate::util::linked_list::{self, LinkedList, Pointers};
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -141,9 +141,7 @@ struct State<T> {
 /// A waiting receive; touched only under the lock.
 struct Waiter {
     waker: UnsafeCell<Option<Waker>>,
-    queued: UnsafeCell<bool>,
     pointers: UnsafeCell<Pointers<Waiter>>,
-    _pinned: PhantomPinned,
 }
 
 // SAFETY: every field is touched only under the channel's lock.
@@ -232,21 +230,52 @@ pub fn channel<T: Clone>(capacity: usize) -> (Sender<T>, Receiver<T>) {
 }
 
 impl<T> Shared<T> {
-    /// Unlinks every waiter and returns their wakers.
-    fn take_waiters(state: &mut MutexGuard<'_, State<T>>) -> Vec<Waker> {
-        let mut wakers = Vec::new();
+    /// Unlinks every waiter and returns their wakers, to wake once the
+    /// lock is dropped.
+    fn take_waiters(state: &mut State<T>) -> WakeList {
+        let mut wake = WakeList::new();
         while let Some(node) = state.waiters.pop_front() {
             // SAFETY: it was linked, so it is live; we hold the lock.
             let w = unsafe { node.as_ref() };
             // SAFETY: under the lock.
-            unsafe {
-                w.queued.with_mut(|q| *q = false);
-                if let Some(waker) = w.waker.with_mut(|k| (*k).take()) {
-                    wakers.push(waker);
-                }
+            if let Some(waker) = w.waker.with_mut(|k| unsafe { (*k).take() }) {
+                wake.push(waker);
             }
         }
-        wakers
+        wake
+    }
+
+    /// A new receiver at the newest position.
+    fn subscribe(self: &Arc<Self>) -> Receiver<T> {
+        let mut state = self.state.lock();
+        state.rx_count += 1;
+        Receiver {
+            shared: self.clone(),
+            next: state.pos,
+        }
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    /// One receive under the lock for the receiver at `next`: a value, an
+    /// error, or `None` (nothing new, senders remain).
+    fn recv_locked(&self, state: &State<T>, next: &mut u64) -> Option<Result<T, RecvError>> {
+        if *next == state.pos {
+            return (state.tx_count == 0).then_some(Err(RecvError::Closed));
+        }
+        let len = self.mask as u64 + 1;
+        let oldest = state.pos.saturating_sub(len);
+        if *next < oldest {
+            let missed = oldest - *next;
+            *next = oldest;
+            return Some(Err(RecvError::Lagged(missed)));
+        }
+        let idx = (*next as usize) & self.mask;
+        let v = state.buffer[idx]
+            .clone()
+            .expect("a position below `pos` and within the ring holds a value");
+        *next += 1;
+        Some(Ok(v))
     }
 }
 
@@ -279,10 +308,10 @@ impl<T> Sender<T> {
         let old = state.buffer[idx].replace(value);
         state.pos += 1;
         let receivers = state.rx_count;
-        let wakers = Shared::take_waiters(&mut state);
+        let mut wake = Shared::take_waiters(&mut state);
         drop(state);
         drop(old);
-        wakers.into_iter().for_each(Waker::wake);
+        wake.wake_all();
         Ok(receivers)
     }
 
@@ -297,12 +326,7 @@ impl<T> Sender<T> {
     /// assert_eq!(rx.try_recv(), Ok(1));
     /// ```
     pub fn subscribe(&self) -> Receiver<T> {
-        let mut state = self.shared.state.lock();
-        state.rx_count += 1;
-        Receiver {
-            shared: self.shared.clone(),
-            next: state.pos,
-        }
+        self.shared.subscribe()
     }
 
     /// Receivers alive now.
@@ -343,34 +367,13 @@ impl<T> Drop for Sender<T> {
         if state.tx_count > 0 {
             return;
         }
-        let wakers = Shared::take_waiters(&mut state);
+        let mut wake = Shared::take_waiters(&mut state);
         drop(state);
-        wakers.into_iter().for_each(Waker::wake);
+        wake.wake_all();
     }
 }
 
 impl<T: Clone> Receiver<T> {
-    /// One receive under the lock: a value, an error, or `None` (nothing
-    /// new, senders remain).
-    fn recv_locked(&mut self, state: &State<T>) -> Option<Result<T, RecvError>> {
-        if self.next == state.pos {
-            return (state.tx_count == 0).then_some(Err(RecvError::Closed));
-        }
-        let len = self.shared.mask as u64 + 1;
-        let oldest = state.pos.saturating_sub(len);
-        if self.next < oldest {
-            let missed = oldest - self.next;
-            self.next = oldest;
-            return Some(Err(RecvError::Lagged(missed)));
-        }
-        let idx = (self.next as usize) & self.shared.mask;
-        let v = state.buffer[idx]
-            .clone()
-            .expect("a position below `pos` and within the ring holds a value");
-        self.next += 1;
-        Some(Ok(v))
-    }
-
     /// Waits for the next value.
     ///
     /// # Errors
@@ -397,10 +400,9 @@ impl<T: Clone> Receiver<T> {
             receiver: self,
             waiter: Waiter {
                 waker: UnsafeCell::new(None),
-                queued: UnsafeCell::new(false),
                 pointers: UnsafeCell::new(Pointers::new()),
-                _pinned: PhantomPinned,
             },
+            linked: false,
         }
     }
 
@@ -450,9 +452,8 @@ impl<T: Clone> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Closed));
     /// ```
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let shared = self.shared.clone();
-        let state = shared.state.lock();
-        match self.recv_locked(&state) {
+        let state = self.shared.state.lock();
+        match self.shared.recv_locked(&state, &mut self.next) {
             None => Err(TryRecvError::Empty),
             Some(Ok(v)) => Ok(v),
             Some(Err(RecvError::Closed)) => Err(TryRecvError::Closed),
@@ -463,12 +464,7 @@ impl<T: Clone> Receiver<T> {
     /// A new receiver that starts at the newest position (it gets the
     /// values sent from now on).
     pub fn resubscribe(&self) -> Receiver<T> {
-        let mut state = self.shared.state.lock();
-        state.rx_count += 1;
-        Receiver {
-            shared: self.shared.clone(),
-            next: state.pos,
-        }
+        self.shared.subscribe()
     }
 }
 
@@ -497,12 +493,10 @@ impl<T> Drop for Receiver<T> {
 pub struct Recv<'a, T> {
     receiver: &'a mut Receiver<T>,
     waiter: Waiter,
+    /// The waiter may be linked: this future linked it and has not
+    /// unlinked it since (a send may have).
+    linked: bool,
 }
-
-// SAFETY: the waiter is touched only under the channel's lock.
-unsafe impl<T: Send> Send for Recv<'_, T> {}
-// SAFETY: as above; `&Recv` exposes nothing.
-unsafe impl<T: Send> Sync for Recv<'_, T> {}
 
 impl<T: Clone> Future for Recv<'_, T> {
     type Output = Result<T, RecvError>;
@@ -510,32 +504,34 @@ impl<T: Clone> Future for Recv<'_, T> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         std::task::ready!(crate::task_core::coop::poll_proceed(cx));
         // SAFETY: the waiter is only used pinned (its address goes into the
-        // list); `receiver` is not structurally pinned.
+        // list); `receiver` and `linked` are not structurally pinned.
         let this = unsafe { self.get_unchecked_mut() };
-        let shared = this.receiver.shared.clone();
-        let mut state = shared.state.lock();
-        if let Some(r) = this.receiver.recv_locked(&state) {
-            // SAFETY: under the lock; if queued, it is linked in this list.
-            unsafe {
-                if this.waiter.queued.with(|q| *q) {
-                    state.waiters.remove(NonNull::from(&this.waiter));
-                    this.waiter.queued.with_mut(|q| *q = false);
-                }
+        let receiver = &mut *this.receiver;
+        let node = NonNull::from(&this.waiter);
+        let mut state = receiver.shared.state.lock();
+        if let Some(r) = receiver.shared.recv_locked(&state, &mut receiver.next) {
+            if this.linked {
+                // SAFETY: the waiter is live (ours), and in this list or
+                // in none (a send unlinked it); under the lock.
+                unsafe { state.waiters.remove(node) };
+                this.linked = false;
             }
             return Poll::Ready(r);
         }
         // SAFETY: under the lock.
-        unsafe {
-            this.waiter.waker.with_mut(|w| match &*w {
+        this.waiter.waker.with_mut(|w| unsafe {
+            match &*w {
                 Some(old) if old.will_wake(cx.waker()) => {}
                 _ => *w = Some(cx.waker().clone()),
-            });
-            if !this.waiter.queued.with(|q| *q) {
-                // The waiter is pinned in this future, whose `Drop` unlinks
-                // it, and is in no list.
-                state.waiters.push_back(NonNull::from(&this.waiter));
-                this.waiter.queued.with_mut(|q| *q = true);
             }
+        });
+        // SAFETY: the waiter is live, and in this list or in none; under
+        // the lock.
+        if !this.linked || !unsafe { state.waiters.is_linked(node) } {
+            // SAFETY: the waiter is pinned in this future, whose `Drop`
+            // unlinks it, and is in no list.
+            unsafe { state.waiters.push_back(node) };
+            this.linked = true;
         }
         drop(state);
         crate::task_core::coop::refund();
@@ -545,13 +541,14 @@ impl<T: Clone> Future for Recv<'_, T> {
 
 impl<T> Drop for Recv<'_, T> {
     fn drop(&mut self) {
-        let shared = &self.receiver.shared;
-        let mut state = shared.state.lock();
-        // SAFETY: under the lock.
-        if self.waiter.queued.with(|q| unsafe { *q }) {
-            // SAFETY: queued, so linked in this list; under the lock.
-            unsafe { state.waiters.remove(NonNull::from(&self.waiter)) };
+        if !self.linked {
+            // Never linked, or unlinked by this future: nothing to do.
+            return;
         }
+        let mut state = self.receiver.shared.state.lock();
+        // SAFETY: the waiter is live (ours), and in this list or in none
+        // (a send unlinked it); under the lock.
+        unsafe { state.waiters.remove(NonNull::from(&self.waiter)) };
     }
 }
 
@@ -584,9 +581,53 @@ mod tests {
         f.poll(&mut Context::from_waker(Waker::noop()))
     }
 
-    /// A send racing a receiver that queues, and the receiver's future
-    /// dropped while the sender unlinks it: the value is received, and
-    /// the list stays sound (loom checks the cells).
+    #[cfg(not(loom))]
+    #[derive(Default)]
+    struct CountWakes(std::sync::atomic::AtomicUsize);
+    #[cfg(not(loom))]
+    impl std::task::Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    #[cfg(not(loom))]
+    impl CountWakes {
+        fn get(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    #[cfg(not(loom))]
+    #[test]
+    fn a_send_and_the_last_sender_wake_more_waiters_than_the_inline_batch() {
+        let wakes = Arc::new(CountWakes::default());
+        let waker = Waker::from(wakes.clone());
+        let cx = &mut Context::from_waker(&waker);
+        let (tx, rx) = channel::<u32>(2);
+        let mut rxs: Vec<_> = (0..70).map(|_| rx.resubscribe()).collect();
+        let mut recvs: Vec<_> = rxs.iter_mut().map(|r| Box::pin(r.recv())).collect();
+        for f in &mut recvs {
+            assert!(f.as_mut().poll(cx).is_pending());
+        }
+        // Polled again while linked: still linked once.
+        assert!(recvs[0].as_mut().poll(cx).is_pending());
+        tx.send(7).unwrap();
+        assert_eq!(wakes.get(), 70);
+        for f in &mut recvs {
+            assert_eq!(f.as_mut().poll(cx), Poll::Ready(Ok(7)));
+        }
+        drop(recvs);
+        let mut recvs: Vec<_> = rxs.iter_mut().map(|r| Box::pin(r.recv())).collect();
+        for f in &mut recvs {
+            assert!(f.as_mut().poll(cx).is_pending());
+        }
+        drop(tx);
+        assert_eq!(wakes.get(), 140);
+        for f in &mut recvs {
+            assert_eq!(f.as_mut().poll(cx), Poll::Ready(Err(RecvError::Closed)));
+        }
+    }
+
     #[test]
     fn loom_send_racing_a_waiting_receiver_and_its_drop() {
         model(|| {

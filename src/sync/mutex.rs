@@ -47,8 +47,6 @@ pub struct Mutex<T: ?Sized> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: the value moves with the mutex.
-unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // SAFETY: the semaphore's single permit lets one guard at a time reach
 // the value, on whichever thread holds it: `T: Send` suffices (as for
 // `std::sync::Mutex`).
@@ -90,11 +88,6 @@ impl fmt::Display for TryLockError {
 }
 
 impl std::error::Error for TryLockError {}
-
-/// The semaphore of a lock is never closed.
-fn never_closed(_: ll::AcquireError) -> ! {
-    unreachable!("the semaphore of a lock is never closed")
-}
 
 impl<T> Mutex<T> {
     /// A new, unlocked mutex holding `value`.
@@ -147,7 +140,7 @@ impl<T: ?Sized> Mutex<T> {
         self.sem
             .acquire(1)
             .await
-            .unwrap_or_else(|e| never_closed(e));
+            .unwrap_or_else(|e| ll::never_closed(e));
         MutexGuard { lock: self }
     }
 
@@ -242,7 +235,7 @@ impl<T: ?Sized> Mutex<T> {
         self.sem
             .acquire(1)
             .await
-            .unwrap_or_else(|e| never_closed(e));
+            .unwrap_or_else(|e| ll::never_closed(e));
         OwnedMutexGuard { lock: self }
     }
 

@@ -30,7 +30,6 @@ use crate::loom::{AtomicUsize, Mutex, MutexGuard, Ordering::*, UnsafeCell};
 use crate::util::linked_list::{self, LinkedList, Pointers};
 use std::fmt;
 use std::future::Future;
-use std::marker::PhantomPinned;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
@@ -94,7 +93,6 @@ struct Waiter {
     waker: UnsafeCell<Option<Waker>>,
     notification: AtomicUsize,
     pointers: UnsafeCell<Pointers<Waiter>>,
-    _pinned: PhantomPinned,
 }
 
 // SAFETY: the waker and links are touched only under the lock, the
@@ -138,9 +136,6 @@ enum NotifiedState {
     Waiting,
     Done,
 }
-
-// SAFETY: the waiter is `Sync` (module doc) and so is `&Notify`.
-unsafe impl Sync for Notified<'_> {}
 
 impl Notify {
     /// A `Notify` with no waiter and no stored permit.
@@ -188,7 +183,6 @@ impl Notify {
                 waker: UnsafeCell::new(None),
                 notification: AtomicUsize::new(NONE),
                 pointers: UnsafeCell::new(Pointers::new()),
-                _pinned: PhantomPinned,
             },
         }
     }

@@ -87,9 +87,8 @@ struct Inner<T> {
 }
 
 // SAFETY: the cells are handed between the two sides by the state word
-// (module doc); `T` moves from the sender to the receiver.
-unsafe impl<T: Send> Send for Inner<T> {}
-// SAFETY: as above.
+// (module doc), so no cell is touched by both at once; `T` moves from the
+// sender to the receiver (`Send`, derived, has the same bound).
 unsafe impl<T: Send> Sync for Inner<T> {}
 
 /// Sends the value: [`Sender::send`].

@@ -37,8 +37,6 @@ pub struct RwLock<T: ?Sized> {
     value: UnsafeCell<T>,
 }
 
-// SAFETY: the value moves with the lock.
-unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 // SAFETY: readers share `&T` across threads (`T: Sync`), a writer gets
 // `&mut T` on whichever thread holds the guard (`T: Send`), as for
 // `std::sync::RwLock`.
@@ -63,10 +61,6 @@ unsafe impl<T: ?Sized + Sync> Sync for RwLockReadGuard<'_, T> {}
 unsafe impl<T: ?Sized + Sync> Sync for RwLockWriteGuard<'_, T> {}
 
 use super::mutex::TryLockError;
-
-fn never_closed(_: ll::AcquireError) -> ! {
-    unreachable!("the semaphore of a lock is never closed")
-}
 
 impl<T> RwLock<T> {
     /// A new, unlocked lock holding `value`.
@@ -116,7 +110,7 @@ impl<T: ?Sized> RwLock<T> {
         self.sem
             .acquire(1)
             .await
-            .unwrap_or_else(|e| never_closed(e));
+            .unwrap_or_else(|e| ll::never_closed(e));
         RwLockReadGuard { lock: self }
     }
 
@@ -140,7 +134,7 @@ impl<T: ?Sized> RwLock<T> {
         self.sem
             .acquire(MAX_READS)
             .await
-            .unwrap_or_else(|e| never_closed(e));
+            .unwrap_or_else(|e| ll::never_closed(e));
         RwLockWriteGuard { lock: self }
     }
 

@@ -28,10 +28,10 @@
 //! worker blocks it.
 
 use super::Notify;
-use crate::loom::{AtomicUsize, Ordering::*};
+use crate::loom::{AtomicUsize, Ordering::*, RwLock, RwLockReadGuard};
 use std::fmt;
 use std::ops::Deref;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::Arc;
 
 /// The errors of this channel.
 pub mod error {
@@ -129,14 +129,10 @@ pub fn channel<T>(init: T) -> (Sender<T>, Receiver<T>) {
 }
 
 impl<T> Shared<T> {
-    fn read(&self) -> RwLockReadGuard<'_, T> {
-        self.value.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Changes the value with `f` under the write lock; if it reports a
     /// change, publishes a new version and wakes the receivers.
     fn modify(&self, f: impl FnOnce(&mut T) -> bool) -> bool {
-        let mut guard = self.value.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.value.write();
         let changed = f(&mut guard);
         if changed {
             self.version.fetch_add(STEP, Release);
@@ -217,7 +213,7 @@ impl<T> Sender<T> {
     /// Borrows the current value (see the module doc).
     pub fn borrow(&self) -> Ref<'_, T> {
         Ref {
-            guard: self.shared.read(),
+            guard: self.shared.value.read(),
             changed: false,
         }
     }
@@ -276,14 +272,14 @@ impl<T> Receiver<T> {
     pub fn borrow(&self) -> Ref<'_, T> {
         let version = self.shared.version.load(Acquire) & !CLOSED;
         Ref {
-            guard: self.shared.read(),
+            guard: self.shared.value.read(),
             changed: version != self.seen,
         }
     }
 
     /// Borrows the latest value and marks it seen.
     pub fn borrow_and_update(&mut self) -> Ref<'_, T> {
-        let guard = self.shared.read();
+        let guard = self.shared.value.read();
         // Under the read lock the version does not move.
         let version = self.shared.version.load(Acquire) & !CLOSED;
         let changed = version != self.seen;

@@ -21,9 +21,8 @@ pub(crate) struct AtomicWaker {
     waker: UnsafeCell<Option<Waker>>,
 }
 
-// SAFETY: the slot is touched only by whoever owns it by `state`.
-unsafe impl Send for AtomicWaker {}
-// SAFETY: as above.
+// SAFETY: the slot is touched only by whoever owns it by `state`, so
+// never from two threads at once (`Send` is derived).
 unsafe impl Sync for AtomicWaker {}
 
 impl AtomicWaker {

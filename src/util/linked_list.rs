@@ -153,6 +153,18 @@ impl<L: Link> LinkedList<L> {
         true
     }
 
+    /// Whether `node` is linked (in this list, by the contract), in O(1).
+    ///
+    /// # Safety
+    ///
+    /// `node` is live, and in this list or in none.
+    pub(crate) unsafe fn is_linked(&self, node: NonNull<L::Node>) -> bool {
+        // SAFETY: the caller's contract: `node` is live.
+        let prev = unsafe { (*L::pointers(node).as_ptr()).prev };
+        // Every linked node but the first has a `prev`.
+        prev.is_some() || self.head == Some(node)
+    }
+
     /// The node after `node`.
     ///
     /// # Safety
@@ -225,7 +237,9 @@ mod tests {
         assert_eq!(values(&list), [0, 1, 2, 3, 4]);
         // SAFETY: linked nodes of this list, alive.
         unsafe {
+            assert!(ptrs.iter().all(|&p| list.is_linked(p)));
             assert!(list.remove(ptrs[2]));
+            assert!(!list.is_linked(ptrs[2]));
             assert!(!list.remove(ptrs[2]), "removed twice");
             assert!(list.remove(ptrs[4]));
             assert!(list.remove(ptrs[0]));
@@ -238,5 +252,7 @@ mod tests {
         // An unlinked node reports so.
         // SAFETY: alive, in no list.
         assert!(!unsafe { list.remove(ptrs[1]) });
+        // SAFETY: as above.
+        assert!(!unsafe { list.is_linked(ptrs[0]) });
     }
 }

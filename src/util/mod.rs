@@ -16,3 +16,6 @@ pub(crate) mod linked_list;
 
 mod atomic_waker;
 pub(crate) use atomic_waker::AtomicWaker;
+
+mod wake_list;
+pub(crate) use wake_list::WakeList;

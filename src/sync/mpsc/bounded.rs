@@ -1,20 +1,19 @@
 //! The bounded channel: senders wait while the buffer is full.
 
-use super::chan::Chan;
+use super::chan::{self, Chan, Rx, Tx};
 use super::error::{SendError, TryRecvError, TrySendError};
 use crate::sync::batch_semaphore::{self as ll, Semaphore};
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Sends to a bounded channel; clone it for more senders.
 pub struct Sender<T> {
-    chan: Arc<Chan<T>>,
+    chan: Tx<T>,
 }
 
 /// Receives from a bounded channel.
 pub struct Receiver<T> {
-    chan: Arc<Chan<T>>,
+    chan: Rx<T>,
 }
 
 /// A reserved slot in the buffer: [`send`](Permit::send) fills it without
@@ -59,8 +58,8 @@ pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
         "mpsc::channel: the capacity must be at most {}",
         ll::MAX_PERMITS
     );
-    let chan = Arc::new(Chan::bounded(capacity));
-    (Sender { chan: chan.clone() }, Receiver { chan })
+    let (tx, rx) = chan::pair(Chan::bounded(capacity));
+    (Sender { chan: tx }, Receiver { chan: rx })
 }
 
 impl<T> Chan<T> {
@@ -265,22 +264,15 @@ impl<T> Sender<T> {
 
     /// Whether both senders feed the same channel.
     pub fn same_channel(&self, other: &Sender<T>) -> bool {
-        Arc::ptr_eq(&self.chan, &other.chan)
+        self.chan.same_channel(&other.chan)
     }
 }
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Sender<T> {
-        self.chan.add_sender();
         Sender {
             chan: self.chan.clone(),
         }
-    }
-}
-
-impl<T> Drop for Sender<T> {
-    fn drop(&mut self) {
-        self.chan.drop_sender();
     }
 }
 
@@ -350,9 +342,7 @@ impl<T> Receiver<T> {
     /// });
     /// ```
     pub async fn recv(&mut self) -> Option<T> {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        std::future::poll_fn(|cx| unsafe { self.chan.poll_recv(cx) }).await
+        self.chan.recv().await
     }
 
     /// Receives in blocking style: suspends a fiber, blocks a plain
@@ -400,16 +390,12 @@ impl<T> Receiver<T> {
     /// assert_eq!(rx.try_recv(), Err(TryRecvError::Disconnected));
     /// ```
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.try_recv() }
+        self.chan.try_recv()
     }
 
     /// Polls for the next message (for hand-written futures and streams).
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.poll_recv(cx) }
+        self.chan.poll_recv(cx)
     }
 
     /// Closes the channel: sends fail from now on (waiting senders wake
@@ -437,9 +423,7 @@ impl<T> Receiver<T> {
 
     /// Messages buffered now.
     pub fn len(&self) -> usize {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.len() }
+        self.chan.len()
     }
 
     /// Whether no message is buffered now.
@@ -450,14 +434,6 @@ impl<T> Receiver<T> {
     /// Senders alive now.
     pub fn sender_count(&self) -> usize {
         self.chan.sender_count()
-    }
-}
-
-impl<T> Drop for Receiver<T> {
-    fn drop(&mut self) {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.drop_receiver() };
     }
 }
 
@@ -500,6 +476,7 @@ mod tests {
     use super::*;
     use crate::loom::thread;
     use std::future::Future;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     use std::task::{Wake, Waker};
 

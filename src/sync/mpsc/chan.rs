@@ -10,6 +10,9 @@
 //! push or pop one message. Closing (the receiver's `close` or drop)
 //! closes the semaphore too, which fails every waiting sender.
 //!
+//! Both kinds' public types wrap the two handles made here: [`Tx`] (a
+//! counted sender) and [`Rx`] (the one receiver, which alone pops).
+//!
 //! # No lost wake-up
 //!
 //! A sender pushes, then wakes the receiver's [`AtomicWaker`]. The
@@ -19,6 +22,7 @@
 //! registered. The last sender marks `TX_GONE` after its last push, so a
 //! receiver that sees the mark and then an empty buffer has everything.
 
+use super::error::TryRecvError;
 use super::ring::Ring;
 use crate::loom::{AtomicUsize, Mutex, Ordering::*};
 use crate::sync::Notify;
@@ -26,6 +30,8 @@ use crate::sync::batch_semaphore::Semaphore;
 use crate::util::AtomicWaker;
 use std::collections::VecDeque;
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// `state`: every sender is gone.
@@ -98,23 +104,6 @@ impl<T> Chan<T> {
         Ok(())
     }
 
-    /// Pops one message.
-    ///
-    /// # Safety
-    ///
-    /// Only the receiver calls this.
-    unsafe fn pop(&self) -> Option<T> {
-        let v = match &self.buffer {
-            // SAFETY: the receiver (the caller's contract).
-            Buffer::Bounded(ring) => unsafe { ring.pop() },
-            Buffer::Unbounded(list) => list.lock().pop_front(),
-        };
-        if v.is_some() {
-            self.release_slot();
-        }
-        v
-    }
-
     /// Gives back the slot of a message that was received or not pushed.
     pub(super) fn release_slot(&self) {
         if let Some(s) = &self.slots {
@@ -122,12 +111,12 @@ impl<T> Chan<T> {
         }
     }
 
-    pub(super) fn add_sender(&self) {
+    fn add_sender(&self) {
         self.tx_count.fetch_add(1, Relaxed);
     }
 
     /// A sender goes; the last one ends the stream for the receiver.
-    pub(super) fn drop_sender(&self) {
+    fn drop_sender(&self) {
         if self.tx_count.fetch_sub(1, AcqRel) != 1 {
             return;
         }
@@ -153,7 +142,7 @@ impl<T> Chan<T> {
 
     /// The receiver stops the channel: sends fail from now on, buffered
     /// messages stay receivable.
-    pub(super) fn close(&self) {
+    fn close(&self) {
         if self.state.fetch_or(RX_CLOSED, AcqRel) & RX_CLOSED != 0 {
             return;
         }
@@ -163,82 +152,165 @@ impl<T> Chan<T> {
         self.closed.notify_waiters();
     }
 
-    /// The receiver is dropped: close, and drop what is buffered now.
-    ///
-    /// # Safety
-    ///
-    /// Only the receiver calls this.
-    pub(super) unsafe fn drop_receiver(&self) {
-        self.close();
-        // SAFETY: the receiver (the caller's contract).
-        while let Some(v) = unsafe { self.pop() } {
-            drop(v);
+    pub(super) fn sender_count(&self) -> usize {
+        self.tx_count.load(Relaxed)
+    }
+}
+
+/// A channel's two ends, its one sender handle and its one receiver.
+pub(super) fn pair<T>(chan: Chan<T>) -> (Tx<T>, Rx<T>) {
+    let chan = Arc::new(chan);
+    (Tx { chan: chan.clone() }, Rx { chan })
+}
+
+/// A sender's handle on the channel: counted while it lives (the last
+/// one to go ends the stream); clone it for another sender.
+pub(super) struct Tx<T> {
+    chan: Arc<Chan<T>>,
+}
+
+impl<T> Tx<T> {
+    /// Whether both handles feed the same channel.
+    pub(super) fn same_channel(&self, other: &Tx<T>) -> bool {
+        Arc::ptr_eq(&self.chan, &other.chan)
+    }
+}
+
+impl<T> Deref for Tx<T> {
+    type Target = Chan<T>;
+
+    fn deref(&self) -> &Chan<T> {
+        &self.chan
+    }
+}
+
+impl<T> Clone for Tx<T> {
+    fn clone(&self) -> Tx<T> {
+        self.chan.add_sender();
+        Tx {
+            chan: self.chan.clone(),
         }
+    }
+}
+
+impl<T> Drop for Tx<T> {
+    fn drop(&mut self) {
+        self.chan.drop_sender();
+    }
+}
+
+impl<T> fmt::Debug for Tx<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.chan, f)
+    }
+}
+
+/// The channel's one receiver.
+///
+/// It is made once per channel ([`pair`]) and is not `Clone`, so it is
+/// the only code that pops or reads the read position of the buffer; and
+/// every pop takes `&mut self`, so no pop runs beside another pop or a
+/// [`len`](Rx::len). That is the contract of [`Ring::pop`] and
+/// [`Ring::len`] ("only the receiver, one thread at a time"), upheld here
+/// once for both channel kinds.
+pub(super) struct Rx<T> {
+    chan: Arc<Chan<T>>,
+}
+
+impl<T> Rx<T> {
+    /// Pops one message.
+    fn pop(&mut self) -> Option<T> {
+        let v = match &self.chan.buffer {
+            // SAFETY: this is the one receiver, and `&mut self` keeps any
+            // other pop or `len` from running beside it (type doc).
+            Buffer::Bounded(ring) => unsafe { ring.pop() },
+            Buffer::Unbounded(list) => list.lock().pop_front(),
+        };
+        if v.is_some() {
+            self.chan.release_slot();
+        }
+        v
+    }
+
+    /// Waits for the next message; `None` once every sender is gone (or
+    /// the receiver closed) and the buffer is drained.
+    pub(super) async fn recv(&mut self) -> Option<T> {
+        std::future::poll_fn(|cx| self.poll_recv(cx)).await
     }
 
     /// Pops one message, or registers the receiver's waker.
-    ///
-    /// # Safety
-    ///
-    /// Only the receiver calls this.
-    pub(super) unsafe fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<T>> {
+    pub(super) fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
         std::task::ready!(crate::task_core::coop::poll_proceed(cx));
-        // SAFETY: the receiver (the caller's contract), as below.
-        if let Some(v) = unsafe { self.pop() } {
+        if let Some(v) = self.pop() {
             return Poll::Ready(Some(v));
         }
-        self.rx_waker.register(cx.waker());
+        self.chan.rx_waker.register(cx.waker());
         // Look again after registering (module doc).
-        // SAFETY: as above.
-        if let Some(v) = unsafe { self.pop() } {
+        if let Some(v) = self.pop() {
             return Poll::Ready(Some(v));
         }
-        if self.state.load(Acquire) != 0 {
+        if self.chan.state.load(Acquire) != 0 {
             // Closed, or every sender gone: what they pushed before is
             // visible now.
-            // SAFETY: as above.
-            return Poll::Ready(unsafe { self.pop() });
+            return Poll::Ready(self.pop());
         }
         crate::task_core::coop::refund();
         Poll::Pending
     }
 
     /// Pops one message if there is one now.
-    ///
-    /// # Safety
-    ///
-    /// Only the receiver calls this.
-    pub(super) unsafe fn try_recv(&self) -> Result<T, super::error::TryRecvError> {
-        // SAFETY: the receiver (the caller's contract).
-        if let Some(v) = unsafe { self.pop() } {
+    pub(super) fn try_recv(&mut self) -> Result<T, TryRecvError> {
+        if let Some(v) = self.pop() {
             return Ok(v);
         }
-        if self.state.load(Acquire) != 0 {
-            // SAFETY: as above.
-            if let Some(v) = unsafe { self.pop() } {
+        if self.chan.state.load(Acquire) != 0 {
+            if let Some(v) = self.pop() {
                 return Ok(v);
             }
-            Err(super::error::TryRecvError::Disconnected)
+            Err(TryRecvError::Disconnected)
         } else {
-            Err(super::error::TryRecvError::Empty)
+            Err(TryRecvError::Empty)
         }
     }
 
+    /// The receiver stops the channel: sends fail from now on, buffered
+    /// messages stay receivable.
+    pub(super) fn close(&mut self) {
+        self.chan.close();
+    }
+
+    pub(super) fn is_closed(&self) -> bool {
+        self.chan.is_closed()
+    }
+
     /// Messages buffered now.
-    ///
-    /// # Safety
-    ///
-    /// Only the receiver calls this.
-    pub(super) unsafe fn len(&self) -> usize {
-        match &self.buffer {
-            // SAFETY: the receiver (the caller's contract).
+    pub(super) fn len(&self) -> usize {
+        match &self.chan.buffer {
+            // SAFETY: this is the one receiver, and a pop takes `&mut
+            // self`, so none runs beside this read (type doc).
             Buffer::Bounded(ring) => unsafe { ring.len() },
             Buffer::Unbounded(list) => list.lock().len(),
         }
     }
 
     pub(super) fn sender_count(&self) -> usize {
-        self.tx_count.load(Relaxed)
+        self.chan.sender_count()
+    }
+}
+
+impl<T> Drop for Rx<T> {
+    /// The receiver goes: close, and drop what is buffered now.
+    fn drop(&mut self) {
+        self.chan.close();
+        while let Some(v) = self.pop() {
+            drop(v);
+        }
+    }
+}
+
+impl<T> fmt::Debug for Rx<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.chan, f)
     }
 }
 

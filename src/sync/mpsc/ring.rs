@@ -38,10 +38,10 @@ pub(super) struct Ring<T> {
     head: CachePadded<UnsafeCell<usize>>,
 }
 
-// SAFETY: values move from senders to the receiver; each slot is owned in
-// turn by the sender that claimed it and the receiver, as `seq` says.
-unsafe impl<T: Send> Send for Ring<T> {}
-// SAFETY: as above; `head` is the receiver's alone (`pop`'s contract).
+// SAFETY: values move from senders to the receiver (`T: Send`; `Send`,
+// derived, has the same bound); each slot is owned in turn by the sender
+// that claimed it and the receiver, as `seq` says, and `head` is the
+// receiver's alone (`pop`'s contract).
 unsafe impl<T: Send> Sync for Ring<T> {}
 
 impl<T> Ring<T> {

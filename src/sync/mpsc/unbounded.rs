@@ -1,19 +1,18 @@
 //! The unbounded channel: a send never waits.
 
-use super::chan::Chan;
+use super::chan::{self, Chan, Rx, Tx};
 use super::error::{SendError, TryRecvError};
 use std::fmt;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Sends to an unbounded channel; clone it for more senders.
 pub struct UnboundedSender<T> {
-    chan: Arc<Chan<T>>,
+    chan: Tx<T>,
 }
 
 /// Receives from an unbounded channel.
 pub struct UnboundedReceiver<T> {
-    chan: Arc<Chan<T>>,
+    chan: Rx<T>,
 }
 
 /// A channel whose buffer grows as needed: [`send`](UnboundedSender::send)
@@ -37,11 +36,8 @@ pub struct UnboundedReceiver<T> {
 /// assert_eq!(n, 1000);
 /// ```
 pub fn unbounded_channel<T>() -> (UnboundedSender<T>, UnboundedReceiver<T>) {
-    let chan = Arc::new(Chan::unbounded());
-    (
-        UnboundedSender { chan: chan.clone() },
-        UnboundedReceiver { chan },
-    )
+    let (tx, rx) = chan::pair(Chan::unbounded());
+    (UnboundedSender { chan: tx }, UnboundedReceiver { chan: rx })
 }
 
 impl<T> UnboundedSender<T> {
@@ -85,22 +81,15 @@ impl<T> UnboundedSender<T> {
 
     /// Whether both senders feed the same channel.
     pub fn same_channel(&self, other: &UnboundedSender<T>) -> bool {
-        Arc::ptr_eq(&self.chan, &other.chan)
+        self.chan.same_channel(&other.chan)
     }
 }
 
 impl<T> Clone for UnboundedSender<T> {
     fn clone(&self) -> UnboundedSender<T> {
-        self.chan.add_sender();
         UnboundedSender {
             chan: self.chan.clone(),
         }
-    }
-}
-
-impl<T> Drop for UnboundedSender<T> {
-    fn drop(&mut self) {
-        self.chan.drop_sender();
     }
 }
 
@@ -123,9 +112,7 @@ impl<T> UnboundedReceiver<T> {
     /// });
     /// ```
     pub async fn recv(&mut self) -> Option<T> {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        std::future::poll_fn(|cx| unsafe { self.chan.poll_recv(cx) }).await
+        self.chan.recv().await
     }
 
     /// Receives in blocking style: suspends a fiber, blocks a plain
@@ -158,16 +145,12 @@ impl<T> UnboundedReceiver<T> {
     ///
     /// As [`Receiver::try_recv`](super::Receiver::try_recv).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.try_recv() }
+        self.chan.try_recv()
     }
 
     /// Polls for the next message.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<T>> {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.poll_recv(cx) }
+        self.chan.poll_recv(cx)
     }
 
     /// Closes the channel: sends fail from now on; buffered messages can
@@ -183,9 +166,7 @@ impl<T> UnboundedReceiver<T> {
 
     /// Messages buffered now.
     pub fn len(&self) -> usize {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.len() }
+        self.chan.len()
     }
 
     /// Whether no message is buffered now.
@@ -196,14 +177,6 @@ impl<T> UnboundedReceiver<T> {
     /// Senders alive now.
     pub fn sender_count(&self) -> usize {
         self.chan.sender_count()
-    }
-}
-
-impl<T> Drop for UnboundedReceiver<T> {
-    fn drop(&mut self) {
-        // SAFETY: this is the channel's one receiver (and `recv`/`close`
-        // take `&mut self`, so no pop runs beside another).
-        unsafe { self.chan.drop_receiver() };
     }
 }
 
