@@ -118,12 +118,18 @@
 #[macro_use]
 mod macros;
 
+#[cfg(feature = "tokio-compat")]
+pub mod compat;
 mod driver;
 pub mod fiber;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod loom;
 mod reactor;
 mod runtime;
 mod scheduler;
+#[cfg(feature = "signal")]
+pub mod signal;
 mod task_core;
 mod util;
 mod wait;

@@ -1,0 +1,1 @@
+//! Running tokio-only futures inside tasks and fibers.

@@ -1,0 +1,1 @@
+//! Signals: `ctrl_c()` and Unix signal streams.
