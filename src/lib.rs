@@ -108,9 +108,20 @@
 //!
 //! # Features and targets
 //!
-//! No cargo features yet. Supported targets: Linux on x86_64 and aarch64
-//! (the fiber context switch is written in assembly for these two); the
-//! task scheduler itself is portable Rust.
+//! Cargo features; the default build has only `signal`, and each adapter
+//! adds its dependencies only when enabled:
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `signal` (default) | `signal::ctrl_c` and `signal::unix::signal` |
+//! | `hyper` | hyper 1.x: `hyper::rt::Read`/`Write` on [`net::TcpStream`] and [`net::UnixStream`]; `hyper::{Executor, Timer, Connector}` (a hyper-util client connector) |
+//! | `tokio-io` | `tokio::io::AsyncRead`/`AsyncWrite` on the stream types and `&T` (tokio-util codecs, tokio-rustls, hyper-util's `TokioIo`) |
+//! | `tokio-compat` | `compat::{Compat, TokioCompatExt}`: tokio-only futures (`tokio::net`, `tokio::time`, reqwest) inside tasks and fibers |
+//! | `tracing` | a span per task and per fiber, entered around every poll and resume; runtime events |
+//!
+//! Supported targets: Linux on x86_64 and aarch64 (the fiber context
+//! switch is written in assembly for these two); the task scheduler
+//! itself is portable Rust.
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]

@@ -19,6 +19,10 @@
 //! ```
 
 mod poll_evented;
+#[cfg(feature = "tokio-io")]
+mod tokio_io;
+#[cfg(any(feature = "hyper", feature = "tokio-io"))]
+pub(crate) mod uninit;
 
 pub(crate) use poll_evented::PollEvented;
 

@@ -1,0 +1,43 @@
+//! Reads into uninitialised memory and the stream-level operations the
+//! adapters (`hyper`, `tokio-io`) share with the `futures-io` impls.
+
+use super::PollEvented;
+use std::io::{self, IoSlice};
+use std::mem::MaybeUninit;
+use std::os::fd::AsFd;
+use std::task::{Context, Poll};
+
+/// Reads from a stream socket into `buf`, which need not be initialised:
+/// no zero-fill before the read. `Ok(n)` means the first `n` bytes of
+/// `buf` are now initialised.
+pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
+    io: &PollEvented<E>,
+    cx: &mut Context<'_>,
+    buf: &mut [MaybeUninit<u8>],
+) -> Poll<io::Result<usize>> {
+    let len = buf.len();
+    io.poll_read_stream(cx, len, |s| socket2::SockRef::from(s).recv(buf))
+}
+
+/// A vectored write on a stream socket.
+pub(crate) fn poll_write_vectored<E: mio::event::Source>(
+    io: &PollEvented<E>,
+    cx: &mut Context<'_>,
+    bufs: &[IoSlice<'_>],
+) -> Poll<io::Result<usize>>
+where
+    for<'a> &'a E: io::Write,
+{
+    let len = bufs.iter().map(|b| b.len()).sum();
+    io.poll_write_stream(cx, len, |mut s| io::Write::write_vectored(&mut s, bufs))
+}
+
+/// Shuts down the write half: `NotConnected` (the peer already closed
+/// or reset the connection) counts as success, as in tokio, since there
+/// is nothing left to shut down.
+pub(crate) fn shutdown_write(res: io::Result<()>) -> io::Result<()> {
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        res => res,
+    }
+}
