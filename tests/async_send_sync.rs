@@ -173,3 +173,27 @@ fn runtime_and_handle_cross_threads() {
     let rt = std::sync::Arc::try_unwrap(rt).unwrap();
     std::thread::spawn(move || drop(rt)).join().unwrap();
 }
+
+// Adapters (features).
+#[cfg(feature = "hyper")]
+mod hyper_types {
+    use super::*;
+    use fiber_runtime::hyper::{Connector, Executor, Timer};
+    assert_value!(Executor: Send & Sync & Unpin);
+    assert_value!(Timer: Send & Sync & Unpin);
+    assert_value!(Connector: Send & Sync & Unpin);
+    assert_future!(connector_call: {
+        let c: &mut Connector = todo!();
+        tower_service::Service::call(c, todo!())
+    } => Send & Unpin);
+}
+
+#[cfg(feature = "tokio-compat")]
+mod compat_types {
+    use super::*;
+    use fiber_runtime::compat::Compat;
+    assert_value!(Compat<std::future::Ready<u8>>: Send & Sync & Unpin);
+    // As `Send` and `Unpin` as what it wraps.
+    assert_value!(Compat<std::future::Ready<Rc<u8>>>: !Send & !Sync & Unpin);
+    assert_value!(Compat<std::marker::PhantomPinned>: Send & Sync);
+}
