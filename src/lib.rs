@@ -100,7 +100,8 @@
 //! # Entry points
 //!
 //! - [`block_on`]: build a default runtime, run one future, drop it;
-//! - [`fiber_main!`]: `fn main` whose body may `.await`;
+//! - [`fiber_main!`]: `fn main` whose body, an async block (not a fiber), may
+//!   `.await`;
 //! - [`#[fiber_runtime::main]`](macro@main) and
 //!   [`#[fiber_runtime::test]`](macro@test), with `flavor` and
 //!   `worker_threads` options;
@@ -202,7 +203,8 @@ use std::future::Future;
 /// # Panics
 ///
 /// Panics if the runtime cannot be built (the OS refused a thread), or if
-/// called from a thread that already drives a runtime.
+/// called from a thread that already drives a runtime (`.await` the
+/// future there, or in a fiber, [`fiber::wait`] for it).
 ///
 /// # Examples
 ///
@@ -213,6 +215,8 @@ use std::future::Future;
 /// ```
 #[track_caller]
 pub fn block_on<F: Future>(future: F) -> F::Output {
+    // Refused before a runtime is built for nothing.
+    wait::assert_block_on_allowed();
     let rt =
         Runtime::new().unwrap_or_else(|e| panic!("failed to build the fiber-runtime runtime: {e}"));
     rt.block_on(future)

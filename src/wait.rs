@@ -9,7 +9,8 @@
 //! | inside a fiber | `Fiber` | suspends the fiber; the worker runs other work |
 //! | inside a fiber that is unwinding | `Thread` | blocks the thread (below) |
 //! | a thread outside any runtime | `Thread` | blocks that thread |
-//! | an async task (or `block_on`) on a runtime thread | — | panics, naming the call to use instead |
+//! | an async task on a runtime thread | — | panics, naming the call to use instead |
+//! | the future given to `block_on` (the runtime's main future) | — | panics, naming the async call and `fiber::spawn` |
 //!
 //! A fiber that is unwinding (a panic, or its cancellation, is on its
 //! way up its stack and a destructor waits) does not suspend: std keeps
@@ -19,19 +20,30 @@
 //! as on a plain thread, until the wait is over.
 //!
 //! A thread *drives* a runtime while it is one of its workers or inside
-//! `block_on`: [`enter_driving`] marks it so, for the third row.
+//! `block_on`: [`enter_driving`] marks it so, for the last two rows. The
+//! `block_on` paths poll their future inside [`MainFuture`], so that the
+//! message can tell the runtime's main future (often `fiber_main!` or
+//! `#[fiber_runtime::main]`, where a user may expect a fiber) from a
+//! spawned task. A `block_on` on a thread that already drives a runtime
+//! is refused here too ([`refuse_nested_block_on`]), with the call that
+//! fits where it was made: `fiber::wait` in a fiber, `.await` elsewhere.
 
 use crate::fiber::context::{self as fiber, ControlBlock};
 use std::cell::Cell;
 use std::future::Future;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 thread_local! {
     /// Whether this thread drives a runtime (`enter_driving`).
     static DRIVING: Cell<bool> = const { Cell::new(false) };
+    /// Whether this thread polls a runtime's main future ([`MainFuture`]).
+    static IN_MAIN: Cell<bool> = const { Cell::new(false) };
 }
+
+/// The start of every refusal of a nested `block_on`.
+const NESTED: &str = "cannot start a runtime from within a runtime";
 
 /// Where a blocking-style call runs, and so how it waits.
 pub(crate) enum Caller<'a> {
@@ -45,20 +57,25 @@ pub(crate) enum Caller<'a> {
 ///
 /// # Panics
 ///
-/// Panics if called from an async task or `block_on` on a thread that
-/// drives a runtime, with a message naming `what` was called and what to
-/// use `instead`.
+/// Panics if called from an async task or `block_on`'s future on a
+/// thread that drives a runtime, with a message naming `what` was called
+/// and what to use `instead`. The panic is reported at the caller's
+/// location (`#[track_caller]` all the way: no closure in between).
 #[track_caller]
 #[inline]
-pub(crate) fn caller<R>(what: &str, instead: &str, f: impl FnOnce(Caller<'_>) -> R) -> R {
-    fiber::with_current(|current| match current {
-        Some(cb) if !std::thread::panicking() => f(Caller::Fiber(cb)),
-        Some(_) => f(Caller::Thread),
-        None => {
-            assert_blocking_allowed(what, instead);
-            f(Caller::Thread)
-        }
-    })
+pub(crate) fn caller<R, F: FnOnce(Caller<'_>) -> R>(what: &str, instead: &str, f: F) -> R {
+    // `f` comes back for the thread case, so that the check (and its
+    // panic) runs here, in a `#[track_caller]` body, not in a closure.
+    let f = match fiber::with_current(|current| match current {
+        Some(cb) if !std::thread::panicking() => Ok(f(Caller::Fiber(cb))),
+        Some(_) => Ok(f(Caller::Thread)),
+        None => Err(f),
+    }) {
+        Ok(r) => return r,
+        Err(f) => f,
+    };
+    assert_blocking_allowed(what, instead);
+    f(Caller::Thread)
 }
 
 /// Waits for `fut` in blocking style (module doc) and returns its output.
@@ -75,14 +92,99 @@ pub(crate) fn wait<F: Future>(fut: F, what: &str, instead: &str) -> F::Output {
 }
 
 /// Panics if this thread drives a runtime (outside a fiber), naming
-/// `what` was called and what to use `instead`.
+/// `what` was called and what to use `instead`, and whether it was the
+/// runtime's main future or an async task.
 #[track_caller]
 pub(crate) fn assert_blocking_allowed(what: &str, instead: &str) {
-    if is_driving() {
+    if !is_driving() {
+        return;
+    }
+    if in_main_future() {
         panic!(
-            "`{what}` was called from an async task (or `block_on`) on a runtime thread, where \
-             blocking would stall the worker; {instead} instead"
+            "`{what}` was called directly in the runtime's main future (the future given to \
+             `block_on`, `fiber_main!` or `#[fiber_runtime::main]`), which is async code \
+             driving the runtime, not a fiber, so blocking it would stall the runtime; {instead} \
+             instead, or move the blocking-style code into a fiber: \
+             `fiber::spawn(move || ..).await`"
         );
+    }
+    panic!(
+        "`{what}` was called from an async task on a runtime thread, where blocking would \
+         stall the worker; {instead} instead, or move the blocking-style code into a fiber \
+         (`fiber::spawn(..)`)"
+    );
+}
+
+/// Panics for a `block_on` on a thread that already drives a runtime
+/// (blocking it would stall the tasks of the outer one), suggesting what
+/// fits where it was called: `fiber::wait` in a fiber, `.await` in an
+/// async task or the main future.
+#[track_caller]
+pub(crate) fn refuse_nested_block_on() -> ! {
+    if fiber::with_current(|cb| cb.is_some()) {
+        panic!(
+            "{NESTED}: `block_on` was called inside a fiber, on a thread that already drives a \
+             runtime; wait with `fiber::wait(fut)` instead, which suspends only this fiber \
+             until `fut` completes"
+        );
+    }
+    if in_main_future() {
+        panic!(
+            "{NESTED}: `block_on` was called inside the runtime's main future (the future \
+             given to `block_on`, `fiber_main!` or `#[fiber_runtime::main]`); `.await` the \
+             future instead"
+        );
+    }
+    panic!(
+        "{NESTED}: `block_on` was called from an async task, on a thread that already drives \
+         a runtime; `.await` the future instead, or use `spawn_blocking` to run blocking code"
+    );
+}
+
+/// Refuses a `block_on` here if this thread already drives a runtime
+/// ([`refuse_nested_block_on`]); for the paths that would build a
+/// runtime first.
+#[track_caller]
+pub(crate) fn assert_block_on_allowed() {
+    if is_driving() {
+        refuse_nested_block_on();
+    }
+}
+
+/// Whether this thread is polling a runtime's main future.
+fn in_main_future() -> bool {
+    IN_MAIN.try_with(Cell::get).unwrap_or(false)
+}
+
+pin_project_lite::pin_project! {
+    /// A runtime's main future (the one given to `block_on`): marks the
+    /// thread as polling it for the time of each poll, for the messages
+    /// of [`assert_blocking_allowed`] and [`refuse_nested_block_on`].
+    pub(crate) struct MainFuture<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F> MainFuture<F> {
+    pub(crate) fn new(fut: F) -> MainFuture<F> {
+        MainFuture { fut }
+    }
+}
+
+impl<F: Future> Future for MainFuture<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        /// Restores the flag, also on unwind.
+        struct Reset(bool);
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                let _ = IN_MAIN.try_with(|m| m.set(self.0));
+            }
+        }
+        let _reset = Reset(IN_MAIN.with(|m| m.replace(true)));
+        self.project().fut.poll(cx)
     }
 }
 

@@ -416,23 +416,28 @@ fn join_error_display() {
     let cancelled = rt.block_on(h).unwrap_err();
     assert_eq!(cancelled.to_string(), "task was cancelled");
 
-    let static_str = rt.block_on(rt.spawn(async { panic!("boom") })).unwrap_err();
+    let h = rt.spawn(async { panic!("boom") });
+    let id = h.id();
+    let static_str = rt.block_on(h).unwrap_err();
     assert_eq!(
         static_str.to_string(),
-        "task panicked with message \"boom\""
+        format!("task {id} panicked with message \"boom\"")
     );
 
     let n = 3;
-    let string = rt
-        .block_on(rt.spawn(async move { panic!("boom {n}") }))
-        .unwrap_err();
-    assert_eq!(string.to_string(), "task panicked with message \"boom 3\"");
+    let h = rt.spawn(async move { panic!("boom {n}") });
+    let id = h.id();
+    let string = rt.block_on(h).unwrap_err();
+    assert_eq!(
+        string.to_string(),
+        format!("task {id} panicked with message \"boom 3\"")
+    );
 
     util::silence_expected_panics(&[]);
-    let other = rt
-        .block_on(rt.spawn(async { std::panic::panic_any(17u8) }))
-        .unwrap_err();
-    assert_eq!(other.to_string(), "task panicked");
+    let h = rt.spawn(async { std::panic::panic_any(17u8) });
+    let id = h.id();
+    let other = rt.block_on(h).unwrap_err();
+    assert_eq!(other.to_string(), format!("task {id} panicked"));
 
     // A std error, usable behind `Box<dyn Error + Send + Sync>`.
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(cancelled);

@@ -131,9 +131,9 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
             Ok(stack) => stack,
             // The task completes with a `JoinError` carrying the message
             // (which names the limit); nothing was started.
-            Err(e) => {
-                panic::resume_unwind(Box::new(format!("the fiber could not get a stack: {e}")))
-            }
+            Err(e) => panic::resume_unwind(crate::task_core::fiber_panic(Box::new(format!(
+                "the fiber could not get a stack: {e}"
+            )))),
         };
         let top = stack.top() as usize;
         let at = (top - std::mem::size_of::<ControlBlock>()) & !(CB_ALIGN - 1);
@@ -238,8 +238,8 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> std::future::Future
         match this.finish() {
             Ok(v) => Poll::Ready(v),
             // Re-raised inside the task poll: the task's `JoinError`
-            // carries it.
-            Err(payload) => panic::resume_unwind(payload),
+            // carries it, and names the fiber.
+            Err(payload) => panic::resume_unwind(crate::task_core::fiber_panic(payload)),
         }
     }
 }

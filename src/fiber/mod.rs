@@ -337,13 +337,18 @@ pub fn wait<F: Future>(fut: F) -> F::Output {
 #[track_caller]
 #[inline] // see `Current::yield_now`
 pub fn yield_now() {
-    context::with_current(|current| match current {
-        Some(cb) => cb.yield_now(),
-        None => {
-            wait::assert_blocking_allowed("fiber::yield_now", "`fiber_runtime::yield_now().await`");
-            std::thread::yield_now()
+    let in_fiber = context::with_current(|current| match current {
+        Some(cb) => {
+            cb.yield_now();
+            true
         }
-    })
+        None => false,
+    });
+    if !in_fiber {
+        // Here, not in the closure, so that the panic names the caller.
+        wait::assert_blocking_allowed("fiber::yield_now", "`fiber_runtime::yield_now().await`");
+        std::thread::yield_now()
+    }
 }
 
 /// Sleeps for `dur`: suspends the fiber (on the runtime's timer wheel),

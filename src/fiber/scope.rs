@@ -288,11 +288,13 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         &'scope self,
         join: JoinHandle<()>,
         packet: Arc<Packet<T>>,
+        fiber: bool,
     ) -> ScopedJoinHandle<'scope, T> {
         self.state.children.lock().push(join.abort_handle());
         ScopedJoinHandle {
             join,
             packet,
+            fiber,
             _scope: PhantomData,
         }
     }
@@ -320,7 +322,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         // and `scope` does not return before every token is (module doc).
         let run: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(run) };
         let join = super::spawn(run);
-        self.handle(join, packet)
+        self.handle(join, packet, true)
     }
 
     /// Spawns a task that may borrow from outside the scope.
@@ -345,7 +347,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let fut: Pin<Box<dyn Future<Output = ()> + Send + 'static>> =
             unsafe { std::mem::transmute(fut) };
         let join = crate::spawn(fut);
-        self.handle(join, packet)
+        self.handle(join, packet, false)
     }
 }
 
@@ -361,6 +363,8 @@ impl fmt::Debug for Scope<'_, '_> {
 pub struct ScopedJoinHandle<'scope, T> {
     join: JoinHandle<()>,
     packet: Arc<Packet<T>>,
+    /// A fiber's (else a task's), for the `JoinError`.
+    fiber: bool,
     _scope: PhantomData<&'scope ()>,
 }
 
@@ -388,10 +392,18 @@ impl<T> ScopedJoinHandle<'_, T> {
     /// ```
     #[track_caller]
     pub fn join(self) -> Result<T, JoinError> {
+        let id = self.join.id();
         self.join.join()?;
         match self.packet.result.lock().take() {
             Some(Ok(v)) => Ok(v),
-            Some(Err(payload)) => Err(JoinError::panic(payload)),
+            Some(Err(payload)) => {
+                let payload = if self.fiber {
+                    crate::task_core::fiber_panic(payload)
+                } else {
+                    payload
+                };
+                Err(JoinError::panic(payload, id, None))
+            }
             None => Err(JoinError::cancelled()),
         }
     }

@@ -170,7 +170,9 @@ impl Handle {
     ///
     /// # Panics
     ///
-    /// Panics if called from a thread that already drives a runtime.
+    /// Panics if called from a thread that already drives a runtime
+    /// (`.await` the future there, or in a fiber,
+    /// [`fiber::wait`](crate::fiber::wait) for it).
     ///
     /// # Examples
     ///

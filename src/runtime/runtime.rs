@@ -75,7 +75,9 @@ impl Runtime {
     /// # Panics
     ///
     /// Panics if called from a thread that already drives a runtime (a
-    /// worker, or inside another `block_on`): `.await` the future there.
+    /// worker, or inside another `block_on`): `.await` the future there,
+    /// or, inside a fiber, wait for it with
+    /// [`fiber::wait`](crate::fiber::wait).
     ///
     /// # Examples
     ///
@@ -225,10 +227,13 @@ impl fmt::Debug for Runtime {
 }
 
 /// Runs a future on the calling thread, driving `handle`'s scheduler if it
-/// is a current-thread one.
+/// is a current-thread one. The future is the runtime's main future
+/// (`wait::MainFuture`), for the messages of blocking-style calls made
+/// directly in it.
 #[track_caller]
 pub(crate) fn block_on_handle<F: Future>(handle: &scheduler::Handle, future: F) -> F::Output {
     let _enter = context::enter_runtime(handle);
+    let future = crate::wait::MainFuture::new(future);
     match handle {
         scheduler::Handle::CurrentThread(h) => current_thread::Handle::block_on(h, future),
         scheduler::Handle::MultiThread(_) => crate::wait::block_on_thread(future),

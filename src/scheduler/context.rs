@@ -214,11 +214,7 @@ pub(crate) struct EnterRuntimeGuard {
 #[track_caller]
 pub(crate) fn enter_runtime(handle: &scheduler::Handle) -> EnterRuntimeGuard {
     let Some(driving) = wait::enter_driving() else {
-        panic!(
-            "cannot start a runtime from within a runtime: `block_on` was called on a thread \
-             that is already driving async tasks; `.await` the future instead, or use \
-             `spawn_blocking` to run blocking code"
-        );
+        wait::refuse_nested_block_on()
     };
     EnterRuntimeGuard {
         _current: set_current(handle),

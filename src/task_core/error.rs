@@ -1,5 +1,6 @@
 //! `JoinError`: why a task produced no output.
 
+use super::Id;
 use crate::util::SyncWrapper;
 use std::any::Any;
 use std::fmt;
@@ -8,15 +9,34 @@ use std::fmt;
 /// not run to completion: it was cancelled (by
 /// [`abort`](crate::JoinHandle::abort) or runtime shutdown) or it panicked.
 ///
+/// A panic's error says whether a task or a fiber panicked, its id and
+/// its name (given with [`task::Builder`](crate::task::Builder) or
+/// [`fiber::Builder`](crate::fiber::Builder)), and the panic's message.
+///
 /// # Examples
 ///
 /// ```
 /// let rt = fiber_runtime::Runtime::new().unwrap();
-/// let err = rt
-///     .block_on(rt.spawn(async { panic!("boom") }))
-///     .unwrap_err();
+/// let h = rt.spawn(async { panic!("boom") });
+/// let id = h.id();
+/// let err = rt.block_on(h).unwrap_err();
 /// assert!(err.is_panic());
-/// assert_eq!(err.to_string(), "task panicked with message \"boom\"");
+/// assert_eq!(err.to_string(), format!("task {id} panicked with message \"boom\""));
+///
+/// let err = rt.block_on(async {
+///     let h = fiber_runtime::fiber::Builder::new()
+///         .name("loader")
+///         .spawn(|| panic!("no file"))
+///         .unwrap();
+///     let id = h.id();
+///     let err = h.await.unwrap_err();
+///     assert_eq!(
+///         err.to_string(),
+///         format!("fiber \"loader\" (id {id}) panicked with message \"no file\"")
+///     );
+///     err
+/// });
+/// assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "no file");
 /// ```
 pub struct JoinError {
     repr: Repr,
@@ -24,11 +44,29 @@ pub struct JoinError {
 
 enum Repr {
     Cancelled,
-    /// Boxed once more so that `JoinError` is one word: a task's output
-    /// slot holds `Result<T, JoinError>`, and for small `T` this keeps it
-    /// at two words (the panic path pays one allocation).
-    #[allow(clippy::box_collection)]
-    Panic(Box<SyncWrapper<Box<dyn Any + Send + 'static>>>),
+    /// Boxed so that `JoinError` is one word: a task's output slot holds
+    /// `Result<T, JoinError>`, and for small `T` this keeps it at two
+    /// words (the panic path pays one allocation).
+    Panic(Box<Panicked>),
+}
+
+/// What a panic's error carries.
+struct Panicked {
+    payload: SyncWrapper<Box<dyn Any + Send + 'static>>,
+    id: Id,
+    name: Option<String>,
+    fiber: bool,
+}
+
+/// A fiber's panic payload on its way from the fiber to its task's poll,
+/// which makes the `JoinError` (see [`fiber_panic`]).
+struct FiberPanic(Box<dyn Any + Send + 'static>);
+
+/// Marks `payload` as a fiber's panic, re-raised by the fiber's task
+/// future: the task's `JoinError` then says "fiber" (and holds `payload`
+/// itself, unwrapped).
+pub(crate) fn fiber_panic(payload: Box<dyn Any + Send + 'static>) -> Box<dyn Any + Send + 'static> {
+    Box::new(FiberPanic(payload))
 }
 
 impl JoinError {
@@ -38,9 +76,24 @@ impl JoinError {
         }
     }
 
-    pub(crate) fn panic(payload: Box<dyn Any + Send + 'static>) -> JoinError {
+    /// The panic of the task or fiber `id` (named `name`); a payload
+    /// marked by [`fiber_panic`] is a fiber's.
+    pub(crate) fn panic(
+        payload: Box<dyn Any + Send + 'static>,
+        id: Id,
+        name: Option<&str>,
+    ) -> JoinError {
+        let (payload, fiber) = match payload.downcast::<FiberPanic>() {
+            Ok(fiber) => (fiber.0, true),
+            Err(payload) => (payload, false),
+        };
         JoinError {
-            repr: Repr::Panic(Box::new(SyncWrapper::new(payload))),
+            repr: Repr::Panic(Box::new(Panicked {
+                payload: SyncWrapper::new(payload),
+                id,
+                name: name.map(String::from),
+                fiber,
+            })),
         }
     }
 
@@ -105,7 +158,7 @@ impl JoinError {
     /// ```
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
         match self.repr {
-            Repr::Panic(p) => Ok((*p).into_inner()),
+            Repr::Panic(p) => Ok(p.payload.into_inner()),
             repr => Err(JoinError { repr }),
         }
     }
@@ -119,13 +172,24 @@ fn panic_message<'a>(payload: &'a SyncWrapper<Box<dyn Any + Send + 'static>>) ->
     }
 }
 
+impl fmt::Display for Panicked {
+    /// `task 7`, `fiber "loader" (id 7)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.fiber { "fiber" } else { "task" };
+        match &self.name {
+            Some(name) => write!(f, "{kind} {name:?} (id {})", self.id),
+            None => write!(f, "{kind} {}", self.id),
+        }
+    }
+}
+
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => f.write_str("task was cancelled"),
-            Repr::Panic(p) => match panic_message(p) {
-                Some(msg) => write!(f, "task panicked with message {msg:?}"),
-                None => f.write_str("task panicked"),
+            Repr::Panic(p) => match panic_message(&p.payload) {
+                Some(msg) => write!(f, "{p} panicked with message {msg:?}"),
+                None => write!(f, "{p} panicked"),
             },
         }
     }
@@ -135,9 +199,9 @@ impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.repr {
             Repr::Cancelled => f.write_str("JoinError::Cancelled"),
-            Repr::Panic(p) => match panic_message(p) {
-                Some(msg) => write!(f, "JoinError::Panic({msg:?})"),
-                None => f.write_str("JoinError::Panic(..)"),
+            Repr::Panic(p) => match panic_message(&p.payload) {
+                Some(msg) => write!(f, "JoinError::Panic({p}, {msg:?})"),
+                None => write!(f, "JoinError::Panic({p}, ..)"),
             },
         }
     }
@@ -148,5 +212,30 @@ impl std::error::Error for JoinError {}
 impl From<JoinError> for std::io::Error {
     fn from(e: JoinError) -> std::io::Error {
         std::io::Error::other(e.to_string())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_join_error_is_one_word_and_a_fiber_panic_is_unwrapped() {
+        assert_eq!(
+            std::mem::size_of::<JoinError>(),
+            std::mem::size_of::<usize>()
+        );
+        let id = Id::next();
+        let err = JoinError::panic(fiber_panic(Box::new("boom")), id, Some("f"));
+        assert_eq!(
+            err.to_string(),
+            format!("fiber \"f\" (id {id}) panicked with message \"boom\"")
+        );
+        assert_eq!(*err.into_panic().downcast::<&str>().unwrap(), "boom");
+        let err = JoinError::panic(Box::new(3u8), id, None);
+        assert_eq!(
+            format!("{err:?}"),
+            format!("JoinError::Panic(task {id}, ..)")
+        );
     }
 }

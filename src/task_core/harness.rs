@@ -168,7 +168,11 @@ fn poll_future<F: Future, S>(cell: &Cell<F, S>, cx: &mut Context<'_>) -> Poll<()
     let output = match res {
         Ok(Poll::Pending) => return Poll::Pending,
         Ok(Poll::Ready(out)) => Ok(out),
-        Err(payload) => Err(JoinError::panic(payload)),
+        Err(payload) => Err(JoinError::panic(
+            payload,
+            cell.trailer.id,
+            cell.trailer.name(),
+        )),
     };
     // Dropping the finished future may panic too; the output wins then.
     // SAFETY: we hold RUNNING, so we own the stage.
@@ -195,7 +199,7 @@ fn cancel_task<F: Future, S>(cell: &Cell<F, S>) {
     });
     let err = match res {
         Ok(()) => JoinError::cancelled(),
-        Err(payload) => JoinError::panic(payload),
+        Err(payload) => JoinError::panic(payload, cell.trailer.id, cell.trailer.name()),
     };
     // SAFETY: as above; the stage is consumed now.
     unsafe { cell.store_output(Err(err)) };

@@ -71,6 +71,7 @@ mod waker;
 
 pub use self::abort::AbortHandle;
 pub use self::error::JoinError;
+pub(crate) use self::error::fiber_panic;
 pub use self::id::{Id, id};
 pub use self::join::JoinHandle;
 pub use self::local::{AccessError, LocalKey, TaskLocalFuture};
