@@ -127,6 +127,27 @@ assert_future!(udp_recv_from: {
     let buf: &mut [u8] = todo!();
     s.recv_from(buf)
 } => Send & Sync);
+use fiber_runtime::net::{TcpSocket, UnixDatagram, lookup_host};
+assert_value!(TcpSocket: Send & Sync & Unpin);
+assert_value!(UnixDatagram: Send & Sync & Unpin);
+assert_future!(lookup: lookup_host("localhost:80") => Send & Sync);
+assert_future!(lookup_result: futures::executor::block_on(lookup_host("localhost:80")).unwrap() => Send & Sync);
+assert_future!(tcp_connect_by_name: TcpStream::connect(("localhost", 80)) => Send & Sync);
+assert_future!(tcp_socket_connect: TcpSocket::new_v4().unwrap().connect(todo!()) => Send & Sync);
+assert_future!(tcp_peek: {
+    let s: &TcpStream = todo!();
+    let buf: &mut [u8] = todo!();
+    s.peek(buf)
+} => Send & Sync);
+assert_future!(unix_datagram_recv_from: {
+    let s: &UnixDatagram = todo!();
+    let buf: &mut [u8] = todo!();
+    s.recv_from(buf)
+} => Send & Sync);
+assert_future!(unix_datagram_send_to: {
+    let s: &UnixDatagram = todo!();
+    s.send_to(b"x", "/nowhere")
+} => Send & Sync);
 
 // Fibers.
 use fiber_runtime::fiber::{self, FiberId};

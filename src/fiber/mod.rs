@@ -246,7 +246,9 @@ impl Builder {
     /// # Errors
     ///
     /// `InvalidInput` if the stack size is outside 16 KiB..=1 GiB (naming
-    /// the range), or if there is no current runtime.
+    /// the range); an error of kind `Other` carrying a
+    /// [`TryCurrentError`](crate::TryCurrentError) if there is no current
+    /// runtime.
     ///
     /// The stack itself is taken when the fiber first runs, from the pool
     /// of the worker that runs it, so a fiber queued but not started holds
@@ -268,12 +270,8 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let handle = scheduler::context::with_current(|h| h.clone()).map_err(|_| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "there is no fiber-runtime runtime on this thread: spawn fibers from a task, \
-                 a fiber, `Runtime::block_on`, or after `Runtime::enter()`",
-            )
+        let handle = scheduler::context::with_current(|h| h.clone()).map_err(|kind| {
+            crate::runtime::TryCurrentError::no_runtime(kind, "spawning a fiber")
         })?;
         let common = handle.common();
         let size = self.stack_size.unwrap_or(common.config.fiber_stack_size);

@@ -19,11 +19,8 @@ pub(crate) struct PollEvented<E: mio::event::Source> {
 impl<E: mio::event::Source> PollEvented<E> {
     /// Registers `io` with the current runtime's reactor.
     pub(crate) fn new(mut io: E) -> io::Result<PollEvented<E>> {
-        let reactor = context::with_current(|h| h.common().driver.io.clone()).map_err(|_| {
-            io::Error::other(
-                "there is no fiber-runtime runtime on this thread: sockets must be created \
-                 inside a runtime (a task, `Runtime::block_on`, or after `Runtime::enter()`)",
-            )
+        let reactor = context::with_current(|h| h.common().driver.io.clone()).map_err(|kind| {
+            crate::runtime::TryCurrentError::no_runtime(kind, "creating a socket")
         })?;
         let registration = Registration::new(&mut io, reactor)?;
         Ok(PollEvented {
@@ -83,13 +80,6 @@ impl<E: mio::event::Source> PollEvented<E> {
             .poll_io_drained(cx, Direction::Write, || op(io), |&n| n < len)
     }
 
-    /// Waits for write readiness once (used by `connect`).
-    pub(crate) fn poll_write_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.registration
-            .poll_ready(cx, Direction::Write)
-            .map(|r| r.map(|_| ()))
-    }
-
     /// Deregisters and returns the source.
     pub(crate) fn into_inner(mut self) -> io::Result<E> {
         let mut io = self.io.take().expect("source taken out of PollEvented");
@@ -143,6 +133,27 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
                 }
             },
         })
+    }
+}
+
+/// Whether the read half of `fd` is closed (`POLLRDHUP`) right now,
+/// without waiting.
+pub(crate) fn read_closed_now(fd: &impl std::os::fd::AsRawFd) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid `pollfd`, for the duration of the call; a zero
+        // timeout never blocks.
+        if unsafe { libc::poll(&mut p, 1, 0) } >= 0 {
+            return Ok(p.revents & libc::POLLRDHUP != 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

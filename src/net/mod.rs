@@ -1,7 +1,13 @@
-//! Networking: TCP, UDP and Unix-domain sockets on the runtime's reactor.
+//! Networking: TCP, UDP and Unix-domain sockets on the runtime's reactor,
+//! and name resolution.
 //!
 //! `bind` is synchronous; `connect`, `accept`, reads and writes are async.
-//! Every type is `Send + Sync`, and the stream types implement
+//! [`TcpSocket`] sets options before connecting or listening. Addresses are
+//! anything [`ToSocketAddrs`]: numeric ones are parsed at once, host names
+//! are resolved on the blocking pool ([`lookup_host`]), never on a worker.
+//! Every type is `Send + Sync`, implements `AsFd` and `AsRawFd` (so
+//! `socket2::SockRef::from(&socket)` reaches any option), and the stream
+//! types implement
 //! [`AsyncRead`](crate::io::AsyncRead) and
 //! [`AsyncWrite`](crate::io::AsyncWrite) for both `T` and `&T`, so one
 //! stream shared through an `Arc` can be read by one task and written by
@@ -15,8 +21,9 @@
 //! # Blocking style
 //!
 //! The stream types also implement `std::io::Read` and `std::io::Write`
-//! (for `T` and `&T`), and the listeners and `UdpSocket` have `blocking_*`
-//! methods. Inside a [fiber](crate::fiber) they suspend the fiber until the
+//! (for `T` and `&T`), and the listeners, the datagram sockets and the
+//! streams' connects have `blocking_*` methods
+//! ([`TcpStream::blocking_connect`], [`UdpSocket::blocking_recv_from`], ...). Inside a [fiber](crate::fiber) they suspend the fiber until the
 //! socket is ready; on a thread outside any runtime they block it; in an
 //! async task on a runtime thread they panic (use the async methods).
 //! With both `std::io::Write` and [`AsyncWriteExt`](crate::io::AsyncWriteExt)
@@ -48,46 +55,21 @@
 //! });
 //! ```
 
+mod addr;
 mod tcp;
 mod udp;
 mod unix;
 
+pub use addr::{ToSocketAddrs, lookup_host};
 pub use tcp::listener::TcpListener;
+pub use tcp::socket::TcpSocket;
 pub use tcp::stream::TcpStream;
 pub use udp::UdpSocket;
+pub use unix::datagram::UnixDatagram;
 pub use unix::listener::UnixListener;
 pub use unix::stream::UnixStream;
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-
-/// Resolves `addr` (numeric addresses never block; host names use the
-/// system resolver).
-pub(crate) fn resolve(addr: impl ToSocketAddrs) -> io::Result<Vec<SocketAddr>> {
-    let addrs: Vec<SocketAddr> = addr.to_socket_addrs()?.collect();
-    if addrs.is_empty() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "could not resolve to any address",
-        ));
-    }
-    Ok(addrs)
-}
-
-/// Tries `f` on each address, returning the first success or last error.
-pub(crate) fn each_addr<T>(
-    addr: impl ToSocketAddrs,
-    mut f: impl FnMut(SocketAddr) -> io::Result<T>,
-) -> io::Result<T> {
-    let mut last = None;
-    for a in resolve(addr)? {
-        match f(a) {
-            Ok(t) => return Ok(t),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.expect("resolve returned at least one address"))
-}
 
 /// Implements `AsyncRead`/`AsyncWrite` (and the blocking-style
 /// `std::io::Read`/`Write`) for a stream type's shared reference, through
@@ -116,6 +98,18 @@ macro_rules! impl_async_read_write {
                     .poll_write_stream(cx, buf.len(), |s| std::io::Write::write(&mut &*s, buf))
             }
 
+            /// One `writev(2)` of all of `bufs` (as much as the socket
+            /// takes).
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                let len = bufs.iter().map(|b| b.len()).sum();
+                self.io
+                    .poll_write_stream(cx, len, |s| std::io::Write::write_vectored(&mut &*s, bufs))
+            }
+
             fn poll_flush(
                 self: std::pin::Pin<&mut Self>,
                 _cx: &mut std::task::Context<'_>,
@@ -123,11 +117,16 @@ macro_rules! impl_async_read_write {
                 std::task::Poll::Ready(Ok(()))
             }
 
+            /// Shuts down the write half. A connection the peer already
+            /// reset or closed (`NotConnected`) counts as closed: success,
+            /// as tokio's `poll_shutdown`.
             fn poll_close(
                 self: std::pin::Pin<&mut Self>,
                 _cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready(self.shutdown(std::net::Shutdown::Write))
+                std::task::Poll::Ready($crate::net::shutdown_write(
+                    self.shutdown(std::net::Shutdown::Write),
+                ))
             }
         }
 
@@ -148,6 +147,14 @@ macro_rules! impl_async_read_write {
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
                 std::pin::Pin::new(&mut &*self).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut &*self).poll_write_vectored(cx, bufs)
             }
 
             fn poll_flush(
@@ -203,6 +210,19 @@ macro_rules! impl_async_read_write {
                 )
             }
 
+            /// Blocking-style vectored write (see `Read`).
+            #[track_caller]
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                let len: usize = bufs.iter().map(|b| b.len()).sum();
+                self.io.blocking_drained(
+                    $crate::reactor::scheduled_io::Direction::Write,
+                    "std::io::Write::write_vectored",
+                    "`AsyncWriteExt::write_vectored(..).await`",
+                    |s| std::io::Write::write_vectored(&mut &*s, bufs),
+                    |&n| n < len,
+                )
+            }
+
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
             }
@@ -214,6 +234,11 @@ macro_rules! impl_async_read_write {
                 std::io::Write::write(&mut &*self, buf)
             }
 
+            #[track_caller]
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                std::io::Write::write_vectored(&mut &*self, bufs)
+            }
+
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
             }
@@ -221,3 +246,32 @@ macro_rules! impl_async_read_write {
     };
 }
 pub(crate) use impl_async_read_write;
+
+/// The result of shutting down a stream's write half for `poll_close`:
+/// `NotConnected` (the peer reset or closed the connection first) is
+/// success, as in tokio, since the stream is closed either way.
+pub(crate) fn shutdown_write(res: io::Result<()>) -> io::Result<()> {
+    match res {
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
+        res => res,
+    }
+}
+
+/// Implements `AsFd` and `AsRawFd` for a type whose `io` field is a
+/// `PollEvented`, so that `socket2::SockRef::from(&socket)` works.
+macro_rules! impl_as_fd {
+    ($ty:ty) => {
+        impl std::os::fd::AsFd for $ty {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                std::os::fd::AsFd::as_fd(self.io.get_ref())
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $ty {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                std::os::fd::AsRawFd::as_raw_fd(self.io.get_ref())
+            }
+        }
+    };
+}
+pub(crate) use impl_as_fd;

@@ -1,11 +1,12 @@
 //! `UdpSocket`.
 
 use crate::io::PollEvented;
+use crate::net::{ToSocketAddrs, addr};
+use crate::reactor::scheduled_io::Direction;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::net::SocketAddr;
 
 /// A UDP socket.
 ///
@@ -30,9 +31,15 @@ pub struct UdpSocket {
 impl UdpSocket {
     /// Binds a socket to `addr` (port 0 picks a free port).
     ///
+    /// Synchronous: a numeric address never blocks; a host name is
+    /// resolved inline, except in a fiber (on the blocking pool, the fiber
+    /// waiting).
+    ///
     /// # Errors
     ///
-    /// `AddrInUse` if taken; other OS errors; an error outside a runtime.
+    /// `AddrInUse` if taken; `InvalidInput` for a string that is not
+    /// `host:port`; other OS errors; an error of kind `Other` outside a
+    /// runtime.
     ///
     /// # Examples
     ///
@@ -43,7 +50,7 @@ impl UdpSocket {
     /// });
     /// ```
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<UdpSocket> {
-        let sock = super::each_addr(addr, mio::net::UdpSocket::bind)?;
+        let sock = addr::each_addr(addr::resolve_sync(&addr)?, mio::net::UdpSocket::bind)?;
         Ok(UdpSocket {
             io: PollEvented::new(sock)?,
         })
@@ -51,6 +58,12 @@ impl UdpSocket {
 
     /// Sets the default peer for [`send`](Self::send) and
     /// [`recv`](Self::recv), and filters received datagrams to it.
+    /// Synchronous, resolving as [`bind`](Self::bind) does.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `connect(2)` for the last address tried; the
+    /// resolver's error.
     ///
     /// # Examples
     ///
@@ -68,16 +81,21 @@ impl UdpSocket {
     /// });
     /// ```
     pub fn connect(&self, addr: impl ToSocketAddrs) -> io::Result<()> {
-        super::each_addr(addr, |a| self.io.get_ref().connect(a))
+        addr::each_addr(addr::resolve_sync(&addr)?, |a| self.io.get_ref().connect(a))
     }
 
-    /// Sends a datagram to `target`; returns the bytes sent.
+    /// Sends a datagram to `target` (its first address, a host name
+    /// resolved on the blocking pool); returns the bytes sent.
+    ///
+    /// # Errors
+    ///
+    /// The OS error of `sendto(2)`; the resolver's error.
     ///
     /// # Examples
     ///
     /// See [`UdpSocket`].
     pub async fn send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let target = super::resolve(target)?[0];
+        let target = addr::first(addr::resolve(&target).await?)?;
         poll_fn(|cx| self.io.poll_write_io(cx, |s| s.send_to(buf, target))).await
     }
 
@@ -112,13 +130,12 @@ impl UdpSocket {
     /// ```
     #[track_caller]
     pub fn blocking_send_to(&self, buf: &[u8], target: impl ToSocketAddrs) -> io::Result<usize> {
-        let target = super::resolve(target)?[0];
-        self.io.blocking(
-            crate::reactor::scheduled_io::Direction::Write,
-            "UdpSocket::blocking_send_to",
-            "`.send_to(..).await`",
-            |s| s.send_to(buf, target),
-        )
+        const WHAT: &str = "UdpSocket::blocking_send_to";
+        const INSTEAD: &str = "`.send_to(..).await`";
+        crate::wait::caller(WHAT, INSTEAD, |_| ());
+        let target = addr::first(addr::resolve_blocking(&target, WHAT, INSTEAD)?)?;
+        self.io
+            .blocking(Direction::Write, WHAT, INSTEAD, |s| s.send_to(buf, target))
     }
 
     /// Blocking-style [`recv_from`](Self::recv_from).
@@ -129,11 +146,164 @@ impl UdpSocket {
     #[track_caller]
     pub fn blocking_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io.blocking(
-            crate::reactor::scheduled_io::Direction::Read,
+            Direction::Read,
             "UdpSocket::blocking_recv_from",
             "`.recv_from(..).await`",
             |s| s.recv_from(buf),
         )
+    }
+
+    /// Blocking-style [`send`](Self::send): suspends the fiber (inside
+    /// one) or blocks a plain thread; panics in an async task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{fiber, net::UdpSocket};
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     a.connect(b.local_addr().unwrap()).unwrap();
+    ///     b.connect(a.local_addr().unwrap()).unwrap();
+    ///     let got = fiber::spawn(move || {
+    ///         a.blocking_send(b"hey").unwrap();
+    ///         let mut buf = [0; 3];
+    ///         b.blocking_recv(&mut buf).unwrap()
+    ///     });
+    ///     assert_eq!(got.await.unwrap(), 3);
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn blocking_send(&self, buf: &[u8]) -> io::Result<usize> {
+        self.io.blocking(
+            Direction::Write,
+            "UdpSocket::blocking_send",
+            "`.send(..).await`",
+            |s| s.send(buf),
+        )
+    }
+
+    /// Blocking-style [`recv`](Self::recv).
+    ///
+    /// # Examples
+    ///
+    /// See [`blocking_send`](Self::blocking_send).
+    #[track_caller]
+    pub fn blocking_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.io.blocking(
+            Direction::Read,
+            "UdpSocket::blocking_recv",
+            "`.recv(..).await`",
+            |s| s.recv(buf),
+        )
+    }
+
+    /// Receives the next datagram into `buf` without taking it off the
+    /// queue: the next receive or peek gets it again. Returns its length
+    /// (cut to `buf`) and sender.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::net::UdpSocket;
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     a.send_to(b"hi", b.local_addr().unwrap()).await.unwrap();
+    ///     let mut buf = [0; 8];
+    ///     let (n, from) = b.peek_from(&mut buf).await.unwrap();
+    ///     assert_eq!((&buf[..n], from), (&b"hi"[..], a.local_addr().unwrap()));
+    ///     assert_eq!(b.recv_from(&mut buf).await.unwrap(), (n, from));
+    /// });
+    /// ```
+    pub async fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        poll_fn(|cx| self.io.poll_read_io(cx, |s| s.peek_from(buf))).await
+    }
+
+    /// As [`peek_from`](Self::peek_from), from the connected peer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::net::UdpSocket;
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     b.connect(a.local_addr().unwrap()).unwrap();
+    ///     a.send_to(b"x", b.local_addr().unwrap()).await.unwrap();
+    ///     let mut buf = [0; 1];
+    ///     assert_eq!(b.peek(&mut buf).await.unwrap(), 1);
+    ///     assert_eq!(b.recv(&mut buf).await.unwrap(), 1);
+    /// });
+    /// ```
+    pub async fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
+        poll_fn(|cx| self.io.poll_read_io(cx, |s| s.peek(buf))).await
+    }
+
+    /// Sets the IP time-to-live (`IP_TTL`) of outgoing datagrams.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let s = fiber_runtime::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     s.set_ttl(9).unwrap();
+    ///     assert_eq!(s.ttl().unwrap(), 9);
+    /// });
+    /// ```
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+
+    /// Reads `IP_TTL`.
+    ///
+    /// # Examples
+    ///
+    /// See [`set_ttl`](Self::set_ttl).
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+
+    /// Sets `SO_BROADCAST`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let s = fiber_runtime::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     s.set_broadcast(true).unwrap();
+    ///     assert!(s.broadcast().unwrap());
+    /// });
+    /// ```
+    pub fn set_broadcast(&self, on: bool) -> io::Result<()> {
+        self.io.get_ref().set_broadcast(on)
+    }
+
+    /// Reads `SO_BROADCAST`.
+    ///
+    /// # Examples
+    ///
+    /// See [`set_broadcast`](Self::set_broadcast).
+    pub fn broadcast(&self) -> io::Result<bool> {
+        self.io.get_ref().broadcast()
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), such as the
+    /// `ConnectionRefused` an ICMP reply to an earlier send left.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let s = fiber_runtime::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    ///     assert!(s.take_error().unwrap().is_none());
+    /// });
+    /// ```
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.get_ref().take_error()
     }
 
     /// Sends a datagram to the connected peer.
@@ -213,16 +383,11 @@ impl UdpSocket {
     /// ```
     pub fn into_std(self) -> io::Result<std::net::UdpSocket> {
         let mio = self.io.into_inner()?;
-        // SAFETY: we own the descriptor and give it up to the std socket.
-        Ok(unsafe { std::net::UdpSocket::from_raw_fd(mio.into_raw_fd()) })
+        Ok(std::net::UdpSocket::from(std::os::fd::OwnedFd::from(mio)))
     }
 }
 
-impl AsRawFd for UdpSocket {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
+crate::net::impl_as_fd!(UdpSocket);
 
 impl fmt::Debug for UdpSocket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

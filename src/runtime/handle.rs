@@ -5,6 +5,7 @@ use crate::scheduler::{self, context};
 use crate::task_core::JoinHandle;
 use std::fmt;
 use std::future::Future;
+use std::io;
 use std::marker::PhantomData;
 
 /// A reference to a runtime, to spawn onto it from anywhere. Cheap to
@@ -36,25 +37,61 @@ pub struct Handle {
 
 /// Returned by [`Handle::try_current`] when there is no current runtime.
 ///
+/// The fallible entry points that need a runtime (creating a socket,
+/// [`fiber::Builder::spawn`](crate::fiber::Builder::spawn),
+/// [`task::Builder::spawn`](crate::task::Builder::spawn),
+/// [`net::lookup_host`](crate::net::lookup_host) of a host name) return it
+/// inside an [`io::Error`] of kind [`Other`](io::ErrorKind::Other), the
+/// same kind everywhere, so it can be told apart by downcasting (see
+/// below). It converts into one with `From` as well.
+///
 /// # Examples
 ///
 /// ```
 /// let err = fiber_runtime::Handle::try_current().unwrap_err();
 /// assert!(err.to_string().contains("no fiber-runtime runtime"));
+///
+/// // Outside a runtime, every fallible entry point fails the same way.
+/// let err = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::Other);
+/// assert!(err.get_ref().unwrap().is::<fiber_runtime::TryCurrentError>());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TryCurrentError {
     kind: context::NoRuntime,
+    /// What failed for want of a runtime, when an entry point reports it.
+    what: Option<&'static str>,
 }
 
 impl TryCurrentError {
     pub(crate) fn new(kind: context::NoRuntime) -> TryCurrentError {
-        TryCurrentError { kind }
+        TryCurrentError { kind, what: None }
+    }
+
+    /// The error every fallible entry point returns when there is no
+    /// runtime (the one constructor they all use): kind `Other`, carrying
+    /// this error (so callers can downcast it), whose message starts with
+    /// `what` failed.
+    pub(crate) fn no_runtime(kind: context::NoRuntime, what: &'static str) -> io::Error {
+        io::Error::from(TryCurrentError {
+            kind,
+            what: Some(what),
+        })
+    }
+}
+
+impl From<TryCurrentError> for io::Error {
+    /// An error of kind [`Other`](io::ErrorKind::Other) carrying `e`.
+    fn from(e: TryCurrentError) -> io::Error {
+        io::Error::other(e)
     }
 }
 
 impl fmt::Display for TryCurrentError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(what) = self.what {
+            write!(f, "{what} failed: ")?;
+        }
         match self.kind {
             context::NoRuntime::NoContext => f.write_str(
                 "there is no fiber-runtime runtime on this thread: call this from a task, \

@@ -51,8 +51,9 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// `InvalidInput` if there is no current runtime (where
-    /// [`spawn`](crate::spawn) would panic).
+    /// An error of kind `Other` carrying a
+    /// [`TryCurrentError`](crate::TryCurrentError) if there is no current
+    /// runtime (where [`spawn`](crate::spawn) would panic).
     ///
     /// # Examples
     ///
@@ -61,7 +62,7 @@ impl Builder {
     ///
     /// // No runtime here: an error, not a panic.
     /// let err = task::Builder::new().spawn(async {}).unwrap_err();
-    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// assert_eq!(err.kind(), std::io::ErrorKind::Other);
     /// ```
     #[track_caller]
     pub fn spawn<F>(self, future: F) -> io::Result<JoinHandle<F::Output>>
@@ -69,12 +70,8 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        scheduler::context::with_current(|h| h.spawn(future, self.name)).map_err(|kind| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                TryCurrentError::new(kind).to_string(),
-            )
-        })
+        scheduler::context::with_current(|h| h.spawn(future, self.name))
+            .map_err(|kind| TryCurrentError::no_runtime(kind, "spawning a task"))
     }
 
     /// Spawns `f` as a fiber on the current runtime (as

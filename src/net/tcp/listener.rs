@@ -2,11 +2,11 @@
 
 use super::stream::TcpStream;
 use crate::io::PollEvented;
+use crate::net::{ToSocketAddrs, addr};
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::net::SocketAddr;
 
 /// A TCP socket listening for connections.
 ///
@@ -28,12 +28,19 @@ pub struct TcpListener {
 }
 
 impl TcpListener {
-    /// Binds to `addr` (port 0 picks a free port) and starts listening.
+    /// Binds to `addr` (port 0 picks a free port) and starts listening
+    /// (with `SO_REUSEADDR` and a backlog of 128, as std; use
+    /// [`TcpSocket`](crate::net::TcpSocket) to choose).
+    ///
+    /// Synchronous: a numeric address never blocks; a host name is
+    /// resolved inline, except in a fiber, where it goes to the blocking
+    /// pool while the fiber waits.
     ///
     /// # Errors
     ///
-    /// `AddrInUse` if the address is taken; any OS error of `bind` or
-    /// `listen`; an error if called outside a runtime.
+    /// `AddrInUse` if the address is taken; `InvalidInput` for a string
+    /// that is not `host:port`; any OS error of `bind` or `listen`; an
+    /// error of kind `Other` if called outside a runtime.
     ///
     /// # Examples
     ///
@@ -46,7 +53,7 @@ impl TcpListener {
     /// });
     /// ```
     pub fn bind(addr: impl ToSocketAddrs) -> io::Result<TcpListener> {
-        let listener = super::super::each_addr(addr, mio::net::TcpListener::bind)?;
+        let listener = addr::each_addr(addr::resolve_sync(&addr)?, mio::net::TcpListener::bind)?;
         Ok(TcpListener {
             io: PollEvented::new(listener)?,
         })
@@ -141,6 +148,45 @@ impl TcpListener {
         self.io.get_ref().local_addr()
     }
 
+    /// Sets the IP time-to-live (`IP_TTL`) of the accepted connections'
+    /// packets.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let l = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     l.set_ttl(7).unwrap();
+    ///     assert_eq!(l.ttl().unwrap(), 7);
+    /// });
+    /// ```
+    pub fn set_ttl(&self, ttl: u32) -> io::Result<()> {
+        self.io.get_ref().set_ttl(ttl)
+    }
+
+    /// Reads `IP_TTL`.
+    ///
+    /// # Examples
+    ///
+    /// See [`set_ttl`](Self::set_ttl).
+    pub fn ttl(&self) -> io::Result<u32> {
+        self.io.get_ref().ttl()
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let l = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    ///     assert!(l.take_error().unwrap().is_none());
+    /// });
+    /// ```
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.get_ref().take_error()
+    }
+
     /// Wraps a listener from the standard library (made non-blocking here).
     ///
     /// # Errors
@@ -181,17 +227,11 @@ impl TcpListener {
     /// ```
     pub fn into_std(self) -> io::Result<std::net::TcpListener> {
         let mio = self.io.into_inner()?;
-        // SAFETY: the descriptor comes from a mio listener we own and give
-        // up here, so the std listener is its only owner.
-        Ok(unsafe { std::net::TcpListener::from_raw_fd(mio.into_raw_fd()) })
+        Ok(std::net::TcpListener::from(std::os::fd::OwnedFd::from(mio)))
     }
 }
 
-impl AsRawFd for TcpListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
+crate::net::impl_as_fd!(TcpListener);
 
 impl fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

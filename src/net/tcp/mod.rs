@@ -1,4 +1,6 @@
-//! TCP: [`TcpListener`](listener::TcpListener) and [`TcpStream`](stream::TcpStream).
+//! TCP: [`TcpListener`](listener::TcpListener), [`TcpStream`](stream::TcpStream)
+//! and [`TcpSocket`](socket::TcpSocket).
 
 pub(crate) mod listener;
+pub(crate) mod socket;
 pub(crate) mod stream;

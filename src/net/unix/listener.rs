@@ -5,7 +5,6 @@ use crate::io::PollEvented;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
 
@@ -86,6 +85,23 @@ impl UnixListener {
         self.io.get_ref().local_addr()
     }
 
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let path = std::env::temp_dir().join(format!("fr-doc-te-{}", std::process::id()));
+    ///     let _ = std::fs::remove_file(&path);
+    ///     let l = fiber_runtime::net::UnixListener::bind(&path).unwrap();
+    ///     assert!(l.take_error().unwrap().is_none());
+    ///     std::fs::remove_file(&path).unwrap();
+    /// });
+    /// ```
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.get_ref().take_error()
+    }
+
     /// Wraps a listener from the standard library (made non-blocking here).
     ///
     /// # Examples
@@ -116,16 +132,13 @@ impl UnixListener {
     /// See [`from_std`](Self::from_std).
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixListener> {
         let mio = self.io.into_inner()?;
-        // SAFETY: we own the descriptor and give it up to the std listener.
-        Ok(unsafe { std::os::unix::net::UnixListener::from_raw_fd(mio.into_raw_fd()) })
+        Ok(std::os::unix::net::UnixListener::from(
+            std::os::fd::OwnedFd::from(mio),
+        ))
     }
 }
 
-impl AsRawFd for UnixListener {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
+crate::net::impl_as_fd!(UnixListener);
 
 impl fmt::Debug for UnixListener {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,4 +1,5 @@
-//! Unix-domain stream sockets.
+//! Unix-domain sockets: streams and datagrams.
 
+pub(crate) mod datagram;
 pub(crate) mod listener;
 pub(crate) mod stream;

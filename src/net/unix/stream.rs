@@ -1,13 +1,25 @@
 //! `UnixStream`.
 
 use crate::io::PollEvented;
+use crate::reactor::scheduled_io::Direction;
 use std::fmt;
 use std::future::poll_fn;
 use std::io;
 use std::net::Shutdown;
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
 use std::os::unix::net::SocketAddr;
 use std::path::Path;
+
+/// Whether a non-blocking `connect` finished (see the TCP one).
+fn finish_connect(s: &mio::net::UnixStream) -> io::Result<()> {
+    if let Some(e) = s.take_error()? {
+        return Err(e);
+    }
+    match s.peer_addr() {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotConnected => Err(io::ErrorKind::WouldBlock.into()),
+        Err(e) => Err(e),
+    }
+}
 
 /// A Unix-domain stream connection; [`AsyncRead`](crate::io::AsyncRead)
 /// and [`AsyncWrite`](crate::io::AsyncWrite) for `UnixStream` and
@@ -55,11 +67,60 @@ impl UnixStream {
     /// ```
     pub async fn connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
         let s = UnixStream::from_mio(mio::net::UnixStream::connect(path)?)?;
-        poll_fn(|cx| s.io.poll_write_ready(cx)).await?;
-        if let Some(e) = s.io.get_ref().take_error()? {
-            return Err(e);
-        }
+        poll_fn(|cx| s.io.poll_write_io(cx, finish_connect)).await?;
         Ok(s)
+    }
+
+    /// Blocking-style [`connect`](Self::connect): suspends the fiber
+    /// (inside one) until connected, blocks a plain thread.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Self::connect).
+    ///
+    /// # Panics
+    ///
+    /// Panics in an async task on a runtime thread (use
+    /// `UnixStream::connect(..).await`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{fiber, net::{UnixListener, UnixStream}};
+    ///
+    /// fiber_runtime::block_on(async {
+    ///     let path = std::env::temp_dir().join(format!("fr-doc-bc-{}", std::process::id()));
+    ///     let _ = std::fs::remove_file(&path);
+    ///     let l = UnixListener::bind(&path).unwrap();
+    ///     let p = path.clone();
+    ///     let c = fiber::spawn(move || UnixStream::blocking_connect(p).map(|_| ()));
+    ///     l.accept().await.unwrap();
+    ///     c.await.unwrap().unwrap();
+    ///     std::fs::remove_file(&path).unwrap();
+    /// });
+    /// ```
+    #[track_caller]
+    pub fn blocking_connect(path: impl AsRef<Path>) -> io::Result<UnixStream> {
+        const WHAT: &str = "UnixStream::blocking_connect";
+        const INSTEAD: &str = "`UnixStream::connect(..).await`";
+        crate::wait::caller(WHAT, INSTEAD, |_| ());
+        let s = UnixStream::from_mio(mio::net::UnixStream::connect(path)?)?;
+        s.io.blocking(Direction::Write, WHAT, INSTEAD, finish_connect)?;
+        Ok(s)
+    }
+
+    /// Takes the pending socket error (`SO_ERROR`), if any.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// fiber_runtime::block_on(async {
+    ///     let (a, _b) = fiber_runtime::net::UnixStream::pair().unwrap();
+    ///     assert!(a.take_error().unwrap().is_none());
+    /// });
+    /// ```
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.io.get_ref().take_error()
     }
 
     /// A connected pair of sockets.
@@ -142,18 +203,15 @@ impl UnixStream {
     /// See [`from_std`](Self::from_std).
     pub fn into_std(self) -> io::Result<std::os::unix::net::UnixStream> {
         let mio = self.io.into_inner()?;
-        // SAFETY: we own the descriptor and give it up to the std stream.
-        Ok(unsafe { std::os::unix::net::UnixStream::from_raw_fd(mio.into_raw_fd()) })
+        Ok(std::os::unix::net::UnixStream::from(
+            std::os::fd::OwnedFd::from(mio),
+        ))
     }
 }
 
 crate::net::impl_async_read_write!(UnixStream);
 
-impl AsRawFd for UnixStream {
-    fn as_raw_fd(&self) -> RawFd {
-        self.io.get_ref().as_raw_fd()
-    }
-}
+crate::net::impl_as_fd!(UnixStream);
 
 impl fmt::Debug for UnixStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
