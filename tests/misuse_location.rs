@@ -87,6 +87,18 @@ fn misused_blocking_calls_panic_at_the_callers_line() {
             assert_panics_at("Write for &T in a task", "`std::io::Write::write`", |at| {
                 at.set(line!()); let _ = (&b).write(b"x");
             });
+            assert_panics_at("read_exact on T in a task", "`std::io::Read::read_exact`", |at| {
+                at.set(line!()); let _ = a.read_exact(&mut buf);
+            });
+            assert_panics_at("read_exact on &T in a task", "`std::io::Read::read_exact`", |at| {
+                at.set(line!()); let _ = (&b).read_exact(&mut buf);
+            });
+            assert_panics_at("write_all on T in a task", "`std::io::Write::write_all`", |at| {
+                at.set(line!()); let _ = a.write_all(b"x");
+            });
+            assert_panics_at("write_all on &T in a task", "`std::io::Write::write_all`", |at| {
+                at.set(line!()); let _ = (&b).write_all(b"x");
+            });
             let m = Mutex::new(0);
             assert_panics_at("blocking_lock in a task", "`Mutex::blocking_lock`", |at| {
                 at.set(line!()); let _ = m.blocking_lock();

@@ -6,7 +6,6 @@ use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -92,7 +91,7 @@ impl tower_service::Service<Uri> for Connector {
         Box::pin(async move {
             let (host, port) = this.destination(&dst)?;
             let connect = async {
-                let addrs = resolve(host, port).await?;
+                let addrs = crate::net::lookup_host((host.as_str(), port)).await?;
                 let mut last = None;
                 for addr in addrs {
                     match TcpStream::connect(addr).await {
@@ -141,19 +140,6 @@ impl Connector {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         Ok((host.to_owned(), dst.port_u16().unwrap_or(default_port)))
     }
-}
-
-/// The addresses of `host`: an IP literal at once, a name on the blocking
-/// pool (the system resolver blocks).
-async fn resolve(host: String, port: u16) -> io::Result<Vec<SocketAddr>> {
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok(vec![SocketAddr::new(ip, port)]);
-    }
-    crate::spawn_blocking(move || {
-        std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map(Iterator::collect)
-    })
-    .await
-    .map_err(io::Error::other)?
 }
 
 impl Connection for TcpStream {

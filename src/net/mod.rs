@@ -187,12 +187,42 @@ macro_rules! impl_async_read_write {
                     |&n| n > 0 && n < len,
                 )
             }
+
+            /// As std's, with a misuse in an async task reported at the
+            /// caller's line.
+            #[track_caller]
+            fn read_exact(&mut self, mut buf: &mut [u8]) -> std::io::Result<()> {
+                $crate::wait::caller(
+                    "std::io::Read::read_exact",
+                    "`AsyncReadExt::read_exact(..).await`",
+                    |_| (),
+                );
+                while !buf.is_empty() {
+                    match std::io::Read::read(self, buf) {
+                        Ok(0) => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "failed to fill whole buffer",
+                            ));
+                        }
+                        Ok(n) => buf = &mut buf[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
         }
 
         impl std::io::Read for $ty {
             #[track_caller]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 std::io::Read::read(&mut &*self, buf)
+            }
+
+            #[track_caller]
+            fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+                std::io::Read::read_exact(&mut &*self, buf)
             }
         }
 
@@ -223,12 +253,42 @@ macro_rules! impl_async_read_write {
                 )
             }
 
+            /// As std's, with a misuse in an async task reported at the
+            /// caller's line.
+            #[track_caller]
+            fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
+                $crate::wait::caller(
+                    "std::io::Write::write_all",
+                    "`AsyncWriteExt::write_all(..).await`",
+                    |_| (),
+                );
+                while !buf.is_empty() {
+                    match std::io::Write::write(self, buf) {
+                        Ok(0) => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::WriteZero,
+                                "failed to write whole buffer",
+                            ));
+                        }
+                        Ok(n) => buf = &buf[n..],
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+
             fn flush(&mut self) -> std::io::Result<()> {
                 Ok(())
             }
         }
 
         impl std::io::Write for $ty {
+            #[track_caller]
+            fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+                std::io::Write::write_all(&mut &*self, buf)
+            }
+
             #[track_caller]
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
                 std::io::Write::write(&mut &*self, buf)
