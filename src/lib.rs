@@ -123,6 +123,56 @@
 //! Supported targets: Linux on x86_64 and aarch64 (the fiber context
 //! switch is written in assembly for these two); the task scheduler
 //! itself is portable Rust.
+//!
+//! **`tracing`** (off by default): every task, fiber and blocking closure
+//! gets a [`tracing`](https://docs.rs/tracing) span, made at spawn and
+//! entered around every poll of the task and every resumption of the
+//! fiber: `runtime.spawn` at `TRACE` level, target
+//! `fiber_runtime::task`, with the fields `kind` (`task`, `fiber`,
+//! `blocking`), `task.name` (from [`task::Builder`] or
+//! [`fiber::Builder`]), `task.id` ([`task::Id`]) and `loc.file`,
+//! `loc.line`, `loc.col` (the spawn call) — tokio's names, which
+//! `tokio-console` knows. The span is a root that `follows_from` the
+//! spawner's current span (a task often outlives the span it was spawned
+//! in; to run it inside that span, `spawn(fut.in_current_span())`). The
+//! spans a fiber enters follow it across its suspensions: a guard held
+//! over `fiber::sleep`, `fiber::yield_now`, a `blocking_*` call or
+//! `fiber::wait` is exited while the fiber is suspended, so the other
+//! work of its worker is not labelled with it, and entered again when it
+//! resumes. This works with any subscriber that reports its current span
+//! (`tracing_subscriber`'s `Registry` and `fmt` do) set as the global
+//! default, or as the thread's default around a current-thread runtime;
+//! a default subscriber set *inside* a fiber and held across a suspension
+//! is not swapped out. The runtime's own events: `spawn` (target
+//! `fiber_runtime::task`), worker `park`, `unpark` and `steal` (with its
+//! `count`; target `fiber_runtime::scheduler`) at `TRACE`, and
+//! blocking-pool threads starting and exiting (`fiber_runtime::blocking`)
+//! at `DEBUG`. Without the feature none of this is compiled in.
+//!
+//! ```
+//! # #[cfg(feature = "tracing")] {
+//! use fiber_runtime::{fiber, task};
+//!
+//! // Everything, on stdout (a program would filter by level or target).
+//! tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).init();
+//! fiber_runtime::block_on(async {
+//!     let h = task::Builder::new()
+//!         .name("greeter")
+//!         // Logged inside `runtime.spawn{kind="task" task.name="greeter" ..}`.
+//!         .spawn(async { tracing::info!("hello") })
+//!         .unwrap();
+//!     h.await.unwrap();
+//!     let f = fiber::spawn(|| {
+//!         let _request = tracing::info_span!("request", id = 7).entered();
+//!         // `request` is exited while the fiber is suspended, and entered
+//!         // again when it resumes.
+//!         fiber::yield_now();
+//!         tracing::info!("still inside the request");
+//!     });
+//!     f.await.unwrap();
+//! });
+//! # }
+//! ```
 
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -247,7 +297,8 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    match scheduler::context::with_current(|h| h.spawn(future, None)) {
+    let meta = task_core::SpawnMeta::new(None);
+    match scheduler::context::with_current(|h| h.spawn(future, meta)) {
         Ok(join) => join,
         Err(kind) => panic!(
             "`fiber_runtime::spawn` failed: {}",
@@ -277,7 +328,8 @@ where
     F: FnOnce() -> R + Send + 'static,
     R: Send + 'static,
 {
-    match scheduler::context::with_current(|h| h.blocking_spawner().spawn_blocking(f)) {
+    let meta = task_core::SpawnMeta::new(None);
+    match scheduler::context::with_current(|h| h.blocking_spawner().spawn_blocking(f, meta)) {
         Ok(join) => join,
         Err(kind) => panic!(
             "`fiber_runtime::spawn_blocking` failed: {}",

@@ -140,9 +140,9 @@ pub(crate) struct ControlBlock {
     /// poll (the bridge may move between polls), and how to switch it.
     view: Cell<*mut ()>,
     switch_view: SwitchView,
-    /// The task-local scopes the fiber is inside while it does not run
-    /// (`task/local_scopes.rs`).
-    scopes: Cell<*const local_scopes::Node>,
+    /// The task-local scopes (and spans) the fiber is inside while it
+    /// does not run (`task_core/local_scopes.rs`).
+    scopes: Cell<local_scopes::Entered>,
     /// The fiber's `fiber_local!` values (`fiber/local.rs`), by key index;
     /// dropped by its entry when its closure is done.
     pub(crate) locals: std::cell::RefCell<Vec<Option<Box<dyn std::any::Any>>>>,
@@ -205,7 +205,7 @@ impl ControlBlock {
             name: init.name,
             view: Cell::new(std::ptr::null_mut()),
             switch_view: init.switch_view,
-            scopes: Cell::new(std::ptr::null()),
+            scopes: Cell::new(local_scopes::Entered::default()),
             locals: std::cell::RefCell::new(Vec::new()),
             #[cfg(fiber_runtime_asan)]
             asan: asan::FiberState::new(init.guard.1, at as usize),
@@ -336,9 +336,10 @@ impl ControlBlock {
     /// control block alive (rules 1 and 2); `cx` outlives the call.
     pub(crate) unsafe fn resume(&self, code: usize, cx: *mut Context<'_>) -> usize {
         let prev = CURRENT.with(|c| c.replace(self));
-        // SAFETY: the list is what `leave` gave back at the fiber's last
+        let mut scopes = self.scopes.take();
+        // SAFETY: `scopes` is what `leave` left at the fiber's last
         // switch; its nodes are in the fiber's suspended frames.
-        let outer = unsafe { local_scopes::enter(self.scopes.get()) };
+        let outer = unsafe { local_scopes::enter(&mut scopes) };
         self.cx.set(cx.cast());
         self.phase.set(Phase::Running);
         #[cfg(fiber_runtime_asan)]
@@ -351,7 +352,12 @@ impl ControlBlock {
         asan::FiberState::back_from_fiber(&mut fake);
         self.fiber_sp.set(sp);
         self.cx.set(std::ptr::null_mut());
-        self.scopes.set(local_scopes::leave(outer));
+        local_scopes::leave(outer, &mut scopes);
+        if back != FINISHED {
+            // (A finished fiber's is dropped: nothing resumes it, and
+            // nothing drops its control block.)
+            self.scopes.set(scopes);
+        }
         CURRENT.with(|c| c.set(prev));
         self.phase.set(if back == FINISHED {
             Phase::Finished

@@ -231,7 +231,8 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> std::future::Future
         }
         if back == context::YIELDED {
             // This future is its task's top-level future, as
-            // `request_yield` requires.
+            // `request_yield` requires (with the feature "tracing", inside
+            // its span's wrapper only, which polls it at every poll).
             crate::task_core::request_yield();
             return Poll::Pending;
         }

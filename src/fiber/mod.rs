@@ -138,7 +138,7 @@ pub use self::local::LocalKey;
 pub use self::scope::{Scope, ScopedJoinHandle, scope};
 
 use crate::scheduler;
-use crate::task_core::JoinHandle;
+use crate::task_core::{JoinHandle, SpawnMeta};
 use crate::wait::{self, Caller};
 use std::future::Future;
 use std::io;
@@ -265,6 +265,7 @@ impl Builder {
     ///     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     /// });
     /// ```
+    #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,
@@ -292,7 +293,8 @@ impl Builder {
             handle.id(),
             common.alive_fibers.clone(),
         );
-        Ok(handle.spawn_fiber(fut, self.name))
+        // (`#[track_caller]` passes on: the location is our caller's.)
+        Ok(handle.spawn_fiber(fut, SpawnMeta::new(self.name)))
     }
 }
 

@@ -17,6 +17,7 @@
 use crate::fiber::context as fiber;
 use crate::runtime::TryCurrentError;
 use crate::scheduler::context;
+use crate::task_core::SpawnMeta;
 use crate::wait::{self, Caller};
 use std::future::Future;
 use std::io;
@@ -242,7 +243,7 @@ fn lookup_now(host: &str, port: u16) -> io::Result<Addrs> {
 fn spawn_lookup(host: String, port: u16) -> io::Result<crate::JoinHandle<io::Result<Addrs>>> {
     context::with_current(|h| {
         h.blocking_spawner()
-            .spawn_blocking(move || lookup_now(&host, port))
+            .spawn_blocking(move || lookup_now(&host, port), SpawnMeta::new(None))
     })
     .map_err(|kind| TryCurrentError::no_runtime(kind, "resolving a host name"))
 }

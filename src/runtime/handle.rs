@@ -2,7 +2,7 @@
 
 use super::RuntimeMetrics;
 use crate::scheduler::{self, context};
-use crate::task_core::JoinHandle;
+use crate::task_core::{JoinHandle, SpawnMeta};
 use std::fmt;
 use std::future::Future;
 use std::io;
@@ -175,12 +175,13 @@ impl Handle {
     /// let h = rt.handle().spawn(async { 2 });
     /// assert_eq!(h.join().unwrap(), 2);
     /// ```
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.inner.spawn(future, None)
+        self.inner.spawn(future, SpawnMeta::new(None))
     }
 
     /// Runs a blocking closure on this runtime's blocking pool; see
@@ -193,12 +194,15 @@ impl Handle {
     /// let h = rt.handle().spawn_blocking(|| 2 + 2);
     /// assert_eq!(h.join().unwrap(), 4);
     /// ```
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        self.inner.blocking_spawner().spawn_blocking(f)
+        self.inner
+            .blocking_spawner()
+            .spawn_blocking(f, SpawnMeta::new(None))
     }
 
     /// Runs `future` to completion on the current thread; see

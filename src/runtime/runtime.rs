@@ -101,6 +101,7 @@ impl Runtime {
     /// let h = rt.spawn(async { "hello" });
     /// assert_eq!(rt.block_on(h).unwrap(), "hello");
     /// ```
+    #[track_caller]
     pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -120,6 +121,7 @@ impl Runtime {
     /// let name = rt.block_on(h).unwrap().unwrap();
     /// assert!(name.contains("blocking"));
     /// ```
+    #[track_caller]
     pub fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,

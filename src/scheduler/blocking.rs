@@ -8,7 +8,8 @@
 
 use crate::loom::{AtomicUsize, Condvar, Mutex, Ordering::*};
 use crate::scheduler::{self, context};
-use crate::task_core::{self, JoinHandle, Notified, RawTask, Schedule};
+use crate::task_core::{self, JoinHandle, Notified, RawTask, Schedule, SpanKind, SpawnMeta};
+use crate::util::trace::rt_debug;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -74,7 +75,7 @@ impl Schedule for BlockingSchedule {
 /// The `JoinHandle` of a closure that can never run: no thread could be
 /// started for it and none runs. Its `JoinError` carries the OS error
 /// (not swallowed, not printed).
-fn spawn_failed<R: Send + 'static>(e: io::Error) -> JoinHandle<R> {
+fn spawn_failed<R: Send + 'static>(e: io::Error, meta: SpawnMeta) -> JoinHandle<R> {
     struct Failed<R>(String, std::marker::PhantomData<fn() -> R>);
     impl<R> Unpin for Failed<R> {}
     impl<R> Future for Failed<R> {
@@ -85,8 +86,8 @@ fn spawn_failed<R: Send + 'static>(e: io::Error) -> JoinHandle<R> {
         }
     }
     let msg = format!("spawn_blocking could not start a thread: {e}");
-    let (notified, join) =
-        task_core::unowned(Failed(msg, std::marker::PhantomData), BlockingSchedule);
+    let failed = Failed(msg, std::marker::PhantomData);
+    let (notified, join) = task_core::unowned(failed, BlockingSchedule, SpanKind::Blocking, meta);
     // Completes it here and now, with that error.
     notified.run();
     join
@@ -144,7 +145,7 @@ impl Spawner {
         self.inner.num_threads.load(Relaxed)
     }
 
-    pub(crate) fn spawn_blocking<F, R>(&self, f: F) -> JoinHandle<R>
+    pub(crate) fn spawn_blocking<F, R>(&self, f: F, meta: SpawnMeta) -> JoinHandle<R>
     where
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
@@ -153,10 +154,11 @@ impl Spawner {
         if !synced.shutdown {
             if let Err(e) = self.make_room(&mut synced) {
                 drop(synced);
-                return spawn_failed(e);
+                return spawn_failed(e, meta);
             }
         }
-        let (notified, join) = task_core::unowned(BlockingTask(Some(f)), BlockingSchedule);
+        let task = BlockingTask(Some(f));
+        let (notified, join) = task_core::unowned(task, BlockingSchedule, SpanKind::Blocking, meta);
         if synced.shutdown {
             // Cancelled before it runs; its `JoinHandle` says so.
             drop(synced);
@@ -238,6 +240,7 @@ impl Spawner {
 impl Inner {
     fn run(self: Arc<Self>) {
         let _ = CURRENT_POOL.try_with(|p| p.set(Arc::as_ptr(&self)));
+        rt_debug!(target: "fiber_runtime::blocking", "blocking thread started");
         let handle = self.synced.lock().handle.clone();
         let _current = handle.as_ref().map(context::set_current);
         let mut synced = self.synced.lock();
@@ -276,6 +279,14 @@ impl Inner {
         self.num_threads.store(synced.num_threads, Relaxed);
         // Wake `shutdown`, which may wait for all threads or all but its own.
         self.exited.notify_all();
+        // Not under the pool's lock: the subscriber's code runs there.
+        let _left = synced.num_threads;
+        drop(synced);
+        rt_debug!(
+            target: "fiber_runtime::blocking",
+            threads_left = _left,
+            "blocking thread exiting"
+        );
     }
 }
 

@@ -23,8 +23,9 @@ use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
 use crate::task_core::list::{Kind, OwnedTasks};
-use crate::task_core::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded};
+use crate::task_core::{JoinHandle, Notified, RawTask, Runnable, Schedule, SpawnMeta, Yielded};
 use crate::util::thread_token;
+use crate::util::trace::rt_trace;
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -207,42 +208,38 @@ impl Handle {
         })
     }
 
-    pub(crate) fn spawn<F>(
-        me: &Arc<Handle>,
-        future: F,
-        name: Option<String>,
-    ) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, meta: SpawnMeta) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Handle::spawn_kind(me, future, Kind::Task, name)
+        Handle::spawn_kind(me, future, Kind::Task, meta)
     }
 
     /// Spawns a fiber's task (its kind matters to shutdown's order).
     pub(crate) fn spawn_fiber<F>(
         me: &Arc<Handle>,
         future: F,
-        name: Option<String>,
+        meta: SpawnMeta,
     ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Handle::spawn_kind(me, future, Kind::Fiber, name)
+        Handle::spawn_kind(me, future, Kind::Fiber, meta)
     }
 
     fn spawn_kind<F>(
         me: &Arc<Handle>,
         future: F,
         kind: Kind,
-        name: Option<String>,
+        meta: SpawnMeta,
     ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0, kind, name);
+        let (join, notified) = me.shared.owned.bind(future, me.clone(), 0, kind, meta);
         if let Some(notified) = notified {
             me.schedule(notified);
         }
@@ -553,7 +550,9 @@ impl Context {
                 fiber_pool::trim();
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                 shared.metrics.flush(&core.metrics);
+                rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "park");
                 core.park.park();
+                rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "unpark");
                 core = self.wake_deferred(core);
                 busy_since = Instant::now();
             } else if ran == EVENT_INTERVAL {

@@ -15,7 +15,7 @@ pub(crate) mod park;
 
 use crate::driver;
 use crate::loom::AtomicUsize;
-use crate::task_core::JoinHandle;
+use crate::task_core::{JoinHandle, SpawnMeta};
 use park::DriverSlot;
 use std::future::Future;
 use std::sync::Arc;
@@ -81,29 +81,29 @@ impl Handle {
         }
     }
 
-    /// Spawns a task, with its name if it has one.
-    pub(crate) fn spawn<F>(&self, future: F, name: Option<String>) -> JoinHandle<F::Output>
+    /// Spawns a task, with its name if it has one and its spawn location.
+    pub(crate) fn spawn<F>(&self, future: F, meta: SpawnMeta) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         match self {
-            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, name),
-            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, name),
+            Handle::CurrentThread(h) => current_thread::Handle::spawn(h, future, meta),
+            Handle::MultiThread(h) => multi_thread::Handle::spawn(h, future, meta),
         }
     }
 
     /// Spawns the task of a fiber: once it first runs, it runs only on
     /// that thread.
-    pub(crate) fn spawn_fiber<F>(&self, future: F, name: Option<String>) -> JoinHandle<F::Output>
+    pub(crate) fn spawn_fiber<F>(&self, future: F, meta: SpawnMeta) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         match self {
             // Every task runs on the thread driving the runtime.
-            Handle::CurrentThread(h) => current_thread::Handle::spawn_fiber(h, future, name),
-            Handle::MultiThread(h) => multi_thread::Handle::spawn_pinned(h, future, name),
+            Handle::CurrentThread(h) => current_thread::Handle::spawn_fiber(h, future, meta),
+            Handle::MultiThread(h) => multi_thread::Handle::spawn_pinned(h, future, meta),
         }
     }
 

@@ -3,6 +3,7 @@
 use crate::JoinHandle;
 use crate::runtime::TryCurrentError;
 use crate::scheduler;
+use crate::task_core::SpawnMeta;
 use std::future::Future;
 use std::io;
 
@@ -70,7 +71,8 @@ impl Builder {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        scheduler::context::with_current(|h| h.spawn(future, self.name))
+        let meta = SpawnMeta::new(self.name);
+        scheduler::context::with_current(|h| h.spawn(future, meta))
             .map_err(|kind| TryCurrentError::no_runtime(kind, "spawning a task"))
     }
 
@@ -81,6 +83,7 @@ impl Builder {
     /// # Examples
     ///
     /// See [`Builder`].
+    #[track_caller]
     pub fn spawn_fiber<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
         F: FnOnce() -> T + Send + 'static,

@@ -143,7 +143,12 @@ impl Header {
 
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task in its initial state (`state.rs`, `INITIAL_STATE`).
-    pub(crate) fn allocate(future: F, scheduler: S, name: Option<String>) -> NonNull<Header> {
+    pub(crate) fn allocate(
+        future: F,
+        scheduler: S,
+        id: Id,
+        name: Option<String>,
+    ) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
@@ -156,7 +161,7 @@ impl<F: Future, S: Schedule> Cell<F, S> {
             }),
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
-                id: Id::next(),
+                id,
                 name: name.map(Box::new),
             },
         });

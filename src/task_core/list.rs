@@ -16,7 +16,7 @@
 //! `n` belongs to shard `n & mask`, at index `n >> shard_bits`.
 
 use super::core::NO_SLOT;
-use super::{JoinHandle, Notified, RawTask, Schedule, new_task};
+use super::{JoinHandle, Notified, RawTask, Schedule, SpanKind, SpawnMeta, new_task};
 use crate::loom::{AtomicIsize, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 use crate::util::CachePadded;
 use std::future::Future;
@@ -168,14 +168,18 @@ impl OwnedTasks {
         scheduler: S,
         hint: usize,
         kind: Kind,
-        name: Option<String>,
+        meta: SpawnMeta,
     ) -> (JoinHandle<F::Output>, Option<Notified>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
         S: Schedule,
     {
-        let (notified, join, raw) = new_task(future, scheduler, name);
+        let span_kind = match kind {
+            Kind::Task => SpanKind::Task,
+            Kind::Fiber => SpanKind::Fiber,
+        };
+        let (notified, join, raw) = new_task(future, scheduler, span_kind, meta);
         if self.insert(raw, hint, kind).is_err() {
             drop(notified);
             // SAFETY: the list refused the task, so its reference is ours

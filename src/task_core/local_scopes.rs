@@ -1,5 +1,6 @@
 //! The task-local scopes entered on this thread, so that a fiber's follow
-//! it across its switches.
+//! it across its switches; and, with the feature "tracing", the spans it
+//! entered (`util/trace.rs`), which follow it the same way.
 //!
 //! A task-local value is reached through a per-thread pointer
 //! (`local.rs`). Entering a scope swaps the pointer to the new value and
@@ -19,7 +20,13 @@
 //! Values never move while in scope and are only ever shared (`&T`), so
 //! swapping pointers never invalidates a reference a suspended fiber
 //! holds.
+//!
+//! What a suspended fiber has entered is its [`Entered`] (kept in its
+//! control block); what its poller had is the [`Outer`] that [`enter`]
+//! returns and [`leave`] takes back.
 
+#[cfg(feature = "tracing")]
+use crate::util::trace;
 use std::cell::Cell;
 use std::ptr;
 
@@ -74,29 +81,63 @@ pub(crate) fn pop(node: &Node) {
     });
 }
 
-/// Called before a fiber runs: swaps in the scopes it is inside
-/// (`list`, from its last [`leave`]; null if none) and makes them this
-/// thread's list; returns the list to give back to [`leave`].
+/// What a fiber has entered while it does not run: its task-local scopes
+/// (innermost first; null if none) and its spans (feature "tracing").
+pub(crate) struct Entered {
+    list: *const Node,
+    #[cfg(feature = "tracing")]
+    spans: trace::SavedSpans,
+}
+
+impl Default for Entered {
+    fn default() -> Entered {
+        Entered {
+            list: ptr::null(),
+            #[cfg(feature = "tracing")]
+            spans: trace::SavedSpans::default(),
+        }
+    }
+}
+
+/// What the poller had entered when a fiber was resumed.
+pub(crate) struct Outer {
+    head: *const Node,
+    #[cfg(feature = "tracing")]
+    span: trace::Marker,
+}
+
+/// Called before a fiber runs: swaps in the scopes it is inside and
+/// enters its spans again (`fiber`, from its last [`leave`]), making them
+/// this thread's; returns what to give back to [`leave`].
 ///
 /// # Safety
 ///
-/// `list` is what `leave` returned for this fiber, whose frames (holding
+/// `fiber` is what `leave` left for this fiber, whose frames (holding
 /// the nodes) are alive and suspended.
 #[inline]
-pub(crate) unsafe fn enter(list: *const Node) -> *const Node {
+pub(crate) unsafe fn enter(fiber: &mut Entered) -> Outer {
+    let list = fiber.list;
     if !list.is_null() {
         // SAFETY: the caller's contract.
         unsafe { swap_outermost_first(list) };
     }
-    HEAD.try_with(|h| h.replace(list)).unwrap_or(ptr::null())
+    Outer {
+        head: HEAD.try_with(|h| h.replace(list)).unwrap_or(ptr::null()),
+        #[cfg(feature = "tracing")]
+        span: trace::enter_saved(&mut fiber.spans),
+    }
 }
 
-/// Called when a fiber switched out: swaps its scopes out, restores
-/// `outer` (what [`enter`] returned) and returns the fiber's list, to
-/// pass to `enter` when it runs again.
+/// Called when a fiber switched out: exits its spans and swaps its scopes
+/// out, restores `outer` (what [`enter`] returned) and records in
+/// `fiber` what it had entered, for `enter` when it runs again.
 #[inline]
-pub(crate) fn leave(outer: *const Node) -> *const Node {
-    let list = HEAD.try_with(|h| h.replace(outer)).unwrap_or(ptr::null());
+pub(crate) fn leave(outer: Outer, fiber: &mut Entered) {
+    #[cfg(feature = "tracing")]
+    trace::exit_above(outer.span, &mut fiber.spans);
+    let list = HEAD
+        .try_with(|h| h.replace(outer.head))
+        .unwrap_or(ptr::null());
     let mut n = list;
     while !n.is_null() {
         // SAFETY: the nodes of a suspended fiber's list live in its
@@ -106,7 +147,7 @@ pub(crate) fn leave(outer: *const Node) -> *const Node {
             n = (*n).next.get();
         }
     }
-    list
+    fiber.list = list;
 }
 
 /// # Safety

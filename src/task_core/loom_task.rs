@@ -401,7 +401,7 @@ fn loom_a_task_awaiting_itself_is_freed_when_cancelled() {
             sched.clone(),
             0,
             super::list::Kind::Task,
-            None,
+            super::SpawnMeta::new(None),
         );
         *slot.lock() = Some(join);
         first.unwrap().run();

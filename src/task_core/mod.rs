@@ -61,6 +61,7 @@ mod core;
 mod error;
 mod harness;
 mod id;
+mod instrument;
 mod join;
 pub(crate) mod list;
 mod local;
@@ -73,6 +74,7 @@ pub use self::abort::AbortHandle;
 pub use self::error::JoinError;
 pub(crate) use self::error::fiber_panic;
 pub use self::id::{Id, id};
+pub(crate) use self::instrument::{SpanKind, SpawnMeta};
 pub use self::join::JoinHandle;
 pub use self::local::{AccessError, LocalKey, TaskLocalFuture};
 pub(crate) use self::raw::{

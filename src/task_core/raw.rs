@@ -6,6 +6,7 @@
 use super::JoinHandle;
 use super::core::{self, Cell, Header};
 use super::id::Id;
+use super::instrument::{self, SpanKind, SpawnMeta};
 use super::state;
 use std::future::Future;
 use std::ptr::NonNull;
@@ -244,21 +245,25 @@ impl std::fmt::Debug for Notified {
     }
 }
 
-/// Allocates a task. Returns its first `Notified` (to submit), its
+/// Allocates a task (its future in its span, with the feature "tracing":
+/// `instrument.rs`). Returns its first `Notified` (to submit), its
 /// `JoinHandle`, and the raw pointer whose owned-list reference the caller
 /// must hand to an [`list::OwnedTasks`] (or give up: see [`unowned`]).
 /// The schedulers spawn through [`list::OwnedTasks::bind`] instead.
 pub(super) fn new_task<F, S>(
     future: F,
     scheduler: S,
-    name: Option<String>,
+    kind: SpanKind,
+    meta: SpawnMeta,
 ) -> (Notified, JoinHandle<F::Output>, RawTask)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, name));
+    let id = Id::next();
+    let future = instrument::instrument(future, kind, &meta, id);
+    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, id, meta.name));
     // SAFETY: the initial state holds three references: one each for the
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };
@@ -268,13 +273,18 @@ where
 /// Allocates a task that no owned list tracks (a blocking closure, whose
 /// pool cancels its queue at shutdown itself): returns its first queue
 /// entry and its `JoinHandle`.
-pub(crate) fn unowned<F, S>(future: F, scheduler: S) -> (Notified, JoinHandle<F::Output>)
+pub(crate) fn unowned<F, S>(
+    future: F,
+    scheduler: S,
+    kind: SpanKind,
+    meta: SpawnMeta,
+) -> (Notified, JoinHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
     S: Schedule,
 {
-    let (notified, join, raw) = new_task(future, scheduler, None);
+    let (notified, join, raw) = new_task(future, scheduler, kind, meta);
     // The owned list's reference is not needed: give it up (never the
     // last: the queue entry and the handle hold two more).
     let last = raw.header().state.ref_dec();

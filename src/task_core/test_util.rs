@@ -1,6 +1,8 @@
 //! A scheduler for unit and loom tests: a plain queue that the test drains.
 
-use super::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded, unowned};
+use super::{
+    JoinHandle, Notified, RawTask, Runnable, Schedule, SpanKind, SpawnMeta, Yielded, unowned,
+};
 use crate::loom::Mutex;
 use std::collections::VecDeque;
 use std::future::Future;
@@ -38,7 +40,7 @@ impl TestSched {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        unowned(fut, self.clone())
+        unowned(fut, self.clone(), SpanKind::Task, SpawnMeta::new(None))
     }
 
     pub(crate) fn pop(&self) -> Option<Runnable> {

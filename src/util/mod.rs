@@ -19,3 +19,5 @@ pub(crate) use atomic_waker::AtomicWaker;
 
 mod wake_list;
 pub(crate) use wake_list::WakeList;
+
+pub(crate) mod trace;

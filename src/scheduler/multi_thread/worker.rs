@@ -42,7 +42,8 @@ use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
 use crate::task_core::list::{Kind, OwnedTasks};
-use crate::task_core::{JoinHandle, Notified, RawTask, Runnable, Schedule, Yielded};
+use crate::task_core::{JoinHandle, Notified, RawTask, Runnable, Schedule, SpawnMeta, Yielded};
+use crate::util::trace::rt_trace;
 use crate::util::{CachePadded, FastRand};
 use std::cell::RefCell;
 use std::future::Future;
@@ -298,7 +299,9 @@ impl Context {
         core.metrics.parks += 1;
         // Adds the busy stretch up to now (once) and publishes.
         core.flush_metrics(&self.handle);
+        rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "park");
         core.park.park();
+        rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "unpark");
         core.busy_since = Instant::now();
         if self.handle.shared.is_shutdown.load(Acquire) {
             core.is_shutdown = true;
@@ -381,6 +384,14 @@ impl Core {
             }
             if let Some(task) = remotes[victim].steal.steal_into(&mut self.run_queue) {
                 self.metrics.steals += 1;
+                rt_trace!(
+                    target: "fiber_runtime::scheduler",
+                    worker = self.index,
+                    from = victim,
+                    // The one returned and the ones moved into our queue.
+                    count = self.run_queue.len() + 1,
+                    "steal"
+                );
                 return Some(task);
             }
         }
@@ -446,16 +457,12 @@ impl Core {
 }
 
 impl Handle {
-    pub(crate) fn spawn<F>(
-        me: &Arc<Handle>,
-        future: F,
-        name: Option<String>,
-    ) -> JoinHandle<F::Output>
+    pub(crate) fn spawn<F>(me: &Arc<Handle>, future: F, meta: SpawnMeta) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        Handle::spawn_with(me, future, me.clone(), Kind::Task, name)
+        Handle::spawn_with(me, future, me.clone(), Kind::Task, meta)
     }
 
     /// Binds `future` under `sched` and submits it.
@@ -464,7 +471,7 @@ impl Handle {
         future: F,
         sched: S,
         kind: Kind,
-        name: Option<String>,
+        meta: SpawnMeta,
     ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -474,7 +481,7 @@ impl Handle {
         let (join, notified) = me
             .shared
             .owned
-            .bind(future, sched, me.spawn_shard(), kind, name);
+            .bind(future, sched, me.spawn_shard(), kind, meta);
         // `None`: shutting down, the task is cancelled before it ever runs.
         if let Some(notified) = notified {
             me.schedule_task(notified, false);
@@ -508,7 +515,7 @@ impl Handle {
     pub(crate) fn spawn_pinned<F>(
         me: &Arc<Handle>,
         future: F,
-        name: Option<String>,
+        meta: SpawnMeta,
     ) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
@@ -518,7 +525,7 @@ impl Handle {
             handle: me.clone(),
             owner: AtomicUsize::new(NO_OWNER),
         };
-        Handle::spawn_with(me, future, sched, Kind::Fiber, name)
+        Handle::spawn_with(me, future, sched, Kind::Fiber, meta)
     }
 
     /// If this thread is a worker of ours (worker `only`, if given) with
