@@ -26,15 +26,17 @@ one() { # runtime -> prints requests/s
     wait "$pid" 2> /dev/null || true
 }
 
-fiber=() tokio=()
+fiber=() tokio=() ratios=()
 for r in $(seq "$rounds"); do
     # Alternate which runtime goes first, so drift hits both alike.
     if (( r % 2 )); then f=$(one fiber); t=$(one tokio); else t=$(one tokio); f=$(one fiber); fi
-    fiber+=("$f") tokio+=("$t")
+    fiber+=("$f") tokio+=("$t") ratios+=("$(echo "$f / $t" | bc -l)")
     printf 'round %d: fiber-runtime %s req/s, tokio %s req/s, ratio %.2f\n' \
         "$r" "$f" "$t" "$(echo "$f / $t" | bc -l)"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 mf=$(median "${fiber[@]}") mt=$(median "${tokio[@]}")
-printf 'median (wrk -t2 -c%d -d%ds, %d workers, %d rounds): fiber-runtime %.0f req/s, tokio %.0f req/s, ratio %.2f\n' \
-    "$conns" "$secs" "$workers" "$rounds" "$mf" "$mt" "$(echo "$mf / $mt" | bc -l)"
+mr=$(median "${ratios[@]}")
+lo=$(printf '%s\n' "${ratios[@]}" | sort -g | head -1) hi=$(printf '%s\n' "${ratios[@]}" | sort -g | tail -1)
+printf 'medians (wrk -t2 -c%d -d%ds, %d workers, %d rounds): fiber-runtime %.0f req/s, tokio %.0f req/s; ratio of medians %.2f; median of round ratios %.2f (range %.2f-%.2f)\n' \
+    "$conns" "$secs" "$workers" "$rounds" "$mf" "$mt" "$(echo "$mf / $mt" | bc -l)" "$mr" "$lo" "$hi"

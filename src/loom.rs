@@ -1,12 +1,12 @@
 //! The std-or-loom facade: every atomic, cell, lock and thread the runtime's
-//! concurrency code uses comes from here, so that `--cfg loom` swaps all of
+//! concurrency code uses comes from here, so that `--cfg fiber_runtime_loom` swaps all of
 //! them for loom's model-checked versions at once (as in tokio's
 //! `src/loom/mod.rs`).
 //!
 //! Locks here never poison: a panic inside a critical section of the runtime
 //! is a bug that aborts elsewhere, and user code never runs under these locks.
 
-#[cfg(not(loom))]
+#[cfg(not(fiber_runtime_loom))]
 mod imp {
     pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{
@@ -119,7 +119,7 @@ mod imp {
     }
 }
 
-#[cfg(loom)]
+#[cfg(fiber_runtime_loom)]
 mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::Arc;
@@ -205,13 +205,13 @@ mod imp {
 pub(crate) use imp::*;
 pub(crate) use std::sync::atomic::Ordering;
 
-/// Runs `f` under loom's model checker with `--cfg loom`, or once plainly
+/// Runs `f` under loom's model checker with `--cfg fiber_runtime_loom`, or once plainly
 /// otherwise, so that one test body serves both.
 #[cfg(test)]
 #[allow(dead_code)]
 pub(crate) fn model<F: Fn() + Sync + Send + 'static>(f: F) {
-    #[cfg(loom)]
+    #[cfg(fiber_runtime_loom)]
     loom::model(f);
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     f();
 }

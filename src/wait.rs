@@ -250,7 +250,7 @@ fn thread_waker() -> Waker {
         .unwrap_or_else(|_| Waker::from(Arc::new(ThreadWaker(std::thread::current()))))
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
 

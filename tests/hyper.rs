@@ -374,3 +374,25 @@ fn a_client_dropped_mid_request_leaves_the_server_serving() {
         );
     });
 }
+
+#[test]
+fn connector_times_out_a_connect_that_cannot_complete() {
+    run(Flavor::MultiThread(1), "connect timeout", || async {
+        use tower_service::Service;
+        // Backlog 0: one queued connection fills the accept queue and the
+        // kernel drops later SYNs, so a connect stays in progress.
+        let ls = fiber_runtime::net::TcpSocket::new_v4().unwrap();
+        ls.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = ls.listen(0).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _queued = std::net::TcpStream::connect(addr).unwrap();
+        let mut c = Connector::new();
+        c.set_connect_timeout(Some(Duration::from_millis(50)));
+        let err = c
+            .call(format!("http://{addr}/").parse().unwrap())
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::TimedOut, "{err}");
+        assert!(err.to_string().contains("took longer than"), "{err}");
+    });
+}

@@ -378,7 +378,7 @@ pub async fn lookup_host(
     resolve(&host).await
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
 

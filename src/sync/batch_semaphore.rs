@@ -504,7 +504,7 @@ mod tests {
         f.poll(&mut Context::from_waker(waker))
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn waiters_are_served_in_order_and_newcomers_wait_behind_them() {
         let s = Semaphore::new(0);
@@ -524,7 +524,7 @@ mod tests {
         assert_eq!(s.available_permits(), 0);
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn a_dropped_waiter_gives_back_what_it_was_given() {
         let s = Semaphore::new(0);
@@ -548,7 +548,7 @@ mod tests {
         assert_eq!(s.available_permits(), 2);
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn close_fails_the_waiters_and_later_acquisitions() {
         let s = Semaphore::new(0);
@@ -564,7 +564,7 @@ mod tests {
         assert_eq!(s.try_acquire(1), Err(TryAcquireError::Closed));
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn close_fails_more_waiters_than_one_wake_batch() {
         let s = Semaphore::new(0);

@@ -581,23 +581,23 @@ mod tests {
         f.poll(&mut Context::from_waker(Waker::noop()))
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[derive(Default)]
     struct CountWakes(std::sync::atomic::AtomicUsize);
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     impl std::task::Wake for CountWakes {
         fn wake(self: Arc<Self>) {
             self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         }
     }
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     impl CountWakes {
         fn get(&self) -> usize {
             self.0.load(std::sync::atomic::Ordering::SeqCst)
         }
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn a_send_and_the_last_sender_wake_more_waiters_than_the_inline_batch() {
         let wakes = Arc::new(CountWakes::default());

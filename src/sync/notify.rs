@@ -515,7 +515,7 @@ mod tests {
         f.poll(&mut Context::from_waker(Waker::noop()))
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn one_permit_is_stored_and_waiters_are_woken_in_order() {
         let n = Notify::new();
@@ -537,7 +537,7 @@ mod tests {
         assert!(poll(d.as_mut()).is_pending());
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn a_dropped_waiter_passes_its_notification_on() {
         let n = Notify::new();

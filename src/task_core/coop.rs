@@ -128,7 +128,7 @@ pub(crate) fn refund() {
     });
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
     use std::task::Waker;

@@ -238,7 +238,7 @@ impl<F: Future, S> Cell<F, S> {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
     use std::mem::size_of;

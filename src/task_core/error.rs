@@ -215,7 +215,7 @@ impl From<JoinError> for std::io::Error {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
 

@@ -98,7 +98,7 @@ pub fn id() -> Option<Id> {
     Some(RawTask::from_raw(task).id())
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
 

@@ -24,18 +24,18 @@ use std::ptr::NonNull;
 
 /// At most this many shards (workers beyond share them).
 const MAX_SHARDS: usize = 64;
-#[cfg(not(loom))]
+#[cfg(not(fiber_runtime_loom))]
 const SEGMENT_BITS: u32 = 14;
-#[cfg(loom)]
+#[cfg(fiber_runtime_loom)]
 const SEGMENT_BITS: u32 = 2;
 /// Slots per segment (16384: 128 KiB, whose pages are only touched as
 /// they fill).
 const SEGMENT_LEN: usize = 1 << SEGMENT_BITS;
 /// Segments per shard: 16M live tasks per shard. Shrunk under loom, which
 /// tracks every atomic of the segment table.
-#[cfg(not(loom))]
+#[cfg(not(fiber_runtime_loom))]
 const MAX_SEGMENTS: usize = 1024;
-#[cfg(loom)]
+#[cfg(fiber_runtime_loom)]
 const MAX_SEGMENTS: usize = 4;
 /// An empty slot.
 const EMPTY: usize = 0;

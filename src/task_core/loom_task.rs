@@ -1,5 +1,5 @@
 //! Models of the task state machine racing against itself: run with
-//! `RUSTFLAGS="--cfg loom" cargo test --lib --release loom_` to explore the
+//! `RUSTFLAGS="--cfg fiber_runtime_loom" cargo test --lib --release loom_` to explore the
 //! interleavings; without loom each test runs once.
 
 use super::test_util::TestSched;

@@ -467,7 +467,7 @@ impl fmt::Debug for Snapshot {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
 

@@ -370,7 +370,7 @@ mod tests {
         });
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn a_far_future_timer_fires_nothing_and_lets_nearer_timers_fire() {
         let (h, _) = handle(1);
@@ -393,7 +393,7 @@ mod tests {
         assert_eq!(h.prepare_park_tick().map(|t| t > 1 << 36), Some(true));
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn shutdown_wakes_pending_timers_and_refuses_new_ones() {
         let (h, _) = handle(2);
@@ -407,7 +407,7 @@ mod tests {
         assert!(h.register_tick(0, 5, &waker).is_err());
     }
 
-    #[cfg(not(loom))]
+    #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn a_timer_due_before_the_parked_drivers_wake_tick_wakes_it() {
         let (h, unparks) = handle(1);

@@ -60,7 +60,7 @@ impl std::fmt::Debug for WakeList {
     }
 }
 
-#[cfg(all(test, not(loom)))]
+#[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
     use std::sync::Arc;

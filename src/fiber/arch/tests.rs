@@ -342,7 +342,7 @@ fn deep_recursion_runs_on_the_fiber_stack() {
 /// The raw switch against corosensei's, interleaved in one run. A
 /// benchmark, not a test (it asserts nothing about time), so ignored:
 /// `cargo test --release --lib -- --ignored --nocapture raw_switch`.
-#[cfg(not(loom))]
+#[cfg(not(fiber_runtime_loom))]
 #[test]
 #[ignore = "a benchmark: run it in release with --ignored --nocapture"]
 fn raw_switch_against_corosensei() {

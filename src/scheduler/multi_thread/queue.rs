@@ -24,9 +24,9 @@ use std::mem::MaybeUninit;
 
 /// Capacity of a local queue. Shrunk under loom so that overflow and
 /// wrap-around are explored.
-#[cfg(not(loom))]
+#[cfg(not(fiber_runtime_loom))]
 pub(crate) const LOCAL_QUEUE_CAPACITY: usize = 256;
-#[cfg(loom)]
+#[cfg(fiber_runtime_loom)]
 pub(crate) const LOCAL_QUEUE_CAPACITY: usize = 4;
 
 const MASK: usize = LOCAL_QUEUE_CAPACITY - 1;
@@ -291,7 +291,7 @@ impl Steal {
 
 #[cfg(test)]
 mod tests {
-    //! Run under loom with `RUSTFLAGS="--cfg loom"` (capacity 4 there, so
+    //! Run under loom with `RUSTFLAGS="--cfg fiber_runtime_loom"` (capacity 4 there, so
     //! overflow and wrap-around are reached); plainly, each runs once.
 
     use super::*;
