@@ -371,3 +371,16 @@ fn aborting_tasks_while_they_complete() {
         assert_eq!(outputs.load(SeqCst), completed, "{flavor:?}");
     }
 }
+
+/// Tasks pushed from outside while both workers sleep: one worker may
+/// take them all from the injector into its own queue and then block in
+/// the first; the other must be woken to steal the rest. (A lost wakeup
+/// here left the second plug task queued behind the first forever, and
+/// `plug_workers` timed out.)
+#[test]
+fn an_injector_batch_taken_by_one_worker_reaches_its_parked_peer() {
+    for _ in 0..300 {
+        let rt = util::multi_thread(2);
+        util::plug_workers(&rt, 2).release();
+    }
+}

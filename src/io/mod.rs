@@ -48,8 +48,6 @@
 //! ```
 
 mod poll_evented;
-#[cfg(feature = "tokio-io")]
-mod tokio_io;
 #[cfg(any(feature = "hyper", feature = "tokio-io"))]
 pub(crate) mod uninit;
 

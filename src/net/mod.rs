@@ -57,6 +57,8 @@
 
 mod addr;
 mod tcp;
+#[cfg(feature = "tokio-io")]
+mod tokio_io;
 mod udp;
 mod unix;
 

@@ -359,14 +359,24 @@ impl Core {
         let cap = self.run_queue.remaining().min(LOCAL_QUEUE_CAPACITY / 2);
         let n = (inject.len() / handle.shared.remotes.len() + 1).clamp(1, cap.max(1));
         let mut first = None;
+        let mut queued = false;
         let run_queue = &mut self.run_queue;
         inject.pop_n(n, |task| {
             if first.is_none() {
                 first = Some(task);
             } else {
                 run_queue.push_back_or_overflow(task, inject);
+                queued = true;
             }
         });
+        if queued {
+            // The rest of the batch sits in our queue while we run the
+            // first: a peer that looked at the injector and at our queue
+            // in between (it saw neither) may have parked. Wake one if
+            // nobody searches, or the batch waits for us, maybe behind a
+            // long poll.
+            handle.notify_parked();
+        }
         first
     }
 

@@ -6,8 +6,8 @@
 //! (no zero-fill); writes are vectored; `poll_shutdown` shuts down the
 //! write half and treats `NotConnected` as success, as tokio does.
 
-use super::uninit;
-use crate::net::{TcpStream, UnixStream};
+use super::{TcpStream, UnixStream};
+use crate::io::uninit;
 use std::io::{self, IoSlice};
 use std::net::Shutdown;
 use std::pin::Pin;
