@@ -36,6 +36,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
 thread_local! {
+    /// Set while a poll runs that holds thread state a fiber switch would
+    /// leak to the next fiber (`no_suspension`): what holds it.
+    static NO_SUSPENSION: Cell<Option<&'static str>> = const { Cell::new(None) };
     /// Whether this thread drives a runtime (`enter_driving`).
     static DRIVING: Cell<bool> = const { Cell::new(false) };
     /// Whether this thread polls a runtime's main future ([`MainFuture`]).
@@ -64,6 +67,14 @@ pub(crate) enum Caller<'a> {
 #[track_caller]
 #[inline]
 pub(crate) fn caller<R, F: FnOnce(Caller<'_>) -> R>(what: &str, instead: &str, f: F) -> R {
+    if let Some(holder) = NO_SUSPENSION.with(Cell::get) {
+        // While unwinding, a fiber blocks its thread instead of suspending
+        // (below), which keeps the state where it is; and a second panic
+        // would abort.
+        if !std::thread::panicking() {
+            refuse_suspension(what, holder);
+        }
+    }
     // `f` comes back for the thread case, so that the check (and its
     // panic) runs here, in a `#[track_caller]` body, not in a closure.
     let f = match fiber::with_current(|current| match current {
@@ -76,6 +87,37 @@ pub(crate) fn caller<R, F: FnOnce(Caller<'_>) -> R>(what: &str, instead: &str, f
     };
     assert_blocking_allowed(what, instead);
     f(Caller::Thread)
+}
+
+/// Runs `f` (a poll that enters thread state which cannot follow a fiber
+/// switch, e.g. a tokio runtime context) with blocking-style calls
+/// refused inside it when they would suspend a fiber: the suspension
+/// would leave that state on the worker for whatever runs next. `holder`
+/// names it in the panic. Plain threads are not affected: blocking there
+/// keeps the state on the thread that owns it.
+#[cfg_attr(not(feature = "tokio-compat"), allow(dead_code))]
+pub(crate) fn no_suspension<R>(holder: &'static str, f: impl FnOnce() -> R) -> R {
+    if !fiber::with_current(|c| c.is_some()) {
+        return f();
+    }
+    struct Restore(Option<&'static str>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_SUSPENSION.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(NO_SUSPENSION.with(|c| c.replace(Some(holder))));
+    f()
+}
+
+#[track_caller]
+#[cold]
+fn refuse_suspension(what: &str, holder: &str) -> ! {
+    panic!(
+        "`{what}` would suspend this fiber inside {holder}, whose thread state would then be \
+         left on the worker for the tasks and fibers that run next; inside it, use the async \
+         form (`.await`) instead"
+    )
 }
 
 /// Waits for `fut` in blocking style (module doc) and returns its output.

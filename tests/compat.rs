@@ -213,3 +213,71 @@ fn reqwest_against_our_hyper_server_from_a_task_and_a_fiber() {
         });
     }
 }
+
+#[test]
+fn a_blocking_style_call_inside_compat_in_a_fiber_is_refused_not_suspended() {
+    util::silence_expected_panics(&["would suspend this fiber inside"]);
+    for flavor in Flavor::ALL {
+        run(flavor, "suspension inside Compat", || async {
+            let f = fiber::spawn(|| {
+                fiber::wait(
+                    async {
+                        // Would suspend the fiber with the tokio context
+                        // entered: refused.
+                        fiber::sleep(Duration::from_millis(1));
+                    }
+                    .compat(),
+                )
+            });
+            let err = f.await.unwrap_err();
+            let msg = util::panic_message(err.into_panic().as_ref()).unwrap_or_default();
+            assert!(
+                msg.contains("`fiber::sleep` would suspend this fiber inside a `Compat`"),
+                "{msg}"
+            );
+            // The tokio context did not stay behind on the worker.
+            assert!(tokio::runtime::Handle::try_current().is_err());
+            // The same fiber may wait for a Compat and then block-style
+            // wait outside it.
+            let ok = fiber::spawn(|| {
+                fiber::wait(async { tokio::task::yield_now().await }.compat());
+                fiber::sleep(Duration::from_millis(1));
+                5
+            });
+            assert_eq!(ok.await.unwrap(), 5);
+        });
+    }
+}
+
+#[test]
+fn compat_drops_its_future_inside_the_tokio_context() {
+    struct NeedsContext;
+    impl Drop for NeedsContext {
+        fn drop(&mut self) {
+            assert!(
+                tokio::runtime::Handle::try_current().is_ok(),
+                "dropped outside the tokio context"
+            );
+        }
+    }
+    run(Flavor::MultiThread(1), "drop in context", || async {
+        let held = NeedsContext;
+        let fut = Compat::new(async move {
+            let _held = held;
+            std::future::pending::<()>().await
+        });
+        let mut fut = Box::pin(fut);
+        let waker = futures::task::noop_waker();
+        assert!(
+            fut.as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+                .is_pending()
+        );
+        drop(fut);
+        // And one never polled.
+        let held = NeedsContext;
+        drop(Compat::new(async move {
+            let _held = held;
+        }));
+    });
+}

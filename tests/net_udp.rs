@@ -166,3 +166,50 @@ fn from_std_and_into_std_round_trip() {
         });
     }
 }
+
+/// After an ICMP port-unreachable, a connected socket's next `recv`
+/// reports it (`ConnectionRefused`) and the one after waits: the error
+/// readiness must be cleared once consumed, or the readiness loop spins
+/// inside one poll (and the timeout below could never fire).
+#[test]
+fn a_consumed_socket_error_does_not_spin_the_next_recv() {
+    for flavor in util::Flavor::ALL {
+        util::run(flavor, "recv after ECONNREFUSED", || async {
+            let gone = std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            let s = fiber_runtime::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            s.connect(gone).unwrap();
+            let mut buf = [0u8; 8];
+            // The first send may race the ICMP reply; send until the
+            // error shows.
+            let mut refused = false;
+            for _ in 0..100 {
+                s.send(b"x").await.ok();
+                match fiber_runtime::time::timeout(
+                    std::time::Duration::from_millis(20),
+                    s.recv(&mut buf),
+                )
+                .await
+                {
+                    Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                        refused = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            assert!(refused, "no ICMP port-unreachable came back");
+            let waited = fiber_runtime::time::timeout(
+                std::time::Duration::from_millis(20),
+                s.recv(&mut buf),
+            )
+            .await;
+            assert!(
+                waited.is_err(),
+                "the next recv returned {waited:?} instead of waiting"
+            );
+        });
+    }
+}

@@ -302,3 +302,28 @@ fn temporary_directories_are_removed() {
     drop(dir);
     assert!(!root.exists());
 }
+
+/// More slices than one `writev` takes (std sends the first 1024), through
+/// the futures-io impl: the short write is not a full send buffer.
+#[test]
+fn a_vectored_write_of_more_than_iov_max_slices_does_not_stall() {
+    run(Flavor::CurrentThread, "2000 slices", || async {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let bytes = [7u8; 2000];
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            bytes.chunks(1).map(std::io::IoSlice::new).collect();
+        let mut sent = 0;
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = a.write_vectored(rest).await.unwrap();
+            assert!(n > 0);
+            sent += n;
+            std::io::IoSlice::advance_slices(&mut rest, n);
+        }
+        assert_eq!(sent, 2000);
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, bytes);
+    });
+}

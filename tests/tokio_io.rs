@@ -143,3 +143,29 @@ fn hyper_util_tokio_io_wraps_our_stream() {
         assert_eq!(body, "via TokioIo");
     });
 }
+
+/// More slices than one `writev` takes (std sends the first 1024): the
+/// short write must not be taken for a full send buffer, or the next
+/// write would wait for a writable edge that never comes.
+#[test]
+fn a_vectored_write_of_more_than_iov_max_slices_does_not_stall() {
+    run(Flavor::CurrentThread, "2000 slices", || async {
+        let (mut a, mut b) = UnixStream::pair().unwrap();
+        let bytes = [7u8; 2000];
+        let mut slices: Vec<std::io::IoSlice<'_>> =
+            bytes.chunks(1).map(std::io::IoSlice::new).collect();
+        let mut sent = 0;
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = a.write_vectored(rest).await.unwrap();
+            assert!(n > 0);
+            sent += n;
+            std::io::IoSlice::advance_slices(&mut rest, n);
+        }
+        assert_eq!(sent, 2000);
+        drop(a);
+        let mut got = Vec::new();
+        b.read_to_end(&mut got).await.unwrap();
+        assert_eq!(got, bytes);
+    });
+}

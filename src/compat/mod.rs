@@ -31,6 +31,13 @@
 //! - `tokio::spawn` inside a `Compat` spawns onto the tokio runtime, not
 //!   onto this one; the spawned future runs there (on its one thread by
 //!   default) and its `JoinHandle` works from here.
+//! - Inside the wrapped future, blocking-style calls that would suspend a
+//!   fiber (`fiber::wait`, `blocking_*`, `std::io` on this crate's
+//!   sockets, when the `Compat` is awaited in a fiber) panic instead,
+//!   naming the call: suspending with the tokio context entered would
+//!   leave it on the worker for whatever runs next. Use their async forms
+//!   in there; the fiber itself waits for the whole `Compat` with
+//!   [`fiber::wait`](crate::fiber::wait).
 //! - `tokio::task::block_in_place` panics (this is not a tokio worker) and
 //!   `tokio::runtime::Handle::block_on` would block this runtime's worker:
 //!   use [`spawn_blocking`](crate::spawn_blocking) or a fiber instead.
@@ -145,7 +152,11 @@ impl<T: Future> Future for Compat<T> {
         let this = unsafe { self.get_unchecked_mut() };
         let _tokio = this.handle.enter();
         // SAFETY: as above, `inner` stays where it is until dropped.
-        unsafe { Pin::new_unchecked(&mut *this.inner) }.poll(cx)
+        let inner = unsafe { Pin::new_unchecked(&mut *this.inner) };
+        // A fiber must not switch out with the tokio context entered.
+        crate::wait::no_suspension("a `Compat` future (the tokio context is entered)", || {
+            inner.poll(cx)
+        })
     }
 }
 

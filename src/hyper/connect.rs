@@ -1,7 +1,7 @@
 //! [`Connector`]: hyper-util's legacy client over this runtime's TCP.
 
 use crate::net::TcpStream;
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use std::future::Future;
@@ -57,8 +57,11 @@ impl Connector {
         }
     }
 
-    /// Fails a connection attempt (all addresses of the host together)
-    /// that takes longer than `timeout` with `ErrorKind::TimedOut`.
+    /// Fails a connection (the lookup and every address of the host
+    /// together) that takes longer than `timeout` with
+    /// `ErrorKind::TimedOut`. Each address gets an equal share of the time
+    /// left when it is tried, so one that never answers does not use up
+    /// the whole budget.
     pub fn set_connect_timeout(&mut self, timeout: Option<Duration>) -> &mut Connector {
         self.connect_timeout = timeout;
         self
@@ -90,27 +93,56 @@ impl tower_service::Service<Uri> for Connector {
         let this = self.clone();
         Box::pin(async move {
             let (host, port) = this.destination(&dst)?;
-            let connect = async {
-                let addrs = crate::net::lookup_host((host.as_str(), port)).await?;
-                let mut last = None;
-                for addr in addrs {
-                    match TcpStream::connect(addr).await {
-                        Ok(s) => return Ok(s),
-                        Err(e) => last = Some(e),
-                    }
-                }
-                Err(last.unwrap_or_else(|| {
-                    io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
-                }))
+            let deadline = this.connect_timeout.map(|t| Instant::now() + t);
+            let timed_out = || {
+                let t = this.connect_timeout.unwrap_or_default();
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("connecting to {dst} took longer than {t:?}"),
+                )
             };
-            let stream = match this.connect_timeout {
-                Some(t) => crate::time::timeout(t, connect).await.map_err(|_| {
-                    io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!("connecting to {dst} took longer than {t:?}"),
-                    )
-                })??,
-                None => connect.await?,
+            let lookup = crate::net::lookup_host((host.as_str(), port));
+            let addrs: Vec<_> = match deadline {
+                Some(d) => {
+                    crate::time::timeout(d.saturating_duration_since(Instant::now()), lookup)
+                        .await
+                        .map_err(|_| timed_out())??
+                        .collect()
+                }
+                None => lookup.await?.collect(),
+            };
+            let mut last = None;
+            let mut stream = None;
+            for (i, addr) in addrs.iter().enumerate() {
+                let attempt = TcpStream::connect(*addr);
+                let res = match deadline {
+                    // Each address gets an equal share of the time left, as
+                    // hyper-util's connector does: a black-holed first
+                    // address (often IPv6) does not use up the whole budget.
+                    Some(d) => {
+                        let left = d.saturating_duration_since(Instant::now());
+                        let share = left / (addrs.len() - i) as u32;
+                        crate::time::timeout(share, attempt)
+                            .await
+                            .unwrap_or_else(|_| Err(timed_out()))
+                    }
+                    None => attempt.await,
+                };
+                match res {
+                    Ok(s) => {
+                        stream = Some(s);
+                        break;
+                    }
+                    Err(e) => last = Some(e),
+                }
+            }
+            let stream = match stream {
+                Some(s) => s,
+                None => {
+                    return Err(last.unwrap_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
+                    }));
+                }
             };
             stream.set_nodelay(this.nodelay)?;
             Ok(stream)

@@ -48,7 +48,6 @@
 //! ```
 
 mod poll_evented;
-#[cfg(any(feature = "hyper", feature = "tokio-io"))]
 pub(crate) mod uninit;
 
 pub(crate) use poll_evented::{PollEvented, read_closed_now};

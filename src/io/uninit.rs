@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 /// Reads from a stream socket into `buf`, which need not be initialised:
 /// no zero-fill before the read. `Ok(n)` means the first `n` bytes of
 /// `buf` are now initialised.
+#[cfg_attr(not(any(feature = "hyper", feature = "tokio-io")), allow(dead_code))]
 pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
     io: &PollEvented<E>,
     cx: &mut Context<'_>,
@@ -20,6 +21,7 @@ pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
 }
 
 /// A vectored write on a stream socket.
+#[cfg_attr(not(any(feature = "hyper", feature = "tokio-io")), allow(dead_code))]
 pub(crate) fn poll_write_vectored<E: mio::event::Source>(
     io: &PollEvented<E>,
     cx: &mut Context<'_>,
@@ -28,13 +30,24 @@ pub(crate) fn poll_write_vectored<E: mio::event::Source>(
 where
     for<'a> &'a E: io::Write,
 {
-    let len = bufs.iter().map(|b| b.len()).sum();
+    let len = vectored_len(bufs);
     io.poll_write_stream(cx, len, |mut s| io::Write::write_vectored(&mut s, bufs))
+}
+
+/// The bytes one `writev` may take from `bufs`: std sends at most the
+/// first `IOV_MAX` slices, so a write shorter than *this* (not than the
+/// sum of all slices) means the send buffer is full.
+pub(crate) fn vectored_len(bufs: &[IoSlice<'_>]) -> usize {
+    /// Linux's `IOV_MAX` (`UIO_MAXIOV`), the limit std's `write_vectored`
+    /// truncates to.
+    const IOV_MAX: usize = 1024;
+    bufs.iter().take(IOV_MAX).map(|b| b.len()).sum()
 }
 
 /// Shuts down the write half: `NotConnected` (the peer already closed
 /// or reset the connection) counts as success, as in tokio, since there
 /// is nothing left to shut down.
+#[cfg_attr(not(any(feature = "hyper", feature = "tokio-io")), allow(dead_code))]
 pub(crate) fn shutdown_write(res: io::Result<()>) -> io::Result<()> {
     match res {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),

@@ -107,7 +107,7 @@ macro_rules! impl_async_read_write {
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                let len = bufs.iter().map(|b| b.len()).sum();
+                let len = $crate::io::uninit::vectored_len(bufs);
                 self.io
                     .poll_write_stream(cx, len, |s| std::io::Write::write_vectored(&mut &*s, bufs))
             }
@@ -245,7 +245,7 @@ macro_rules! impl_async_read_write {
             /// Blocking-style vectored write (see `Read`).
             #[track_caller]
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                let len: usize = bufs.iter().map(|b| b.len()).sum();
+                let len = $crate::io::uninit::vectored_len(bufs);
                 self.io.blocking_drained(
                     $crate::reactor::scheduled_io::Direction::Write,
                     "std::io::Write::write_vectored",

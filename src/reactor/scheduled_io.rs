@@ -171,8 +171,12 @@ impl ScheduledIo {
     /// After `WouldBlock`: clears the readiness `event` reported, unless a
     /// newer event arrived since (the tick moved).
     pub(crate) fn clear_readiness(&self, event: ReadyEvent) {
-        // Closed and error states are final: never cleared.
-        let clear = event.ready & (READABLE | WRITABLE);
+        // Closed states are final: never cleared. An error is: the
+        // operation that returned it consumed it (`SO_ERROR`), and a
+        // `WouldBlock` after it means there is none left; keeping the bit
+        // would spin the readiness loop (a connected UDP socket after an
+        // ICMP port-unreachable), as tokio's `clear_readiness` avoids too.
+        let clear = event.ready & (READABLE | WRITABLE | ERROR);
         let _ = self.readiness.fetch_update(AcqRel, Acquire, |curr| {
             if curr >> TICK_SHIFT != event.tick {
                 return None;

@@ -195,6 +195,11 @@ fn dispatch(mut receiver: UnixStream) {
                     // with, so none is left waiting.
                     slot.wake_all(false);
                 }
+                // Keep the read end open: handlers still write to the
+                // other end, and a write to a closed socket would raise
+                // SIGPIPE (fatal where its default action stands). With
+                // the buffer full, their writes just fail `WouldBlock`.
+                std::mem::forget(receiver);
                 return;
             }
         }
