@@ -58,7 +58,17 @@ impl Idle {
         let dec = UNPARK_ONE | usize::from(is_searching);
         let prev = self.state.fetch_sub(dec, SeqCst);
         sleepers.push(worker);
-        is_searching && num_searching(prev) == 1
+        let last = is_searching && num_searching(prev) == 1;
+        if last {
+            // The caller looks at the queues next (`notify_if_work_pending`):
+            // this fence pairs with the one in `notify_should_wakeup`, after
+            // a push. Either that notifier sees this worker parked (and wakes
+            // it), or this worker's queue checks see the pushed task. Without
+            // it the checks are plain acquire loads, which may miss a push
+            // whose notifier saw this worker still searching.
+            fence(SeqCst);
+        }
+        last
     }
 
     /// The worker wants to search; refused if half the workers already do.
@@ -98,5 +108,97 @@ impl Idle {
         fence(SeqCst);
         let s = self.state.load(SeqCst);
         num_searching(s) == 0 && num_unparked(s) < self.num_workers
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wake-up protocol around an injector batch, on the real `Idle`,
+    //! injector and local queue; the two workers' steps are the ones
+    //! `worker.rs` takes (`next_unpinned_task`, `steal_work`,
+    //! `transition_to_parked`). Under `--cfg fiber_runtime_loom` every
+    //! interleaving; plainly, once.
+
+    use super::*;
+    use crate::loom::{Arc, AtomicBool, model, thread};
+    use crate::scheduler::inject::Inject;
+    use crate::scheduler::multi_thread::queue;
+    use crate::task_core::test_util::TestSched;
+
+    /// Worker 0, not searching (say, woken by the driver), takes both
+    /// injected tasks: it keeps the first to run (forever, say) and queues
+    /// the second. Worker 1 looks for work, finds none, and parks. The
+    /// second task must not be stranded: worker 1 either stole it or was
+    /// woken to (taken off the sleepers list by a notifier).
+    #[test]
+    fn loom_an_injector_batch_is_not_stranded_behind_a_busy_worker() {
+        model(|| {
+            let sched = std::sync::Arc::new(TestSched::default());
+            let idle = Arc::new(Idle::new(2));
+            let inject = Arc::new(Inject::new());
+            for _ in 0..2 {
+                let (t, join) = sched.spawn(async {});
+                drop(join);
+                assert!(inject.push(t));
+            }
+            let (steal, mut local0) = queue::local();
+            let woken1 = Arc::new(AtomicBool::new(false));
+
+            let w0 = {
+                let (idle, inject, woken1) = (idle.clone(), inject.clone(), woken1.clone());
+                thread::spawn(move || {
+                    let mut first = None;
+                    let mut queued = false;
+                    inject.pop_n(2, |t| {
+                        if first.is_none() {
+                            first = Some(t);
+                        } else {
+                            local0.push_back_or_overflow(t, &inject);
+                            queued = true;
+                        }
+                    });
+                    if queued {
+                        // `Handle::notify_parked`.
+                        if let Some(i) = idle.worker_to_notify() {
+                            assert_eq!(i, 1);
+                            woken1.store(true, SeqCst);
+                        }
+                    }
+                    // Runs `first` and never comes back for `local0`.
+                    (first, local0)
+                })
+            };
+
+            // Worker 1: the injector, a steal, the injector, then park.
+            let (_, mut local1) = queue::local();
+            let mut found = inject.pop().is_some();
+            if !found {
+                let searching = idle.transition_worker_to_searching();
+                assert!(searching);
+                found = steal.steal_into(&mut local1).is_some() || inject.pop().is_some();
+                if !found {
+                    // `transition_to_parked`: its queues are empty.
+                    let was_last = idle.transition_worker_to_parking(1, searching);
+                    if was_last {
+                        // `Handle::notify_if_work_pending`.
+                        let pending = !steal.is_empty() || !inject.is_empty();
+                        if pending {
+                            if let Some(i) = idle.worker_to_notify() {
+                                assert_eq!(i, 1);
+                                woken1.store(true, SeqCst);
+                            }
+                        }
+                    }
+                }
+            }
+            let (first, local0) = w0.join().unwrap();
+            assert!(first.is_some(), "worker 0 took the first task");
+            let stranded = !local0.is_empty() && !found;
+            assert!(
+                !stranded || woken1.load(SeqCst),
+                "the second task waits in worker 0's queue and worker 1 parked unwoken"
+            );
+            drop((first, local0, local1));
+        });
     }
 }
