@@ -404,3 +404,276 @@ fn worker_index_out_of_range_panics() {
     let rt = util::multi_thread(2);
     let _ = rt.metrics().worker_poll_count(2);
 }
+
+// ---------------------------------------------------------------------------
+// Runtime-wide counters: spawns, remote schedules, forced yields, I/O events
+// ---------------------------------------------------------------------------
+
+#[test]
+fn spawned_tasks_count_counts_tasks_and_fibers_but_not_block_on_or_blocking_closures() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        assert_eq!(rt.metrics().spawned_tasks_count(), 0, "{flavor:?}");
+        // `block_on` is not a task; a blocking closure runs on the pool.
+        rt.block_on(async {});
+        rt.block_on(rt.spawn_blocking(|| ())).unwrap();
+        assert_eq!(rt.metrics().spawned_tasks_count(), 0, "{flavor:?}");
+        // One task spawning 10 tasks and 3 fibers: 14.
+        rt.block_on(rt.spawn(async {
+            let tasks: Vec<_> = (0..10)
+                .map(|i| fiber_runtime::spawn(async move { i }))
+                .collect();
+            let fibers: Vec<_> = (0..3)
+                .map(|i| fiber_runtime::fiber::spawn(move || i))
+                .collect();
+            for h in tasks {
+                h.await.unwrap();
+            }
+            for h in fibers {
+                h.await.unwrap();
+            }
+        }))
+        .unwrap();
+        assert_eq!(rt.metrics().spawned_tasks_count(), 14, "{flavor:?}");
+        // Spawns from a plain thread count the same.
+        let handle = rt.handle().clone();
+        let t = thread::spawn(move || {
+            for _ in 0..5 {
+                drop(handle.spawn(async {}));
+            }
+        });
+        t.join().unwrap();
+        assert_eq!(rt.metrics().spawned_tasks_count(), 19, "{flavor:?}");
+    }
+}
+
+/// Breaking it: a spawn refused at shutdown is not counted.
+#[test]
+fn spawned_tasks_count_does_not_count_spawns_refused_at_shutdown() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let handle = rt.handle().clone();
+        rt.block_on(rt.spawn(async {})).unwrap();
+        let before = handle.metrics().spawned_tasks_count();
+        drop(rt);
+        let h = handle.spawn(async {});
+        assert!(h.join().unwrap_err().is_cancelled(), "{flavor:?}");
+        assert_eq!(handle.metrics().spawned_tasks_count(), before, "{flavor:?}");
+    }
+}
+
+#[test]
+fn remote_schedule_count_counts_spawns_from_a_plain_thread() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let before = rt.metrics().remote_schedule_count();
+        let handle = rt.handle().clone();
+        let t = thread::spawn(move || (0..5).map(|_| handle.spawn(async {})).collect::<Vec<_>>());
+        let handles = t.join().unwrap();
+        assert!(
+            rt.metrics().remote_schedule_count() >= before + 5,
+            "{flavor:?}"
+        );
+        rt.block_on(async {
+            for h in handles {
+                h.await.unwrap();
+            }
+        });
+    }
+}
+
+/// Spawns and wakes on a worker go to its own queue, not the injector:
+/// only the first spawn, from the main thread, is remote.
+#[test]
+fn remote_schedule_count_does_not_count_spawns_from_a_worker() {
+    for flavor in [Flavor::MultiThread(1), Flavor::MultiThread(2)] {
+        let rt = flavor.build();
+        assert_eq!(rt.metrics().remote_schedule_count(), 0, "{flavor:?}");
+        rt.block_on(rt.spawn(async {
+            let handles: Vec<_> = (0..10).map(|_| fiber_runtime::spawn(async {})).collect();
+            for h in handles {
+                h.await.unwrap();
+            }
+        }))
+        .unwrap();
+        assert_eq!(rt.metrics().remote_schedule_count(), 1, "{flavor:?}");
+    }
+    // Current-thread: tasks spawned while the core is driven go to its
+    // local queue.
+    let rt = util::current_thread();
+    rt.block_on(async {
+        let handles: Vec<_> = (0..10).map(|_| fiber_runtime::spawn(async {})).collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    assert_eq!(rt.metrics().remote_schedule_count(), 0);
+}
+
+/// A task receiving `n` ready messages in a row: the budget (128 ready
+/// operations per poll) forces it to yield every 128 receives.
+async fn receive_ready_messages(n: usize) {
+    let (tx, mut rx) = fiber_runtime::sync::mpsc::unbounded_channel();
+    for i in 0..n {
+        tx.send(i).unwrap();
+    }
+    for i in 0..n {
+        assert_eq!(rx.recv().await, Some(i));
+    }
+}
+
+/// Makes every worker of a current-thread or one-worker runtime publish
+/// its counters after what ran so far: the current-thread flavor
+/// publishes when `block_on` returns; the one worker of a multi-thread
+/// runtime, when it parks after running one more task.
+fn publish(rt: &Runtime, flavor: Flavor) {
+    match flavor {
+        Flavor::CurrentThread => rt.block_on(async {}),
+        Flavor::MultiThread(1) => {
+            let parks = rt.metrics().worker_park_count(0);
+            rt.block_on(rt.spawn(async {})).unwrap();
+            wait_until("the worker parks again", || {
+                rt.metrics().worker_park_count(0) > parks
+            });
+        }
+        Flavor::MultiThread(n) => panic!("cannot make {n} workers publish"),
+    }
+}
+
+#[test]
+fn budget_forced_yield_count_counts_each_poll_the_budget_cut_short() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        // 100 ready receives fit in one budget.
+        rt.block_on(rt.spawn(receive_ready_messages(100))).unwrap();
+        // 300: two forced yields (after 128 and 256), once each however
+        // many resources refuse in the same poll.
+        rt.block_on(rt.spawn(receive_ready_messages(300))).unwrap();
+        wait_until("the forced yields are published", || {
+            rt.metrics().budget_forced_yield_count() >= 2
+        });
+        if flavor != Flavor::MultiThread(2) {
+            publish(&rt, flavor);
+            assert_eq!(rt.metrics().budget_forced_yield_count(), 2, "{flavor:?}");
+        }
+    }
+}
+
+#[test]
+fn budget_forced_yield_count_is_zero_for_short_polls() {
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread(1)] {
+        let rt = flavor.build();
+        rt.block_on(rt.spawn(receive_ready_messages(128))).unwrap();
+        publish(&rt, flavor);
+        assert!(rt.metrics().worker_poll_count(0) >= 1, "{flavor:?}");
+        assert_eq!(rt.metrics().budget_forced_yield_count(), 0, "{flavor:?}");
+    }
+}
+
+#[test]
+fn io_ready_count_grows_when_a_socket_becomes_readable() {
+    use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        // Tasks and timers deliver no I/O events.
+        rt.block_on(rt.spawn(async {
+            fiber_runtime::time::sleep(std::time::Duration::from_millis(1)).await;
+        }))
+        .unwrap();
+        assert_eq!(rt.metrics().io_ready_count(), 0, "{flavor:?}");
+        let (mut a, mut b) = rt
+            .block_on(async { fiber_runtime::net::UnixStream::pair() })
+            .unwrap();
+        let reader = rt.spawn(async move {
+            let mut buf = [0u8; 5];
+            b.read_exact(&mut buf).await.unwrap();
+            buf
+        });
+        // The reader is waiting (or about to): only an event can wake it.
+        let before = rt.metrics().io_ready_count();
+        rt.block_on(async { a.write_all(b"hello").await.unwrap() });
+        assert_eq!(rt.block_on(reader).unwrap(), *b"hello");
+        assert!(rt.metrics().io_ready_count() > before, "{flavor:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Local queue depth
+// ---------------------------------------------------------------------------
+
+/// A task on the only worker spawns 5 tasks and blocks: the first four
+/// go to the run queue, the last stays in the LIFO slot (not counted).
+#[test]
+fn multi_thread_worker_local_queue_depth_counts_queued_tasks() {
+    let rt = util::multi_thread(1);
+    let latch = Latch::new();
+    let l = latch.clone();
+    let (queued_tx, queued_rx) = mpsc::channel();
+    let blocker = rt.spawn(async move {
+        let handles: Vec<_> = (0..5).map(|_| fiber_runtime::spawn(async {})).collect();
+        queued_tx.send(()).unwrap();
+        l.wait();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    queued_rx.recv_timeout(TIMEOUT).unwrap();
+    assert_eq!(rt.metrics().worker_local_queue_depth(0), 4);
+    latch.release();
+    rt.block_on(blocker).unwrap();
+    wait_until("the local queue is empty", || {
+        rt.metrics().worker_local_queue_depth(0) == 0
+    });
+}
+
+/// On two workers the queued tasks are either still queued or stolen:
+/// the depths never exceed what was queued, and end at 0.
+#[test]
+fn multi_thread_worker_local_queue_depth_drains_to_zero() {
+    let rt = util::multi_thread(2);
+    let latch = Latch::new();
+    let l = latch.clone();
+    let (queued_tx, queued_rx) = mpsc::channel();
+    let blocker = rt.spawn(async move {
+        let handles: Vec<_> = (0..50).map(|_| fiber_runtime::spawn(async {})).collect();
+        queued_tx.send(()).unwrap();
+        l.wait();
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    queued_rx.recv_timeout(TIMEOUT).unwrap();
+    let m = rt.metrics();
+    assert!(m.worker_local_queue_depth(0) + m.worker_local_queue_depth(1) <= 49);
+    latch.release();
+    rt.block_on(blocker).unwrap();
+    wait_until("the local queues are empty", || {
+        let m = rt.metrics();
+        m.worker_local_queue_depth(0) == 0 && m.worker_local_queue_depth(1) == 0
+    });
+}
+
+#[test]
+fn current_thread_worker_local_queue_depth_is_published_when_block_on_returns() {
+    let rt = util::current_thread();
+    assert_eq!(rt.metrics().worker_local_queue_depth(0), 0);
+    let handles = rt.block_on(async {
+        (0..5)
+            .map(|_| fiber_runtime::spawn(async {}))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(rt.metrics().worker_local_queue_depth(0), 5);
+    rt.block_on(async {
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    assert_eq!(rt.metrics().worker_local_queue_depth(0), 0);
+}
+
+#[test]
+#[should_panic(expected = "index out of bounds: the len is 1 but the index is 1")]
+fn worker_local_queue_depth_out_of_range_panics() {
+    let rt = util::current_thread();
+    let _ = rt.metrics().worker_local_queue_depth(1);
+}

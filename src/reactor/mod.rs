@@ -46,6 +46,8 @@ pub(crate) struct Handle {
     /// Registered sources; while 0, busy workers skip the non-blocking
     /// `epoll_wait` of their periodic driver turn.
     num_registered: AtomicUsize,
+    /// Readiness events delivered so far (metrics: one add per turn).
+    ready_events: crate::loom::AtomicU64,
 }
 
 /// The fields behind the lock.
@@ -78,6 +80,7 @@ impl Driver {
                 }),
                 is_shutdown: AtomicBool::new(false),
                 num_registered: AtomicUsize::new(0),
+                ready_events: crate::loom::AtomicU64::new(0),
             }),
         })
     }
@@ -102,7 +105,7 @@ impl Driver {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,
             Err(e) => panic!("fiber-runtime: the I/O reactor failed: epoll_wait: {e}"),
         }
-        let mut any = false;
+        let mut delivered = 0u64;
         for event in self.events.iter() {
             if event.token() == WAKER_TOKEN {
                 continue;
@@ -128,9 +131,12 @@ impl Driver {
             // this driver empties, before polling (module doc).
             let io = unsafe { &*(event.token().0 as *const ScheduledIo) };
             io.set_readiness(ready, wakers);
-            any = true;
+            delivered += 1;
         }
-        any
+        if delivered > 0 {
+            self.handle.ready_events.fetch_add(delivered, Relaxed);
+        }
+        delivered > 0
     }
 
     /// Marks the reactor gone: every registered source fails from now on
@@ -156,6 +162,12 @@ impl Handle {
     }
 
     /// Whether any source is registered (a racy hint).
+    /// Readiness events delivered to sources so far (the waker's own
+    /// events not counted).
+    pub(crate) fn ready_count(&self) -> u64 {
+        self.ready_events.load(Relaxed)
+    }
+
     pub(crate) fn has_sources(&self) -> bool {
         self.num_registered.load(Relaxed) != 0
     }

@@ -166,4 +166,118 @@ impl RuntimeMetrics {
     pub fn worker_busy_duration(&self, i: usize) -> Duration {
         self.inner.workers[i].busy
     }
+    /// Number of tasks and fibers spawned on this runtime so far (every
+    /// successful `spawn`, `spawn_fiber`, `Handle::spawn`, task-group and
+    /// builder spawn; not the `block_on` future, which is not a task, and
+    /// not `spawn_blocking` closures, which run on the blocking pool: see
+    /// [`num_blocking_threads`](Self::num_blocking_threads)). A spawn
+    /// refused because the runtime is shutting down is not counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let before = rt.metrics().spawned_tasks_count();
+    /// rt.block_on(async {
+    ///     for _ in 0..3 {
+    ///         fiber_runtime::spawn(async {}).await.unwrap();
+    ///     }
+    /// });
+    /// assert_eq!(rt.metrics().spawned_tasks_count(), before + 3);
+    /// ```
+    pub fn spawned_tasks_count(&self) -> u64 {
+        self.inner.spawned_tasks
+    }
+
+    /// Number of times a task was scheduled from outside the runtime's
+    /// worker threads: spawned or woken on another thread (a plain thread,
+    /// the blocking pool, a `block_on` thread of the multi-thread flavor),
+    /// and so pushed into the global injection queue (the remote queue of
+    /// the current-thread flavor). Fibers woken from another thread go to
+    /// their own worker's inbox instead and are not counted; nor are tasks
+    /// a worker moves to the injector when its local queue overflows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .worker_threads(1)
+    ///     .build()
+    ///     .unwrap();
+    /// // Spawned from the main thread, outside the workers.
+    /// let h = rt.spawn(async {});
+    /// rt.block_on(h).unwrap();
+    /// assert!(rt.metrics().remote_schedule_count() >= 1);
+    /// ```
+    pub fn remote_schedule_count(&self) -> u64 {
+        self.inner.remote_schedules
+    }
+
+    /// Number of task polls that the cooperative budget forced to yield:
+    /// the task found runtime resources ready so many times in a row (128
+    /// in one poll) that one of them returned `Pending` instead, to let
+    /// the worker's other tasks run. Counted once per poll, summed over
+    /// the workers, and published with the other per-worker counters
+    /// (about every 61 polls and whenever a worker parks).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     fiber_runtime::spawn(async {
+    ///         let (tx, mut rx) = fiber_runtime::sync::mpsc::unbounded_channel();
+    ///         for i in 0..200 {
+    ///             tx.send(i).unwrap();
+    ///         }
+    ///         // Each ready receive costs budget: the 129th yields.
+    ///         for _ in 0..200 {
+    ///             rx.recv().await.unwrap();
+    ///         }
+    ///     })
+    ///     .await
+    ///     .unwrap();
+    /// });
+    /// assert!(rt.metrics().budget_forced_yield_count() >= 1);
+    /// ```
+    pub fn budget_forced_yield_count(&self) -> u64 {
+        self.inner.workers.iter().map(|w| w.forced_yields).sum()
+    }
+
+    /// Number of readiness events the I/O reactor delivered to sockets
+    /// and other registered sources (one event can make a source both
+    /// readable and writable; the reactor's own wake-ups are not counted).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// assert_eq!(rt.metrics().io_ready_count(), 0);
+    /// ```
+    pub fn io_ready_count(&self) -> u64 {
+        self.inner.io_ready
+    }
+
+    /// Number of tasks waiting in worker `i`'s local run queue now. On the
+    /// multi-thread flavor this is its stealable ring, read at the time of
+    /// the snapshot (the single-task LIFO slot and the fibers pinned to the
+    /// worker are not counted); on the current-thread flavor, its queue as
+    /// of the last publication (when `block_on` returns, when it parks,
+    /// and every 61 polls). Tasks in the global queue are counted by
+    /// [`global_queue_depth`](Self::global_queue_depth).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {});
+    /// assert_eq!(rt.metrics().worker_local_queue_depth(0), 0);
+    /// ```
+    pub fn worker_local_queue_depth(&self, i: usize) -> usize {
+        self.inner.workers[i].local_queue_depth
+    }
 }

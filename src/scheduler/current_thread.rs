@@ -480,6 +480,9 @@ impl Handle {
             alive_fibers: self.common.alive_fibers.load(Relaxed),
             global_queue_depth: self.shared.inject.len(),
             blocking_threads: self.common.blocking.num_threads(),
+            spawned_tasks: self.shared.owned.inserted_count(),
+            remote_schedules: self.shared.inject.remote_count(),
+            io_ready: self.common.driver.io.ready_count(),
         }
     }
 }
@@ -506,7 +509,8 @@ impl Context {
                 core = c;
                 if let Poll::Ready(v) = res {
                     core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
-                    shared.metrics.flush(&core.metrics);
+                    shared.metrics.set_queue_depth(core.tasks.len());
+                    shared.metrics.flush(&mut core.metrics);
                     return Ran::Done(core, v);
                 }
                 // A `block_on` future that keeps waking itself must not
@@ -520,7 +524,8 @@ impl Context {
             let mut ran = 0;
             if slot.is_closed() {
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
-                shared.metrics.flush(&core.metrics);
+                shared.metrics.set_queue_depth(core.tasks.len());
+                shared.metrics.flush(&mut core.metrics);
                 return Ran::Closed(core);
             }
             while ran < EVENT_INTERVAL {
@@ -549,14 +554,16 @@ impl Context {
                 core.metrics.parks += 1;
                 fiber_pool::trim();
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
-                shared.metrics.flush(&core.metrics);
+                shared.metrics.set_queue_depth(core.tasks.len());
+                shared.metrics.flush(&mut core.metrics);
                 rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "park");
                 core.park.park();
                 rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "unpark");
                 core = self.wake_deferred(core);
                 busy_since = Instant::now();
             } else if ran == EVENT_INTERVAL {
-                shared.metrics.flush(&core.metrics);
+                shared.metrics.set_queue_depth(core.tasks.len());
+                shared.metrics.flush(&mut core.metrics);
             }
         }
     }
@@ -637,7 +644,7 @@ impl Schedule for Arc<Handle> {
     fn schedule(&self, task: Notified) {
         let task = with_local_core(self, task, |core, task| core.tasks.push_back(task.into()));
         if let Some(task) = task {
-            if self.shared.inject.push(task) {
+            if self.shared.inject.push_remote(task) {
                 self.shared.unpark.unpark();
             }
         }

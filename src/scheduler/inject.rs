@@ -1,7 +1,7 @@
 //! The global injection queue: tasks scheduled from outside a worker (or
 //! overflowing a local queue) wait here until a worker takes them.
 
-use crate::loom::{AtomicUsize, Mutex, Ordering::*};
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, Ordering::*};
 use crate::task_core::Notified;
 use std::collections::VecDeque;
 
@@ -10,6 +10,8 @@ pub(crate) struct Inject {
     /// Mirror of `synced.queue.len()` so that workers can skip the lock
     /// when the queue is empty.
     len: AtomicUsize,
+    /// Tasks pushed by `push_remote` (metrics), written under the lock.
+    remote_pushes: AtomicU64,
 }
 
 /// The fields behind the lock.
@@ -27,6 +29,7 @@ impl Inject {
                 closed: false,
             }),
             len: AtomicUsize::new(0),
+            remote_pushes: AtomicU64::new(0),
         }
     }
 
@@ -49,6 +52,27 @@ impl Inject {
         synced.queue.push_back(task);
         self.len.store(synced.queue.len(), Release);
         true
+    }
+
+    /// Pushes a task scheduled from outside the scheduler's workers and
+    /// counts it (`RuntimeMetrics::remote_schedule_count`); returns
+    /// `false` (dropping the entry) once closed.
+    pub(crate) fn push_remote(&self, task: Notified) -> bool {
+        let mut synced = self.synced.lock();
+        if synced.closed {
+            drop(synced);
+            drop(task);
+            return false;
+        }
+        synced.queue.push_back(task);
+        self.len.store(synced.queue.len(), Release);
+        self.remote_pushes.fetch_add(1, Relaxed);
+        true
+    }
+
+    /// Tasks pushed by `push_remote` so far.
+    pub(crate) fn remote_count(&self) -> u64 {
+        self.remote_pushes.load(Relaxed)
     }
 
     /// Pushes several tasks under one lock acquisition.

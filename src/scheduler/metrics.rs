@@ -13,6 +13,10 @@ pub(crate) struct WorkerMetrics {
     steals: AtomicU64,
     parks: AtomicU64,
     busy_ns: AtomicU64,
+    forced_yields: AtomicU64,
+    /// Local queue length at the last flush (current-thread flavor; the
+    /// multi-thread flavor reads its ring directly).
+    queue_depth: AtomicU64,
 }
 
 /// What a worker accumulates locally between flushes.
@@ -22,14 +26,23 @@ pub(crate) struct LocalMetrics {
     pub(crate) steals: u64,
     pub(crate) parks: u64,
     pub(crate) busy_ns: u64,
+    pub(crate) forced_yields: u64,
 }
 
 impl WorkerMetrics {
-    pub(crate) fn flush(&self, local: &LocalMetrics) {
+    /// Publishes `local`, first adding the budget-forced yields counted
+    /// on this thread (so: call it on the worker's own thread).
+    pub(crate) fn flush(&self, local: &mut LocalMetrics) {
+        local.forced_yields += crate::task_core::coop::take_forced_yields();
+        self.forced_yields.store(local.forced_yields, Relaxed);
         self.polls.store(local.polls, Relaxed);
         self.steals.store(local.steals, Relaxed);
         self.parks.store(local.parks, Relaxed);
         self.busy_ns.store(local.busy_ns, Relaxed);
+    }
+
+    pub(crate) fn set_queue_depth(&self, depth: usize) {
+        self.queue_depth.store(depth as u64, Relaxed);
     }
 
     pub(crate) fn snapshot(&self) -> WorkerSnapshot {
@@ -38,6 +51,8 @@ impl WorkerMetrics {
             steals: self.steals.load(Relaxed),
             parks: self.parks.load(Relaxed),
             busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
+            forced_yields: self.forced_yields.load(Relaxed),
+            local_queue_depth: self.queue_depth.load(Relaxed) as usize,
         }
     }
 }
@@ -49,6 +64,8 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) steals: u64,
     pub(crate) parks: u64,
     pub(crate) busy: Duration,
+    pub(crate) forced_yields: u64,
+    pub(crate) local_queue_depth: usize,
 }
 
 /// A scheduler's counters at one instant.
@@ -59,4 +76,7 @@ pub(crate) struct Snapshot {
     pub(crate) alive_fibers: usize,
     pub(crate) global_queue_depth: usize,
     pub(crate) blocking_threads: usize,
+    pub(crate) spawned_tasks: u64,
+    pub(crate) remote_schedules: u64,
+    pub(crate) io_ready: u64,
 }

@@ -20,12 +20,19 @@ use std::task::{Context, Poll};
 /// Ready operations per task poll (tokio uses the same figure).
 const BUDGET: u8 = 128;
 
+/// The budget of a poll that was already refused once: still exhausted,
+/// but its forced yield is counted (once per poll, not per refusal).
+const EXHAUSTED_COUNTED: u8 = u8::MAX;
+
 /// What a task poll sets on its thread.
 struct PollState {
     /// `None` outside a task poll: unconstrained.
     budget: Cell<Option<u8>>,
     /// The task being polled or cancelled (null: none).
     task: Cell<*const Header>,
+    /// Polls on this thread that the budget forced to yield, since the
+    /// scheduler last took the count (`take_forced_yields`).
+    forced_yields: Cell<u64>,
 }
 
 thread_local! {
@@ -33,6 +40,7 @@ thread_local! {
         PollState {
             budget: Cell::new(None),
             task: Cell::new(ptr::null()),
+            forced_yields: Cell::new(0),
         }
     };
 }
@@ -102,7 +110,12 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
     let exhausted = CURRENT
         .try_with(|c| match c.budget.get() {
             None => false,
-            Some(0) => true,
+            Some(0) => {
+                c.budget.set(Some(EXHAUSTED_COUNTED));
+                c.forced_yields.set(c.forced_yields.get() + 1);
+                true
+            }
+            Some(EXHAUSTED_COUNTED) => true,
             Some(n) => {
                 c.budget.set(Some(n - 1));
                 false
@@ -122,10 +135,19 @@ pub(crate) fn poll_proceed(cx: &mut Context<'_>) -> Poll<()> {
 #[inline]
 pub(crate) fn refund() {
     let _ = CURRENT.try_with(|c| {
-        if let Some(n) = c.budget.get() {
+        if let Some(n) = c.budget.get().filter(|&n| n != EXHAUSTED_COUNTED) {
             c.budget.set(Some(n.saturating_add(1).min(BUDGET)));
         }
     });
+}
+
+/// Takes (and resets) the number of polls on this thread that the budget
+/// forced to yield: the scheduler adds it to its worker's metrics when it
+/// publishes them.
+pub(crate) fn take_forced_yields() -> u64 {
+    CURRENT
+        .try_with(|c| c.forced_yields.replace(0))
+        .unwrap_or(0)
 }
 
 #[cfg(all(test, not(fiber_runtime_loom)))]
@@ -141,7 +163,13 @@ mod tests {
                 assert!(poll_proceed(&mut cx).is_ready());
             }
             assert!(poll_proceed(&mut cx).is_pending());
+            // Refused again in the same poll: still one forced yield.
+            assert!(poll_proceed(&mut cx).is_pending());
+            refund();
+            assert!(poll_proceed(&mut cx).is_pending());
         });
+        assert_eq!(take_forced_yields(), 1);
+        assert_eq!(take_forced_yields(), 0);
         // Outside a task poll there is no limit.
         for _ in 0..1000 {
             assert!(poll_proceed(&mut cx).is_ready());

@@ -89,6 +89,8 @@ struct Synced {
     /// Where the next scan for an empty slot starts.
     cursor: usize,
     closed: bool,
+    /// Tasks ever inserted (metrics: `RuntimeMetrics::spawned_tasks_count`).
+    inserted: u64,
 }
 
 impl Shard {
@@ -98,6 +100,7 @@ impl Shard {
                 used: 0,
                 cursor: 0,
                 closed: false,
+                inserted: 0,
             }),
             segments: (0..MAX_SEGMENTS)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
@@ -204,6 +207,7 @@ impl OwnedTasks {
         if synced.closed {
             return Err(Closed);
         }
+        synced.inserted += 1;
         let index = if synced.used > 0 && shard.vacant.load(Relaxed) * 4 > synced.used as isize {
             // Reuse: at least a quarter of the slots are empty, so the scan
             // is short on average.
@@ -308,6 +312,11 @@ impl OwnedTasks {
                 unsafe { RawTask::from_raw(ptr).shutdown() };
             }
         }
+    }
+
+    /// Number of tasks ever added to the list (one lock per shard).
+    pub(crate) fn inserted_count(&self) -> u64 {
+        self.shards.iter().map(|s| s.synced.lock().inserted).sum()
     }
 
     /// Number of tasks in the list (a snapshot).

@@ -210,6 +210,11 @@ impl Steal {
         self.0.len() == 0
     }
 
+    /// Tasks in the queue now (a snapshot, for metrics).
+    pub(crate) fn len(&self) -> usize {
+        (self.0.len() as usize).min(LOCAL_QUEUE_CAPACITY)
+    }
+
     /// Steals half of this queue into `dst` (owned by the caller) and
     /// returns one of the stolen tasks to run now.
     pub(crate) fn steal_into(&self, dst: &mut Local) -> Option<Notified> {

@@ -38,7 +38,7 @@ use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
 use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
 use crate::scheduler::context;
-use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
+use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics, WorkerSnapshot};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
 use crate::task_core::list::{Kind, OwnedTasks};
@@ -462,7 +462,7 @@ impl Core {
         self.busy_since = now;
         handle.shared.remotes[self.index]
             .metrics
-            .flush(&self.metrics);
+            .flush(&mut self.metrics);
     }
 }
 
@@ -590,7 +590,7 @@ impl Handle {
         });
         if let Some(task) = task {
             // From outside a worker of ours: through the injector.
-            if self.shared.inject.push(task) {
+            if self.shared.inject.push_remote(task) {
                 self.notify_parked();
             }
         }
@@ -683,12 +683,18 @@ impl Handle {
                 .shared
                 .remotes
                 .iter()
-                .map(|r| r.metrics.snapshot())
+                .map(|r| WorkerSnapshot {
+                    local_queue_depth: r.steal.len(),
+                    ..r.metrics.snapshot()
+                })
                 .collect(),
             alive_tasks: self.shared.owned.len(),
             alive_fibers: self.common.alive_fibers.load(Relaxed),
             global_queue_depth: self.shared.inject.len(),
             blocking_threads: self.common.blocking.num_threads(),
+            spawned_tasks: self.shared.owned.inserted_count(),
+            remote_schedules: self.shared.inject.remote_count(),
+            io_ready: self.common.driver.io.ready_count(),
         }
     }
 }
