@@ -161,13 +161,13 @@ impl Handle {
         let _ = self.waker.wake();
     }
 
-    /// Whether any source is registered (a racy hint).
     /// Readiness events delivered to sources so far (the waker's own
     /// events not counted).
     pub(crate) fn ready_count(&self) -> u64 {
         self.ready_events.load(Relaxed)
     }
 
+    /// Whether any source is registered (a racy hint).
     pub(crate) fn has_sources(&self) -> bool {
         self.num_registered.load(Relaxed) != 0
     }
