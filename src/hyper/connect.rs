@@ -102,51 +102,44 @@ impl tower_service::Service<Uri> for Connector {
                 )
             };
             let lookup = crate::net::lookup_host((host.as_str(), port));
-            let addrs: Vec<_> = match deadline {
-                Some(d) => {
-                    crate::time::timeout(d.saturating_duration_since(Instant::now()), lookup)
-                        .await
-                        .map_err(|_| timed_out())??
-                        .collect()
-                }
-                None => lookup.await?.collect(),
-            };
+            let addrs: Vec<_> = within(deadline, 1, lookup, timed_out).await?.collect();
             let mut last = None;
-            let mut stream = None;
             for (i, addr) in addrs.iter().enumerate() {
-                let attempt = TcpStream::connect(*addr);
-                let res = match deadline {
-                    // Each address gets an equal share of the time left, as
-                    // hyper-util's connector does: a black-holed first
-                    // address (often IPv6) does not use up the whole budget.
-                    Some(d) => {
-                        let left = d.saturating_duration_since(Instant::now());
-                        let share = left / (addrs.len() - i) as u32;
-                        crate::time::timeout(share, attempt)
-                            .await
-                            .unwrap_or_else(|_| Err(timed_out()))
-                    }
-                    None => attempt.await,
-                };
-                match res {
-                    Ok(s) => {
-                        stream = Some(s);
-                        break;
+                // Each address gets an equal share of the time left, as
+                // hyper-util's connector does: a black-holed first address
+                // (often IPv6) does not use up the whole budget.
+                let share = (addrs.len() - i) as u32;
+                match within(deadline, share, TcpStream::connect(*addr), timed_out).await {
+                    Ok(stream) => {
+                        stream.set_nodelay(this.nodelay)?;
+                        return Ok(stream);
                     }
                     Err(e) => last = Some(e),
                 }
             }
-            let stream = match stream {
-                Some(s) => s,
-                None => {
-                    return Err(last.unwrap_or_else(|| {
-                        io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
-                    }));
-                }
-            };
-            stream.set_nodelay(this.nodelay)?;
-            Ok(stream)
+            Err(last.unwrap_or_else(|| {
+                io::Error::new(io::ErrorKind::NotFound, "the host resolved to no address")
+            }))
         })
+    }
+}
+
+/// `fut`, failed with `timed_out()` once `1 / share` of the time left
+/// before `deadline` is spent (no deadline: no limit).
+async fn within<T>(
+    deadline: Option<Instant>,
+    share: u32,
+    fut: impl Future<Output = io::Result<T>>,
+    timed_out: impl FnOnce() -> io::Error,
+) -> io::Result<T> {
+    match deadline {
+        Some(d) => {
+            let left = d.saturating_duration_since(Instant::now());
+            crate::time::timeout(left / share, fut)
+                .await
+                .map_err(|_| timed_out())?
+        }
+        None => fut.await,
     }
 }
 

@@ -36,8 +36,7 @@ macro_rules! impl_hyper_io {
                 cx: &mut Context<'_>,
                 buf: &[u8],
             ) -> Poll<io::Result<usize>> {
-                self.io
-                    .poll_write_stream(cx, buf.len(), |s| io::Write::write(&mut &*s, buf))
+                uninit::poll_write(&self.io, cx, buf)
             }
 
             fn poll_write_vectored(

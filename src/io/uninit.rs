@@ -20,8 +20,20 @@ pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
     io.poll_read_stream(cx, len, |s| socket2::SockRef::from(s).recv(buf))
 }
 
+/// A write on a stream socket (a short write means the send buffer is
+/// full).
+pub(crate) fn poll_write<E: mio::event::Source>(
+    io: &PollEvented<E>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>>
+where
+    for<'a> &'a E: io::Write,
+{
+    io.poll_write_stream(cx, buf.len(), |mut s| io::Write::write(&mut s, buf))
+}
+
 /// A vectored write on a stream socket.
-#[cfg_attr(not(any(feature = "hyper", feature = "tokio-io")), allow(dead_code))]
 pub(crate) fn poll_write_vectored<E: mio::event::Source>(
     io: &PollEvented<E>,
     cx: &mut Context<'_>,
@@ -47,7 +59,6 @@ pub(crate) fn vectored_len(bufs: &[IoSlice<'_>]) -> usize {
 /// Shuts down the write half: `NotConnected` (the peer already closed
 /// or reset the connection) counts as success, as in tokio, since there
 /// is nothing left to shut down.
-#[cfg_attr(not(any(feature = "hyper", feature = "tokio-io")), allow(dead_code))]
 pub(crate) fn shutdown_write(res: io::Result<()>) -> io::Result<()> {
     match res {
         Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),

@@ -71,8 +71,6 @@ pub use unix::datagram::UnixDatagram;
 pub use unix::listener::UnixListener;
 pub use unix::stream::UnixStream;
 
-use std::io;
-
 /// Implements `AsyncRead`/`AsyncWrite` (and the blocking-style
 /// `std::io::Read`/`Write`) for a stream type's shared reference, through
 /// its `io: PollEvented<mio type>` field, and for the type itself by
@@ -96,8 +94,7 @@ macro_rules! impl_async_read_write {
                 cx: &mut std::task::Context<'_>,
                 buf: &[u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io
-                    .poll_write_stream(cx, buf.len(), |s| std::io::Write::write(&mut &*s, buf))
+                $crate::io::uninit::poll_write(&self.io, cx, buf)
             }
 
             /// One `writev(2)` of all of `bufs` (as much as the socket
@@ -107,9 +104,7 @@ macro_rules! impl_async_read_write {
                 cx: &mut std::task::Context<'_>,
                 bufs: &[std::io::IoSlice<'_>],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                let len = $crate::io::uninit::vectored_len(bufs);
-                self.io
-                    .poll_write_stream(cx, len, |s| std::io::Write::write_vectored(&mut &*s, bufs))
+                $crate::io::uninit::poll_write_vectored(&self.io, cx, bufs)
             }
 
             fn poll_flush(
@@ -126,7 +121,7 @@ macro_rules! impl_async_read_write {
                 self: std::pin::Pin<&mut Self>,
                 _cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<std::io::Result<()>> {
-                std::task::Poll::Ready($crate::net::shutdown_write(
+                std::task::Poll::Ready($crate::io::uninit::shutdown_write(
                     self.shutdown(std::net::Shutdown::Write),
                 ))
             }
@@ -308,16 +303,6 @@ macro_rules! impl_async_read_write {
     };
 }
 pub(crate) use impl_async_read_write;
-
-/// The result of shutting down a stream's write half for `poll_close`:
-/// `NotConnected` (the peer reset or closed the connection first) is
-/// success, as in tokio, since the stream is closed either way.
-pub(crate) fn shutdown_write(res: io::Result<()>) -> io::Result<()> {
-    match res {
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(()),
-        res => res,
-    }
-}
 
 /// Implements `AsFd` and `AsRawFd` for a type whose `io` field is a
 /// `PollEvented`, so that `socket2::SockRef::from(&socket)` works.
