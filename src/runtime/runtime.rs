@@ -195,6 +195,9 @@ impl Runtime {
         if std::mem::replace(&mut self.is_shut_down, true) {
             return;
         }
+        // The long-poll monitor first: woken, joined; nothing it reports
+        // during the shutdown would help.
+        self.handle.inner.common().monitor.stop();
         match &self.handle.inner {
             scheduler::Handle::MultiThread(h) => {
                 h.shutdown();
