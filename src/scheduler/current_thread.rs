@@ -560,9 +560,9 @@ impl Context {
                 };
                 let Some(task) = task else { break };
                 core.metrics.polls += 1;
-                let timed = core.metrics.begin_poll(task.addr());
+                core.metrics.begin_poll(task.addr());
                 core = self.enter(core, || task.run()).0;
-                core.metrics.end_poll(timed);
+                core.metrics.end_poll();
                 ran += 1;
                 if core.tick % EVENT_INTERVAL == 0 {
                     // Keep I/O and timers moving while tasks keep us busy.

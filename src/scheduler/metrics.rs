@@ -4,11 +4,13 @@
 //! # What a poll costs
 //!
 //! A worker brackets every task poll with [`LocalMetrics::begin_poll`] and
-//! [`LocalMetrics::end_poll`]: an increment of a local counter, two relaxed
-//! stores to its [`Heartbeat`] (the poll's number and the task's address,
-//! for the long-poll monitor), a decrement and test of the sampling
-//! countdown, and after the poll one relaxed load (the monitor's "this
-//! poll is long" mark). No clock read, no read-modify-write atomic.
+//! [`LocalMetrics::end_poll`]: two relaxed stores to its [`Heartbeat`]
+//! (the poll's number, which is the poll count the worker keeps anyway,
+//! and the task's address, for the long-poll monitor), a compare of the
+//! poll count with the next one to time, and after the poll one relaxed
+//! load and test (the "look at this poll" mark, set by the monitor for a
+//! long poll, and by the worker itself for a timed one). No clock read,
+//! no read-modify-write atomic, no store besides the two.
 //!
 //! # The poll-time histogram
 //!
@@ -17,8 +19,8 @@
 //! the last one is open-ended. Timing every poll would cost two clock
 //! reads (~30 ns each) per poll of ~30 ns, so:
 //!
-//! - one poll in `sample_every` (the first, then every `sample_every`-th)
-//!   is timed with `Instant`, and counts for the polls since the previous
+//! - one poll in `sample_every` (the first poll, then every
+//!   `sample_every`-th) is timed with `Instant`, and counts for the polls since the previous
 //!   timed one: the histogram's bucket gets that weight, so the counts sum
 //!   exactly to the poll count;
 //! - a poll the monitor saw running across two of its checks (one that
@@ -221,31 +223,32 @@ pub(crate) struct LocalMetrics {
     pub(crate) forced_yields: u64,
     /// Where this worker publishes (its heartbeat included).
     shared: Arc<WorkerMetrics>,
-    /// Polls begun (task polls, and the current-thread flavor's polls of
-    /// its `block_on` future): the heartbeat's sequence number.
-    seq: u64,
-    /// Task polls until the next timed one; `u64::MAX` (never reached)
-    /// with the histogram off.
-    countdown: u64,
+    /// Polls of the `block_on` future (current-thread flavor). The
+    /// heartbeat numbers a task poll `polls` and a `block_on` poll
+    /// `u64::MAX - block_on_polls`: every poll gets a number of its own.
+    block_on_polls: u64,
+    /// The task poll (by `polls`) to time next: the first, then one in
+    /// `sample_every`; 0 (never reached: `polls` is at least 1 when
+    /// compared) with the histogram off.
+    next_sample: u64,
+    /// When the poll running now began, if it is timed.
+    sample_start: Option<Instant>,
     hist: LocalHistogram,
 }
 
 impl LocalMetrics {
     pub(crate) fn new(shared: Arc<WorkerMetrics>) -> LocalMetrics {
+        let next_sample = u64::from(shared.histogram.is_some());
         LocalMetrics {
             polls: 0,
             steals: 0,
             parks: 0,
             busy_ns: 0,
             forced_yields: 0,
-            // The first poll is timed, so that a mean exists early.
-            countdown: if shared.histogram.is_some() {
-                1
-            } else {
-                u64::MAX
-            },
             shared,
-            seq: 0,
+            block_on_polls: 0,
+            next_sample,
+            sample_start: None,
             hist: LocalHistogram {
                 counts: [0; MAX_BUCKETS],
                 attributed: 0,
@@ -256,44 +259,48 @@ impl LocalMetrics {
         }
     }
 
-    /// Called right before a task poll (after counting it in `polls`):
-    /// publishes the heartbeat; returns the start time if this poll is
-    /// one of the timed ones.
-    #[inline(always)]
-    pub(crate) fn begin_poll(&mut self, task_addr: usize) -> Option<Instant> {
-        self.seq += 1;
-        self.shared.heartbeat.publish(self.seq, task_addr);
-        self.countdown -= 1;
-        if self.countdown == 0 {
-            return Some(self.start_sample());
-        }
-        None
+    fn block_on_seq(&self) -> u64 {
+        u64::MAX - self.block_on_polls
     }
 
-    #[cold]
-    #[inline(never)]
-    fn start_sample(&mut self) -> Instant {
-        self.countdown = match self.shared.histogram {
-            Some(config) => config.sample_every,
-            // Off: reached after 2^64 polls only; start over.
-            None => u64::MAX,
-        };
-        Instant::now()
-    }
-
-    /// Called right after a task poll, with what `begin_poll` returned.
+    /// Called right before a task poll, after counting it in `polls`:
+    /// publishes the heartbeat, and starts the clock if this poll is one
+    /// of the timed ones.
     #[inline(always)]
-    pub(crate) fn end_poll(&mut self, timed: Option<Instant>) {
-        if timed.is_some() || self.shared.heartbeat.is_marked() {
-            self.end_poll_slow(timed);
+    pub(crate) fn begin_poll(&mut self, task_addr: usize) {
+        self.shared.heartbeat.publish(self.polls, task_addr);
+        if self.polls == self.next_sample {
+            self.start_sample();
         }
     }
 
     #[cold]
     #[inline(never)]
-    fn end_poll_slow(&mut self, timed: Option<Instant>) {
+    fn start_sample(&mut self) {
+        if let Some(c) = self.shared.histogram {
+            self.next_sample = self.polls.saturating_add(c.sample_every);
+        }
+        // The poll's end checks only the heartbeat's mark: mark it
+        // ourselves (a concurrent mark by the monitor is for this poll or
+        // an earlier one: either way the end finds a mark).
+        self.shared.heartbeat.mark_own(self.polls);
+        self.sample_start = Some(Instant::now());
+    }
+
+    /// Called right after a task poll.
+    #[inline(always)]
+    pub(crate) fn end_poll(&mut self) {
+        if self.shared.heartbeat.is_marked() {
+            self.end_poll_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn end_poll_slow(&mut self) {
         let now = Instant::now();
-        let mark = self.shared.heartbeat.take_mark(self.seq);
+        let timed = self.sample_start.take();
+        let mark = self.shared.heartbeat.take_mark(self.polls);
         let Some(config) = self.shared.histogram else {
             return;
         };
@@ -322,17 +329,17 @@ impl LocalMetrics {
     /// but watched by the monitor like one).
     #[inline]
     pub(crate) fn begin_block_on_poll(&mut self) {
-        self.seq += 1;
+        self.block_on_polls += 1;
         self.shared
             .heartbeat
-            .publish(self.seq, super::monitor::BLOCK_ON);
+            .publish(self.block_on_seq(), super::monitor::BLOCK_ON);
     }
 
     /// Called right after a `block_on` future poll.
     #[inline]
     pub(crate) fn end_block_on_poll(&mut self) {
         if self.shared.heartbeat.is_marked() {
-            let _ = self.shared.heartbeat.take_mark(self.seq);
+            let _ = self.shared.heartbeat.take_mark(self.block_on_seq());
         }
     }
 
@@ -474,13 +481,15 @@ mod tests {
             first_end_ns: 1,
             sample_every: 4,
         })));
+        // (The test's heartbeat sees no monitor: only samples.)
         let mut local = LocalMetrics::new(shared.clone());
         let mut timed = 0;
         for i in 0..103u64 {
             local.polls += 1;
-            let t = local.begin_poll(0x1000);
-            timed += usize::from(t.is_some());
-            local.end_poll(t);
+            local.begin_poll(0x1000);
+            timed += usize::from(local.sample_start.is_some());
+            local.end_poll();
+            assert!(local.sample_start.is_none());
             if i % 10 == 0 {
                 shared.flush(&mut local);
                 let s = shared.snapshot();
@@ -503,8 +512,9 @@ mod tests {
         let mut local = LocalMetrics::new(shared.clone());
         for _ in 0..1000 {
             local.polls += 1;
-            assert!(local.begin_poll(0x1000).is_none());
-            local.end_poll(None);
+            local.begin_poll(0x1000);
+            assert!(local.sample_start.is_none());
+            local.end_poll();
         }
         shared.flush(&mut local);
         assert!(shared.snapshot().histogram.is_none());

@@ -80,12 +80,15 @@ pub(crate) fn nanos_since(since: u64, now: Instant) -> u64 {
 /// writes `seq` and `task`; the monitor writes the mark and the count.
 #[repr(align(128))] // written at every poll: on lines of its own
 pub(crate) struct Heartbeat {
-    /// The number of the poll running or last run (from 1).
+    /// The number of the poll running or last run: for a task poll, the
+    /// worker's poll count (from 1); for a `block_on` poll, `u64::MAX`
+    /// minus the count of those. Never 0 once a poll ran.
     seq: AtomicU64,
     /// The address of its task, `BLOCK_ON`, or `IDLE`.
     task: AtomicUsize,
-    /// Set by the monitor: the `seq` of a poll it saw across two checks,
-    /// 0 if none.
+    /// The `seq` of a poll to look at when it ends, 0 if none: set by the
+    /// monitor for a poll it saw across two checks (with `mark_since`),
+    /// and by the worker for a poll it times itself.
     mark: AtomicU64,
     /// When the monitor first saw the marked poll (`nanos`).
     mark_since: AtomicU64,
@@ -121,6 +124,12 @@ impl Heartbeat {
     #[inline(always)]
     pub(crate) fn is_marked(&self) -> bool {
         self.mark.load(Relaxed) != 0
+    }
+
+    /// Marks poll `seq` for its own end (worker: a timed poll).
+    #[inline]
+    pub(crate) fn mark_own(&self, seq: u64) {
+        self.mark.store(seq, Relaxed);
     }
 
     /// Clears the mark (worker); returns the first sighting if it was for

@@ -290,7 +290,7 @@ impl Context {
     #[inline(always)]
     fn poll(&self, mut core: Box<Core>, addr: usize, run: impl FnOnce()) -> Box<Core> {
         core.metrics.polls += 1;
-        let timed = core.metrics.begin_poll(addr);
+        core.metrics.begin_poll(addr);
         *self.core.borrow_mut() = Some(core);
         run();
         let mut core = self
@@ -298,7 +298,7 @@ impl Context {
             .borrow_mut()
             .take()
             .expect("worker core lost during a poll");
-        core.metrics.end_poll(timed);
+        core.metrics.end_poll();
         core
     }
 
