@@ -723,7 +723,8 @@ fn histograms_off_have_no_histogram_and_no_mean() {
 
 #[test]
 fn bad_detector_and_histogram_settings_are_refused_by_build() {
-    let cases: Vec<(Box<dyn Fn(&mut Builder) -> &mut Builder>, &str)> = vec![
+    type Set = Box<dyn Fn(&mut Builder) -> &mut Builder>;
+    let cases: Vec<(Set, &str)> = vec![
         (
             Box::new(|b| b.long_poll_threshold(Duration::ZERO)),
             "long_poll_threshold",

@@ -28,10 +28,11 @@
 //!   end-of-poll load sees the mark and times that poll from the monitor's
 //!   first sighting: a lower bound short by less than one monitor interval
 //!   (the same duration the long-poll report gives), counted with weight 1;
-//! - the polls since the last timed one are not in any bucket yet; a
-//!   snapshot adds them to the bucket of the last timed poll, so a
-//!   snapshot of a quiescent (parked) worker sums exactly to its
-//!   `worker_poll_count`.
+//! - the polls since the last timed one are not in any bucket yet; each
+//!   flush adds them to the bucket of the last timed poll (the next timed
+//!   poll then counts only for those after), so the published counts only
+//!   grow, and those of a quiescent (parked) worker sum exactly to its
+//!   published poll count.
 //!
 //! The mean poll time is the weighted sum of the timed polls' durations
 //! over their total weight (an estimate from the same samples).
@@ -117,10 +118,10 @@ pub(crate) struct WorkerMetrics {
     histogram: Option<HistogramConfig>,
     /// Published bucket counts (the first `histogram.buckets`).
     buckets: [AtomicU64; MAX_BUCKETS],
-    /// The bucket of the last timed poll.
-    last_bucket: AtomicU64,
-    /// Weighted nanoseconds of the timed polls (for the mean).
+    /// Weighted nanoseconds of the timed polls, and their total weight
+    /// (for the mean).
     timed_ns: AtomicU64,
+    timed_weight: AtomicU64,
     /// What the worker publishes at every poll, for the monitor.
     pub(crate) heartbeat: Heartbeat,
 }
@@ -136,8 +137,8 @@ impl WorkerMetrics {
             queue_depth: AtomicU64::new(0),
             histogram,
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
-            last_bucket: AtomicU64::new(0),
             timed_ns: AtomicU64::new(0),
+            timed_weight: AtomicU64::new(0),
             heartbeat: Heartbeat::new(),
         }
     }
@@ -151,13 +152,27 @@ impl WorkerMetrics {
         self.steals.store(local.steals, Relaxed);
         self.parks.store(local.parks, Relaxed);
         self.busy_ns.store(local.busy_ns, Relaxed);
-        if std::mem::take(&mut local.hist.dirty) {
-            for (shared, &n) in self.buckets.iter().zip(&local.hist.counts) {
-                shared.store(n, Relaxed);
+        if self.histogram.is_some() {
+            let hist = &mut local.hist;
+            // The polls since the last timed one count for its bucket, so
+            // that the published counts sum to the published polls.
+            let pending = local.polls - hist.attributed;
+            if pending > 0 {
+                hist.counts[hist.last_bucket] += pending;
+                hist.attributed = local.polls;
+                hist.dirty |= 1 << hist.last_bucket;
             }
-            self.last_bucket
-                .store(local.hist.last_bucket as u64, Relaxed);
-            self.timed_ns.store(local.hist.timed_ns, Relaxed);
+            // Only the buckets that changed (one or two, usually).
+            let mut dirty = std::mem::take(&mut hist.dirty);
+            while dirty != 0 {
+                let b = dirty.trailing_zeros() as usize;
+                self.buckets[b].store(hist.counts[b], Relaxed);
+                dirty &= dirty - 1;
+            }
+            if std::mem::take(&mut hist.timed_dirty) {
+                self.timed_ns.store(hist.timed_ns, Relaxed);
+                self.timed_weight.store(hist.timed_weight, Relaxed);
+            }
         }
     }
 
@@ -174,29 +189,22 @@ impl WorkerMetrics {
             busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
             forced_yields: self.forced_yields.load(Relaxed),
             local_queue_depth: self.queue_depth.load(Relaxed) as usize,
-            histogram: self
-                .histogram
-                .map(|config| self.histogram_snapshot(config, polls)),
+            histogram: self.histogram.map(|config| self.histogram_snapshot(config)),
             long_polls: self.heartbeat.long_polls(),
         }
     }
 
-    fn histogram_snapshot(&self, config: HistogramConfig, polls: u64) -> HistogramSnapshot {
-        let mut counts: Vec<u64> = self.buckets[..config.buckets]
+    fn histogram_snapshot(&self, config: HistogramConfig) -> HistogramSnapshot {
+        let counts: Vec<u64> = self.buckets[..config.buckets]
             .iter()
             .map(|c| c.load(Relaxed))
             .collect();
-        let timed: u64 = counts.iter().sum();
         let timed_ns = self.timed_ns.load(Relaxed);
-        // The polls since the last timed one count for its bucket (module
-        // doc). (While the worker runs, `polls` and the buckets may come
-        // from different flushes: never subtract below zero.)
-        let last = (self.last_bucket.load(Relaxed) as usize).min(config.buckets - 1);
-        counts[last] += polls.saturating_sub(timed);
+        let timed_weight = self.timed_weight.load(Relaxed);
         HistogramSnapshot {
             config,
             counts,
-            mean: (timed > 0).then(|| Duration::from_nanos(timed_ns / timed)),
+            mean: (timed_weight > 0).then(|| Duration::from_nanos(timed_ns / timed_weight)),
         }
     }
 }
@@ -207,10 +215,14 @@ struct LocalHistogram {
     counts: [u64; MAX_BUCKETS],
     /// Polls accounted for in `counts`.
     attributed: u64,
+    /// The bucket of the last timed poll.
     last_bucket: usize,
+    /// Weighted nanoseconds of the timed polls, and their weight.
     timed_ns: u64,
-    /// Changed since the last flush.
-    dirty: bool,
+    timed_weight: u64,
+    timed_dirty: bool,
+    /// The buckets changed since the last flush, one bit each.
+    dirty: u64,
 }
 
 /// What a worker accumulates locally between flushes, and its side of
@@ -254,7 +266,9 @@ impl LocalMetrics {
                 attributed: 0,
                 last_bucket: 0,
                 timed_ns: 0,
-                dirty: false,
+                timed_weight: 0,
+                timed_dirty: false,
+                dirty: 0,
             },
         }
     }
@@ -321,7 +335,9 @@ impl LocalMetrics {
         hist.attributed += weight;
         hist.last_bucket = b;
         hist.timed_ns = hist.timed_ns.saturating_add(ns.saturating_mul(weight));
-        hist.dirty = true;
+        hist.timed_weight += weight;
+        hist.timed_dirty = true;
+        hist.dirty |= 1 << b;
     }
 
     /// Called right before the current-thread flavor polls its `block_on`

@@ -296,14 +296,6 @@ impl Monitor {
             }
         }
     }
-
-    #[cfg(test)]
-    pub(crate) fn is_running(&self) -> bool {
-        self.thread
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-    }
 }
 
 /// The monitor thread's body.
