@@ -30,11 +30,22 @@
 //! ```text
 //! cargo run --release --example benchmark -- [--rounds 15] [--workers N]
 //!     [--only NAME[,NAME...]] [--memory] [--no-memory] [--verbose]
+//!     [--observability on|off|compare]
 //! ```
 //!
 //! `--only` takes workload names (see the table), `--memory` is
 //! `--only memory`, `--no-memory` skips the two memory rows, `--verbose`
 //! prints every round's values.
+//!
+//! `--observability` sets the fiber-runtime side's long-poll detector and
+//! poll-time histograms (`Builder::long_poll_threshold`,
+//! `Builder::disable_poll_time_histogram`): `on` (the default, as users
+//! get them), `off` (both off: no monitor thread, no timed poll), or
+//! `compare`: every round also runs each workload on a fiber-runtime with
+//! them off, in the same rotation, and a second table gives the on/off
+//! ratio of the medians (issue 12's rule: at most 1.03 on `spawn_many`,
+//! `yield_many`, `ping_pong` and `skynet`). The memory children always
+//! run with the defaults (the detector adds no per-task memory).
 
 #[allow(dead_code)] // only bytes_per_task is used here
 #[path = "shared/memory.rs"]
@@ -226,12 +237,34 @@ struct Options {
     only: Option<Vec<String>>,
     memory: bool,
     verbose: bool,
+    observability: Observability,
 }
+
+/// The fiber-runtime side's long-poll detector and histograms.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Observability {
+    On,
+    Off,
+    /// Both, side by side: an extra fiber-runtime with them off.
+    Compare,
+}
+
+/// One runtime of a round.
+#[derive(Clone, Copy)]
+enum Side {
+    Fiber,
+    Tokio,
+    FiberOff,
+}
+
+/// The workloads issue 12's overhead rule is about.
+const OBSERVABILITY_ROWS: &[&str] = &["spawn_many", "yield_many", "ping_pong", "skynet"];
+const OBSERVABILITY_TARGET: f64 = 1.03;
 
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: benchmark [--rounds R] [--workers N] [--only NAME[,NAME...]] [--memory] [--no-memory] [--verbose]"
+        "usage: benchmark [--rounds R] [--workers N] [--only NAME[,NAME...]] [--memory] [--no-memory] [--verbose] [--observability on|off|compare]"
     );
     let names: Vec<_> = all_names().collect();
     eprintln!("workloads: {}", names.join(", "));
@@ -245,6 +278,7 @@ fn parse_args() -> Options {
         only: None,
         memory: true,
         verbose: false,
+        observability: Observability::On,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -275,6 +309,16 @@ fn parse_args() -> Options {
             "--memory" => o.only = Some(vec!["memory".to_string()]),
             "--no-memory" => o.memory = false,
             "--verbose" | "-v" => o.verbose = true,
+            "--observability" => {
+                o.observability = match value("--observability").as_str() {
+                    "on" => Observability::On,
+                    "off" => Observability::Off,
+                    "compare" => Observability::Compare,
+                    v => usage(&format!(
+                        "--observability takes on, off or compare, not {v:?}"
+                    )),
+                }
+            }
             "--memory-child" => {
                 // Hidden: one memory measurement, printed for the parent.
                 let which = value("--memory-child");
@@ -356,6 +400,9 @@ struct Row {
     target: f64,
     fiber: Vec<f64>,
     tokio: Vec<f64>,
+    /// With `--observability compare`: the fiber-runtime with the
+    /// detector and histograms off.
+    fiber_off: Vec<f64>,
 }
 
 fn fmt_value(v: f64, unit: &str) -> String {
@@ -384,11 +431,19 @@ fn main() {
     let progress = !o.verbose && std::io::stderr().is_terminal();
 
     println!(
-        "fiber-runtime vs tokio: {} worker threads each ({} cores), {} rounds, interleaved",
+        "fiber-runtime vs tokio: {} worker threads each ({} cores), {} rounds, interleaved; \
+         fiber-runtime observability {}",
         o.workers,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        o.rounds
+        o.rounds,
+        match o.observability {
+            Observability::On => "on",
+            Observability::Off => "off",
+            Observability::Compare => "on, and off in an extra column",
+        }
     );
+    let observability = o.observability != Observability::Off;
+    let compare = o.observability == Observability::Compare;
 
     let mut rows: Vec<Row> = workloads
         .iter()
@@ -400,44 +455,63 @@ fn main() {
             target: w.target,
             fiber: Vec::new(),
             tokio: Vec::new(),
+            fiber_off: Vec::new(),
         })
         .collect();
 
     if !workloads.is_empty() {
         // One untimed warm-up pass (page faults, allocator growth, caches).
         {
-            let f = build_fiber(o.workers);
+            let f = build_fiber(o.workers, observability);
+            let f_off = compare.then(|| build_fiber(o.workers, false));
             let t = build_tokio(o.workers);
             for w in &workloads {
                 (w.fiber)(&f);
+                if let Some(f_off) = &f_off {
+                    (w.fiber)(f_off);
+                }
                 (w.tokio)(&t);
             }
         }
         for round in 0..o.rounds {
-            let f = build_fiber(o.workers);
+            let f = build_fiber(o.workers, observability);
+            let f_off = compare.then(|| build_fiber(o.workers, false));
             let t = build_tokio(o.workers);
-            let fiber_first = round % 2 == 0;
             for (w, row) in workloads.iter().zip(&mut rows) {
-                let (fv, tv) = if fiber_first {
-                    let fv = (w.fiber)(&f);
-                    (fv, (w.tokio)(&t))
-                } else {
-                    let tv = (w.tokio)(&t);
-                    ((w.fiber)(&f), tv)
-                };
+                // Who goes first rotates: fiber, tokio (and fiber with
+                // observability off).
+                let mut order = vec![Side::Fiber, Side::Tokio];
+                if compare {
+                    order.push(Side::FiberOff);
+                }
+                let n = order.len();
+                order.rotate_left(round % n);
+                let (mut fv, mut tv, mut off) = (0.0, 0.0, None);
+                for side in order {
+                    match (side, &f_off) {
+                        (Side::Fiber, _) => fv = (w.fiber)(&f),
+                        (Side::Tokio, _) => tv = (w.tokio)(&t),
+                        (Side::FiberOff, Some(f_off)) => off = Some((w.fiber)(f_off)),
+                        (Side::FiberOff, None) => {}
+                    }
+                }
                 row.fiber.push(fv);
                 row.tokio.push(tv);
+                row.fiber_off.extend(off);
                 if o.verbose {
                     println!(
-                        "  round {:>2} {:<14} fiber {:>12}  tokio {:>12}",
+                        "  round {:>2} {:<14} fiber {:>12}  tokio {:>12}{}",
                         round + 1,
                         w.name,
                         fmt_value(fv, w.unit),
-                        fmt_value(tv, w.unit)
+                        fmt_value(tv, w.unit),
+                        off.map(|v| format!("  fiber(off) {:>12}", fmt_value(v, w.unit)))
+                            .unwrap_or_default()
                     );
                 }
             }
             drop(f);
+            drop(f_off);
             drop(t);
             if progress {
                 eprint!("\rround {}/{}", round + 1, o.rounds);
@@ -457,6 +531,7 @@ fn main() {
             target: m.target,
             fiber: Vec::new(),
             tokio: Vec::new(),
+            fiber_off: Vec::new(),
         };
         let rounds = o.rounds.min(MEMORY_ROUNDS);
         for round in 0..rounds {
@@ -488,13 +563,73 @@ fn main() {
     }
 
     print_table(&rows);
+    if compare {
+        print_observability_table(&rows);
+    }
 }
 
-fn build_fiber(workers: usize) -> fiber_runtime::Runtime {
-    fiber_runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .build()
-        .expect("failed to build fiber-runtime")
+/// A fiber-runtime; `observability: false` turns the long-poll detector
+/// and the poll-time histograms off.
+fn build_fiber(workers: usize, observability: bool) -> fiber_runtime::Runtime {
+    let mut b = fiber_runtime::Builder::new_multi_thread();
+    b.worker_threads(workers);
+    if !observability {
+        b.long_poll_threshold(None).disable_poll_time_histogram();
+    }
+    b.build().expect("failed to build fiber-runtime")
+}
+
+/// `--observability compare`: fiber-runtime with the detector and
+/// histograms on (the defaults) against the same build with them off.
+fn print_observability_table(rows: &[Row]) {
+    let header = format!(
+        "{:<14} {:>12} {:>12} {:>8} {:>13} {:>8}  {}",
+        "workload", "on", "off", "on/off", "ratio range", "target", "met"
+    );
+    let rule = "-".repeat(header.len() + 2);
+    println!();
+    println!("observability overhead: detector and histograms on vs off, same run (medians)");
+    println!("{header}");
+    println!("{rule}");
+    for r in rows.iter().filter(|r| !r.fiber_off.is_empty()) {
+        let (on, off) = (median(&r.fiber), median(&r.fiber_off));
+        // For a rate, higher is better: the overhead is off/on.
+        let ratio = match r.better {
+            Better::Lower => on / off,
+            Better::Higher => off / on,
+        };
+        let ratios: Vec<f64> = r
+            .fiber
+            .iter()
+            .zip(&r.fiber_off)
+            .map(|(on, off)| match r.better {
+                Better::Lower => on / off,
+                Better::Higher => off / on,
+            })
+            .collect();
+        let (lo, hi) = min_max(&ratios);
+        let ruled = OBSERVABILITY_ROWS.contains(&r.name);
+        println!(
+            "{:<14} {:>12} {:>12} {:>8.3} {:>13} {:>8}  {}",
+            r.name,
+            fmt_value(on, r.unit),
+            fmt_value(off, r.unit),
+            ratio,
+            format!("{lo:.2}-{hi:.2}"),
+            if ruled {
+                format!("<= {OBSERVABILITY_TARGET:.2}")
+            } else {
+                "-".to_string()
+            },
+            match (ruled, ratio <= OBSERVABILITY_TARGET) {
+                (false, _) => "",
+                (true, true) => "yes",
+                (true, false) => "NO",
+            }
+        );
+    }
+    println!("{rule}");
+    println!("on/off: the overhead of the detector and histograms (for echo, a rate: off/on)");
 }
 
 fn build_tokio(workers: usize) -> tokio::runtime::Runtime {

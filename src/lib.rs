@@ -240,7 +240,10 @@ pub mod net;
 pub mod sync;
 pub mod time;
 
-pub use crate::runtime::{Builder, EnterGuard, Handle, Runtime, RuntimeMetrics, TryCurrentError};
+pub use crate::runtime::{
+    Builder, EnterGuard, Handle, LongPoll, LongPollKind, PollTimeHistogram, Runtime,
+    RuntimeMetrics, TryCurrentError,
+};
 pub use crate::task_core::{JoinError, JoinHandle};
 pub use fiber_runtime_macros::{main, test};
 

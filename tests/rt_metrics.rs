@@ -677,3 +677,111 @@ fn worker_local_queue_depth_out_of_range_panics() {
     let rt = util::current_thread();
     let _ = rt.metrics().worker_local_queue_depth(1);
 }
+
+// ---------------------------------------------------------------------------
+// Poll times and long polls (the detector itself: rt_long_poll.rs)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn poll_time_histograms_are_on_by_default_with_24_buckets_from_100_ns() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let m = rt.metrics();
+        assert_eq!(m.long_poll_count(), 0);
+        for i in 0..m.num_workers() {
+            let h = m
+                .poll_time_histogram(i)
+                .expect("histograms are on by default");
+            assert_eq!(h.num_buckets(), 24);
+            assert_eq!(
+                h.bucket_range(0),
+                std::time::Duration::ZERO..std::time::Duration::from_nanos(100)
+            );
+            assert_eq!(h.bucket_range(23).end, std::time::Duration::MAX);
+            assert_eq!(h.total(), 0);
+            assert_eq!(m.mean_poll_time(i), None, "nothing timed yet");
+        }
+    }
+}
+
+#[test]
+fn current_thread_histogram_and_mean_are_published_when_block_on_returns() {
+    let rt = util::current_thread();
+    rt.block_on(async {
+        for _ in 0..300 {
+            fiber_runtime::spawn(fiber_runtime::yield_now())
+                .await
+                .unwrap();
+        }
+    });
+    let m = rt.metrics();
+    // 300 tasks, two polls each; none of them took a second.
+    assert_eq!(m.worker_poll_count(0), 600);
+    let h = m.poll_time_histogram(0).unwrap();
+    assert_eq!(h.total(), 600);
+    assert!(m.mean_poll_time(0).unwrap() < std::time::Duration::from_secs(1));
+}
+
+/// Bucket counts only grow: the polls not yet timed are given to a bucket
+/// at each publication, never moved to another later.
+#[test]
+fn histogram_bucket_counts_never_decrease() {
+    let rt = Builder::new_multi_thread()
+        .worker_threads(2)
+        .poll_time_sample_interval(16)
+        .build()
+        .unwrap();
+    let counts = |rt: &Runtime| {
+        let m = rt.metrics();
+        (0..2)
+            .map(|i| {
+                let h = m.poll_time_histogram(i).unwrap();
+                (0..h.num_buckets())
+                    .map(|b| h.bucket_count(b))
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut prev = counts(&rt);
+    for round in 0..20 {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                rt.spawn(async move {
+                    if i % 7 == 0 {
+                        // A few slower polls, for other buckets.
+                        std::hint::black_box((0..10_000u64).sum::<u64>());
+                    }
+                    fiber_runtime::yield_now().await
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        let now = counts(&rt);
+        for (w, (a, b)) in prev.iter().zip(&now).enumerate() {
+            for (bucket, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    y >= x,
+                    "round {round}, worker {w}, bucket {bucket}: {x} -> {y}"
+                );
+            }
+        }
+        prev = now;
+    }
+}
+
+#[test]
+#[should_panic(expected = "worker index 2 out of range: the runtime has 2 worker(s)")]
+fn poll_time_histogram_of_a_worker_out_of_range_panics() {
+    let rt = util::multi_thread(2);
+    let _ = rt.metrics().poll_time_histogram(2);
+}
+
+#[test]
+#[should_panic(expected = "bucket index 24 out of range: the histogram has 24 bucket(s)")]
+fn a_bucket_out_of_range_panics() {
+    let rt = util::current_thread();
+    let m = rt.metrics();
+    let _ = m.poll_time_histogram(0).unwrap().bucket_count(24);
+}

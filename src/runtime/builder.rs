@@ -1,20 +1,27 @@
 //! `Builder`: runtime configuration, validated by `build`.
 
-use super::Runtime;
+use super::{LongPoll, Runtime};
 use crate::driver::Driver;
 use crate::fiber::stack::{DEFAULT_STACK_SIZE, check_stack_size};
+use crate::scheduler::metrics::{HistogramConfig, MAX_BUCKETS};
+use crate::scheduler::monitor::{Monitor, MonitorConfig};
 use crate::scheduler::park::DriverSlot;
 use crate::scheduler::{self, Common, Config, blocking, current_thread, multi_thread};
 use std::fmt;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 
 /// The most worker threads a runtime may have.
 pub(crate) const MAX_WORKER_THREADS: usize = 32_767;
 /// The smallest stack a worker or blocking thread may be given.
 pub(crate) const MIN_THREAD_STACK_SIZE: usize = 64 * 1024;
 const DEFAULT_MAX_BLOCKING_THREADS: usize = 512;
+const DEFAULT_LONG_POLL_THRESHOLD: Duration = Duration::from_millis(100);
+
+/// The user's `on_long_poll`.
+type LongPollCallback = Arc<dyn Fn(LongPoll) + Send + Sync>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
@@ -51,6 +58,11 @@ pub struct Builder {
     thread_stack_size: Option<usize>,
     fiber_stack_size: usize,
     max_blocking_threads: usize,
+    long_poll_threshold: Option<Duration>,
+    on_long_poll: Option<LongPollCallback>,
+    /// Buckets and first bucket end; `None`: histograms off.
+    poll_time_histogram: Option<(usize, Duration)>,
+    poll_time_sample_interval: u64,
 }
 
 impl Builder {
@@ -90,6 +102,13 @@ impl Builder {
             thread_stack_size: None,
             fiber_stack_size: DEFAULT_STACK_SIZE,
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            long_poll_threshold: Some(DEFAULT_LONG_POLL_THRESHOLD),
+            on_long_poll: None,
+            poll_time_histogram: Some((
+                HistogramConfig::DEFAULT.buckets,
+                Duration::from_nanos(HistogramConfig::DEFAULT.first_end_ns),
+            )),
+            poll_time_sample_interval: HistogramConfig::DEFAULT.sample_every,
         }
     }
 
@@ -185,6 +204,167 @@ impl Builder {
         self
     }
 
+    /// Sets the long-poll threshold (default 100 ms): a task poll, or a
+    /// fiber's run between two suspensions (one poll of its task), or a
+    /// current-thread runtime's poll of its `block_on` future, that runs
+    /// longer is reported once, while it still runs, to the
+    /// [`on_long_poll`](Self::on_long_poll) callback (by default one line
+    /// on stderr). `None` turns the detector off.
+    ///
+    /// A monitor thread per runtime (`fiber-runtime-monitor`) finds long
+    /// polls: it looks at the workers every quarter of the threshold
+    /// (within 1 ms..=250 ms), and the workers tell it what they poll with
+    /// two plain stores per poll, no clock read. A poll is reported once it
+    /// has run the threshold since the monitor first saw it, so it ran at
+    /// least the threshold, and is reported at most about two check
+    /// intervals after it crossed it; see [`LongPoll`] for what a report
+    /// holds, and [`RuntimeMetrics::long_poll_count`](crate::RuntimeMetrics::long_poll_count).
+    ///
+    /// Off (`None`), nothing is reported, counted or handed off; the
+    /// monitor thread still runs, checking every 250 ms, if the poll-time
+    /// histograms are on (it times their long polls), and not at all with
+    /// [`disable_poll_time_histogram`](Self::disable_poll_time_histogram)
+    /// too. The two stores per poll remain either way.
+    ///
+    /// A zero threshold makes [`build`](Self::build) fail with
+    /// `InvalidInput` (use `None` to turn the detector off).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .long_poll_threshold(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// let quiet = fiber_runtime::Builder::new_current_thread()
+    ///     .long_poll_threshold(None)
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(quiet);
+    /// let err = fiber_runtime::Builder::new_current_thread()
+    ///     .long_poll_threshold(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("long_poll_threshold"));
+    /// ```
+    pub fn long_poll_threshold(&mut self, threshold: impl Into<Option<Duration>>) -> &mut Builder {
+        self.long_poll_threshold = threshold.into();
+        self
+    }
+
+    /// Sets what to do with a long poll (see
+    /// [`long_poll_threshold`](Self::long_poll_threshold)) instead of
+    /// printing it to stderr, which the default does (one line, the
+    /// report's `Display`).
+    ///
+    /// The callback runs on the runtime's monitor thread, once per long
+    /// poll, while the poll still runs, with no lock of the runtime held:
+    /// it may spawn, take metrics or log. A panic in it is caught (and
+    /// printed by the panic hook); the monitor and the runtime go on.
+    /// While it runs, the monitor checks nothing else, and dropping the
+    /// runtime waits for it to return: keep it short.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .on_long_poll(|poll| {
+    ///         eprintln!("stuck: {:?} on worker {}", poll.name(), poll.worker());
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn on_long_poll<F>(&mut self, f: F) -> &mut Builder
+    where
+        F: Fn(LongPoll) + Send + Sync + 'static,
+    {
+        self.on_long_poll = Some(Arc::new(f));
+        self
+    }
+
+    /// Sets the shape of the workers' poll-time histograms
+    /// ([`RuntimeMetrics::poll_time_histogram`](crate::RuntimeMetrics::poll_time_histogram)),
+    /// and turns them on if they were off: `buckets` log-scale buckets (1
+    /// to 64), bucket 0 ending at `first_bucket_end`, each next one twice
+    /// as wide, the last open-ended. Default: 24 buckets from 100 ns (the
+    /// last starts at about 419 ms).
+    ///
+    /// Out-of-range values (0 or more than 64 buckets, a zero
+    /// `first_bucket_end`, or one of 2^64 ns or more) make
+    /// [`build`](Self::build) fail with `InvalidInput` naming the setting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let rt = fiber_runtime::Builder::new_current_thread()
+    ///     .poll_time_histogram(10, Duration::from_micros(10))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.metrics().poll_time_histogram(0).unwrap().num_buckets(), 10);
+    ///
+    /// let err = fiber_runtime::Builder::new_current_thread()
+    ///     .poll_time_histogram(0, Duration::from_micros(10))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("poll_time_histogram"));
+    /// ```
+    pub fn poll_time_histogram(
+        &mut self,
+        buckets: usize,
+        first_bucket_end: Duration,
+    ) -> &mut Builder {
+        self.poll_time_histogram = Some((buckets, first_bucket_end));
+        self
+    }
+
+    /// Sets how many task polls the histograms' timing samples stand for
+    /// (default 256): one poll in `polls` is timed with a clock (two reads
+    /// of ~30 ns, as long as a short poll), and counts for the polls since
+    /// the previous timed one. `1` times every poll. Long polls are timed
+    /// anyway (see
+    /// [`RuntimeMetrics::poll_time_histogram`](crate::RuntimeMetrics::poll_time_histogram)).
+    /// Zero makes [`build`](Self::build) fail with `InvalidInput`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread()
+    ///     .poll_time_sample_interval(1)
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(rt);
+    /// ```
+    pub fn poll_time_sample_interval(&mut self, polls: u64) -> &mut Builder {
+        self.poll_time_sample_interval = polls;
+        self
+    }
+
+    /// Turns the poll-time histograms off (and with them
+    /// [`RuntimeMetrics::mean_poll_time`](crate::RuntimeMetrics::mean_poll_time)):
+    /// no poll is timed. A later
+    /// [`poll_time_histogram`](Self::poll_time_histogram) turns them on
+    /// again.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread()
+    ///     .disable_poll_time_histogram()
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(rt.metrics().poll_time_histogram(0).is_none());
+    /// ```
+    pub fn disable_poll_time_histogram(&mut self) -> &mut Builder {
+        self.poll_time_histogram = None;
+        self
+    }
+
     fn validate(&self) -> io::Result<usize> {
         fn invalid(msg: String) -> io::Error {
             io::Error::new(io::ErrorKind::InvalidInput, msg)
@@ -228,6 +408,31 @@ impl Builder {
                 "max_blocking_threads must be at least 1, got 0".to_string(),
             ));
         }
+        if self.long_poll_threshold == Some(Duration::ZERO) {
+            return Err(invalid(
+                "long_poll_threshold must be more than zero, got 0 ns (None turns the detector off)"
+                    .to_string(),
+            ));
+        }
+        if let Some((buckets, first)) = self.poll_time_histogram {
+            if buckets == 0 || buckets > MAX_BUCKETS {
+                return Err(invalid(format!(
+                    "poll_time_histogram: the number of buckets must be between 1 and \
+                     {MAX_BUCKETS}, got {buckets}"
+                )));
+            }
+            if first.is_zero() || first.as_nanos() > u128::from(u64::MAX) {
+                return Err(invalid(format!(
+                    "poll_time_histogram: first_bucket_end must be between 1 ns and 2^64 ns \
+                     (about 584 years), got {first:?}"
+                )));
+            }
+        }
+        if self.poll_time_sample_interval == 0 {
+            return Err(invalid(
+                "poll_time_sample_interval must be at least 1, got 0".to_string(),
+            ));
+        }
         Ok(workers)
     }
 
@@ -253,8 +458,23 @@ impl Builder {
             self.thread_stack_size,
         );
         let driver = std::sync::Arc::new(DriverSlot::new(Driver::new(workers)?));
+        let on_long_poll = self
+            .on_long_poll
+            .clone()
+            .unwrap_or_else(|| Arc::new(|poll: LongPoll| eprintln!("{poll}")));
         let config = Config {
             fiber_stack_size: self.fiber_stack_size,
+            monitor: MonitorConfig {
+                threshold: self.long_poll_threshold,
+                on_long_poll: Arc::new(move |report| on_long_poll(LongPoll::new(report))),
+            },
+            histogram: self
+                .poll_time_histogram
+                .map(|(buckets, first)| HistogramConfig {
+                    buckets,
+                    first_end_ns: first.as_nanos() as u64,
+                    sample_every: self.poll_time_sample_interval,
+                }),
         };
         let common = Common::new(config, blocking.clone(), driver);
         match self.kind {
@@ -262,7 +482,9 @@ impl Builder {
                 let handle = current_thread::Handle::new(common);
                 let handle = scheduler::Handle::CurrentThread(handle);
                 blocking.set_handle(handle.clone());
-                Ok(Runtime::from_parts(handle, Vec::new(), blocking))
+                let rt = Runtime::from_parts(handle.clone(), Vec::new(), blocking);
+                Monitor::start(&handle)?;
+                Ok(rt)
             }
             Kind::MultiThread => {
                 let (handle, cores) = multi_thread::create(workers, common);
@@ -287,7 +509,10 @@ impl Builder {
                         }
                     }
                 }
-                Ok(Runtime::from_parts(sched, threads, blocking))
+                let rt = Runtime::from_parts(sched.clone(), threads, blocking);
+                // (On failure, dropping `rt` stops what was started.)
+                Monitor::start(&sched)?;
+                Ok(rt)
             }
         }
     }
@@ -310,6 +535,10 @@ impl fmt::Debug for Builder {
             .field("thread_stack_size", &self.thread_stack_size)
             .field("fiber_stack_size", &self.fiber_stack_size)
             .field("max_blocking_threads", &self.max_blocking_threads)
+            .field("long_poll_threshold", &self.long_poll_threshold)
+            .field("on_long_poll", &self.on_long_poll.as_ref().map(|_| ".."))
+            .field("poll_time_histogram", &self.poll_time_histogram)
+            .field("poll_time_sample_interval", &self.poll_time_sample_interval)
             .finish()
     }
 }

@@ -1,6 +1,7 @@
 //! `RuntimeMetrics`: the snapshot of a runtime's counters users read.
 
-use crate::scheduler::metrics::Snapshot;
+use crate::scheduler::metrics::{HistogramSnapshot, Snapshot};
+use std::ops::Range;
 use std::time::Duration;
 
 /// A snapshot of a runtime's counters, taken by
@@ -27,11 +28,18 @@ use std::time::Duration;
 #[derive(Clone, Debug)]
 pub struct RuntimeMetrics {
     inner: Snapshot,
+    /// One per worker; `None` with the histograms off.
+    histograms: Vec<Option<PollTimeHistogram>>,
 }
 
 impl RuntimeMetrics {
-    pub(crate) fn new(inner: Snapshot) -> RuntimeMetrics {
-        RuntimeMetrics { inner }
+    pub(crate) fn new(mut inner: Snapshot) -> RuntimeMetrics {
+        let histograms = inner
+            .workers
+            .iter_mut()
+            .map(|w| w.histogram.take().map(|inner| PollTimeHistogram { inner }))
+            .collect();
+        RuntimeMetrics { inner, histograms }
     }
 
     /// Number of worker threads (1 for the current-thread flavor).
@@ -279,5 +287,211 @@ impl RuntimeMetrics {
     /// ```
     pub fn worker_local_queue_depth(&self, i: usize) -> usize {
         self.inner.workers[i].local_queue_depth
+    }
+
+    /// The poll-time histogram of worker `i`: how long its task polls
+    /// took (a fiber's poll is its run between two suspensions), in
+    /// log-scale buckets; `None` if the runtime was built with
+    /// [`disable_poll_time_histogram`](crate::Builder::disable_poll_time_histogram).
+    ///
+    /// Polls are not all timed (a clock read costs as much as a short
+    /// poll): one in [`poll_time_sample_interval`] is, and counts for the
+    /// polls since the previous timed one, so that the counts sum to the
+    /// worker's poll count; and every poll long enough for the long-poll
+    /// monitor to see it running across two of its checks (polls of about
+    /// a quarter of the long-poll threshold or more) is timed by itself,
+    /// from the monitor's first sighting: a lower bound, short by less
+    /// than a check interval. Published with the other per-worker counters
+    /// (about every 61 polls and whenever the worker parks): for a parked
+    /// worker the counts sum exactly to
+    /// [`worker_poll_count`](Self::worker_poll_count).
+    ///
+    /// [`poll_time_sample_interval`]: crate::Builder::poll_time_sample_interval
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     for _ in 0..10 {
+    ///         fiber_runtime::spawn(async {}).await.unwrap();
+    ///     }
+    /// });
+    /// let m = rt.metrics();
+    /// let h = m.poll_time_histogram(0).unwrap();
+    /// assert_eq!(h.total(), m.worker_poll_count(0));
+    /// for (range, count) in h.buckets() {
+    ///     if count > 0 {
+    ///         println!("{range:?}: {count}");
+    ///     }
+    /// }
+    /// ```
+    pub fn poll_time_histogram(&self, i: usize) -> Option<&PollTimeHistogram> {
+        assert!(
+            i < self.histograms.len(),
+            "worker index {i} out of range: the runtime has {} worker(s)",
+            self.histograms.len()
+        );
+        self.histograms[i].as_ref()
+    }
+
+    /// The mean duration of worker `i`'s task polls, estimated from the
+    /// timed polls of its [poll-time histogram](Self::poll_time_histogram)
+    /// (each weighted by the polls it stands for). `None` if the
+    /// histograms are off or no poll was timed yet (the first poll of each
+    /// worker is).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async { fiber_runtime::spawn(async {}).await.unwrap() });
+    /// let mean = rt.metrics().mean_poll_time(0).unwrap();
+    /// assert!(mean < std::time::Duration::from_secs(1));
+    /// ```
+    pub fn mean_poll_time(&self, i: usize) -> Option<std::time::Duration> {
+        self.poll_time_histogram(i).and_then(|h| h.inner.mean)
+    }
+
+    /// Number of long polls reported so far: polls (and fibers' runs
+    /// between suspensions) that exceeded the
+    /// [`long_poll_threshold`](crate::Builder::long_poll_threshold), each
+    /// counted once, whether or not the `on_long_poll` callback panicked.
+    /// Counted before the callback is called.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// rt.block_on(async { fiber_runtime::spawn(async {}).await.unwrap() });
+    /// assert_eq!(rt.metrics().long_poll_count(), 0);
+    /// ```
+    pub fn long_poll_count(&self) -> u64 {
+        self.inner.workers.iter().map(|w| w.long_polls).sum()
+    }
+}
+
+/// A worker's poll-time histogram: counts of task polls by duration, in
+/// log-scale buckets, from
+/// [`RuntimeMetrics::poll_time_histogram`] (which says how polls are
+/// timed).
+///
+/// Bucket 0 is `[0, first_bucket_end)`, bucket `k` is
+/// `[first_bucket_end·2^(k-1), first_bucket_end·2^k)`, and the last one is
+/// open-ended (its range ends at `Duration::MAX`); the shape is set with
+/// [`Builder::poll_time_histogram`](crate::Builder::poll_time_histogram).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// let rt = fiber_runtime::Builder::new_current_thread()
+///     .poll_time_histogram(4, Duration::from_micros(1))
+///     .build()
+///     .unwrap();
+/// let m = rt.metrics();
+/// let h = m.poll_time_histogram(0).unwrap();
+/// assert_eq!(h.num_buckets(), 4);
+/// assert_eq!(h.bucket_range(0), Duration::ZERO..Duration::from_micros(1));
+/// assert_eq!(h.bucket_range(2), Duration::from_micros(2)..Duration::from_micros(4));
+/// assert_eq!(h.bucket_range(3), Duration::from_micros(4)..Duration::MAX);
+/// assert_eq!(h.bucket_index(Duration::from_micros(3)), 2);
+/// ```
+#[derive(Clone, Debug)]
+pub struct PollTimeHistogram {
+    inner: HistogramSnapshot,
+}
+
+impl PollTimeHistogram {
+    /// Number of buckets.
+    ///
+    /// # Examples
+    ///
+    /// See [`PollTimeHistogram`].
+    pub fn num_buckets(&self) -> usize {
+        self.inner.counts.len()
+    }
+
+    /// The polls counted in bucket `b`.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `b >= num_buckets()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_current_thread().build().unwrap();
+    /// let m = rt.metrics();
+    /// assert_eq!(m.poll_time_histogram(0).unwrap().bucket_count(0), 0);
+    /// ```
+    pub fn bucket_count(&self, b: usize) -> u64 {
+        self.check(b);
+        self.inner.counts[b]
+    }
+
+    /// The durations bucket `b` counts (the last bucket's range ends at
+    /// `Duration::MAX`).
+    ///
+    /// # Panics
+    ///
+    /// Panics if `b >= num_buckets()`.
+    ///
+    /// # Examples
+    ///
+    /// See [`PollTimeHistogram`].
+    pub fn bucket_range(&self, b: usize) -> Range<Duration> {
+        self.check(b);
+        let c = &self.inner.config;
+        let start = Duration::from_nanos(c.bucket_start_ns(b));
+        let end = c
+            .bucket_end_ns(b)
+            .map_or(Duration::MAX, Duration::from_nanos);
+        start..end
+    }
+
+    /// The bucket a poll of duration `d` is counted in.
+    ///
+    /// # Examples
+    ///
+    /// See [`PollTimeHistogram`].
+    pub fn bucket_index(&self, d: Duration) -> usize {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.inner.config.bucket(ns)
+    }
+
+    /// Every bucket's range and count, in order.
+    ///
+    /// # Examples
+    ///
+    /// See [`RuntimeMetrics::poll_time_histogram`].
+    pub fn buckets(&self) -> impl Iterator<Item = (Range<Duration>, u64)> + '_ {
+        (0..self.num_buckets()).map(|b| (self.bucket_range(b), self.inner.counts[b]))
+    }
+
+    /// The sum of the counts: the polls the histogram accounts for.
+    ///
+    /// # Examples
+    ///
+    /// See [`RuntimeMetrics::poll_time_histogram`].
+    pub fn total(&self) -> u64 {
+        self.inner.counts.iter().sum()
+    }
+
+    fn check(&self, b: usize) {
+        assert!(
+            b < self.num_buckets(),
+            "bucket index {b} out of range: the histogram has {} bucket(s)",
+            self.num_buckets()
+        );
     }
 }

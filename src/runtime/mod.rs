@@ -5,11 +5,13 @@
 
 mod builder;
 mod handle;
+mod long_poll;
 mod metrics;
 #[allow(clippy::module_inception)]
 mod runtime;
 
 pub use self::builder::Builder;
 pub use self::handle::{EnterGuard, Handle, TryCurrentError};
-pub use self::metrics::RuntimeMetrics;
+pub use self::long_poll::{LongPoll, LongPollKind};
+pub use self::metrics::{PollTimeHistogram, RuntimeMetrics};
 pub use self::runtime::Runtime;

@@ -195,6 +195,10 @@ impl Runtime {
         if std::mem::replace(&mut self.is_shut_down, true) {
             return;
         }
+        // The long-poll monitor first (woken, joined; it waits for a
+        // running `on_long_poll` callback): shutdown cancels the tasks it
+        // would look up, and the hand-off it triggers must not start now.
+        self.handle.inner.common().monitor.stop();
         match &self.handle.inner {
             scheduler::Handle::MultiThread(h) => {
                 h.shutdown();

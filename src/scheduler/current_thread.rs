@@ -141,7 +141,8 @@ struct Shared {
     unpark: Unparker,
     /// The `block_on` future was woken.
     woken: AtomicBool,
-    metrics: WorkerMetrics,
+    /// Shared with the core's `LocalMetrics` (its heartbeat too).
+    metrics: Arc<WorkerMetrics>,
 }
 
 pub(crate) struct Core {
@@ -188,20 +189,21 @@ impl Wake for BlockOnWaker {
 impl Handle {
     pub(crate) fn new(common: Common) -> Arc<Handle> {
         let park = Parker::with_driver(common.driver_slot.clone());
+        let metrics = Arc::new(WorkerMetrics::new(common.config.histogram));
         Arc::new(Handle {
             shared: Shared {
                 inject: Inject::new(),
                 owned: OwnedTasks::new(1),
                 unpark: park.unparker(),
                 woken: AtomicBool::new(false),
-                metrics: WorkerMetrics::default(),
+                metrics: metrics.clone(),
             },
             common,
             core: CoreSlot::new(Box::new(Core {
                 tasks: VecDeque::with_capacity(64),
                 park,
                 tick: 0,
-                metrics: LocalMetrics::default(),
+                metrics: LocalMetrics::new(metrics),
                 bound: None,
             })),
             waiters: Mutex::new(Vec::new()),
@@ -363,6 +365,9 @@ impl Handle {
     /// Gives the core back, bound to this thread if fibers it started on
     /// this runtime are alive.
     fn release_core(self: &Arc<Self>, mut core: Box<Core>) {
+        // No thread drives it now (also after a panicking `block_on`
+        // future): the monitor must not see a poll running.
+        core.metrics.set_idle();
         core.bound = match fiber_pool::started_here(self.common.id) {
             0 => None,
             fibers => Some(Binding {
@@ -473,6 +478,17 @@ impl Handle {
         )
     }
 
+    /// The driving thread's published metrics, heartbeat included (for
+    /// the long-poll monitor).
+    pub(crate) fn worker_metrics(&self) -> &WorkerMetrics {
+        &self.shared.metrics
+    }
+
+    /// The owned-task list (for the long-poll monitor's lookups).
+    pub(crate) fn owned(&self) -> &OwnedTasks {
+        &self.shared.owned
+    }
+
     pub(crate) fn metrics(&self) -> Snapshot {
         Snapshot {
             workers: vec![self.shared.metrics.snapshot()],
@@ -505,12 +521,15 @@ impl Context {
         shared.woken.store(true, Release);
         loop {
             if shared.woken.swap(false, AcqRel) {
+                core.metrics.begin_block_on_poll();
                 let (c, res) = self.enter(core, || fut.as_mut().poll(&mut cx));
                 core = c;
+                core.metrics.end_block_on_poll();
                 if let Poll::Ready(v) = res {
                     core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                     shared.metrics.set_queue_depth(core.tasks.len());
                     shared.metrics.flush(&mut core.metrics);
+                    core.metrics.set_idle();
                     return Ran::Done(core, v);
                 }
                 // A `block_on` future that keeps waking itself must not
@@ -526,6 +545,7 @@ impl Context {
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                 shared.metrics.set_queue_depth(core.tasks.len());
                 shared.metrics.flush(&mut core.metrics);
+                core.metrics.set_idle();
                 return Ran::Closed(core);
             }
             while ran < EVENT_INTERVAL {
@@ -540,7 +560,9 @@ impl Context {
                 };
                 let Some(task) = task else { break };
                 core.metrics.polls += 1;
+                core.metrics.begin_poll(task.addr());
                 core = self.enter(core, || task.run()).0;
+                core.metrics.end_poll();
                 ran += 1;
                 if core.tick % EVENT_INTERVAL == 0 {
                     // Keep I/O and timers moving while tasks keep us busy.
@@ -556,6 +578,7 @@ impl Context {
                 core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
                 shared.metrics.set_queue_depth(core.tasks.len());
                 shared.metrics.flush(&mut core.metrics);
+                core.metrics.set_idle();
                 rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "park");
                 core.park.park();
                 rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "unpark");

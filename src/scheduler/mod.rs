@@ -10,6 +10,7 @@ pub(crate) mod context;
 pub(crate) mod current_thread;
 pub(crate) mod inject;
 pub(crate) mod metrics;
+pub(crate) mod monitor;
 pub(crate) mod multi_thread;
 pub(crate) mod park;
 
@@ -25,6 +26,10 @@ use std::sync::Arc;
 pub(crate) struct Config {
     /// The default stack size of fibers spawned on the runtime.
     pub(crate) fiber_stack_size: usize,
+    /// The long-poll detector (`monitor.rs`).
+    pub(crate) monitor: monitor::MonitorConfig,
+    /// The workers' poll-time histograms; `None` if off (`metrics.rs`).
+    pub(crate) histogram: Option<metrics::HistogramConfig>,
 }
 
 /// The parts of a runtime both flavors have.
@@ -41,6 +46,8 @@ pub(crate) struct Common {
     /// Fibers spawned and not yet dropped (each `FiberFuture` holds a
     /// clone and decrements it when dropped).
     pub(crate) alive_fibers: Arc<AtomicUsize>,
+    /// The long-poll monitor thread, if started.
+    pub(crate) monitor: monitor::Monitor,
 }
 
 impl Common {
@@ -58,6 +65,7 @@ impl Common {
             driver: driver_slot.handle().clone(),
             driver_slot,
             alive_fibers: Arc::new(AtomicUsize::new(0)),
+            monitor: monitor::Monitor::default(),
         }
     }
 }

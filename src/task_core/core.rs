@@ -6,9 +6,10 @@
 //! The header is 16 bytes (state word, slot word, vtable) and the stage is
 //! an untagged union whose tag lives in the slot word, so a task costs the
 //! future plus 56 bytes on 64-bit targets (72 bytes for a 16-byte future:
-//! an 80-byte malloc chunk). Of those, 16 are the id and the name pointer
-//! in the trailer, which no poll reads: only `JoinHandle::id`, `task::id()`
-//! and `Debug` do.
+//! an 80-byte malloc chunk). Of those, 16 are the id and the spawn-info
+//! word (name and spawn location, [`SpawnInfo`]) in the trailer, which no
+//! poll reads: only `JoinHandle::id`, `task::id()`, `Debug` and the
+//! long-poll report do.
 
 use super::Schedule;
 use super::error::JoinError;
@@ -18,6 +19,7 @@ use super::state::State;
 use crate::loom::{AtomicU32, Ordering::Relaxed, UnsafeCell};
 use std::future::Future;
 use std::mem::ManuallyDrop;
+use std::panic::Location;
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::task::{Context, Poll, Waker};
@@ -91,16 +93,98 @@ pub(crate) struct Trailer {
     pub(crate) waker: UnsafeCell<Option<Waker>>,
     /// The task's id (`id.rs`), fixed at allocation.
     pub(crate) id: Id,
-    /// Its name, if it was given one (`task::Builder`); boxed, so that
-    /// unnamed tasks pay one word.
-    #[allow(clippy::box_collection)]
-    name: Option<Box<String>>,
+    /// Its name, if it was given one (`task::Builder`), and where it was
+    /// spawned: one word.
+    meta: SpawnInfo,
 }
 
 impl Trailer {
     /// The task's name, if it has one.
     pub(crate) fn name(&self) -> Option<&str> {
-        self.name.as_deref().map(String::as_str)
+        self.meta.name()
+    }
+
+    /// Where the task was spawned (the user's spawn call).
+    pub(crate) fn location(&self) -> &'static Location<'static> {
+        self.meta.location()
+    }
+}
+
+/// A task's name and spawn location in one word: for an unnamed task (the
+/// common case) the `&'static Location` itself; for a named one, a box
+/// holding both, marked by the low bit (both pointers are aligned to at
+/// least 4 bytes, so the bit is free).
+pub(crate) struct SpawnInfo(NonNull<u8>);
+
+/// The box of a named task's [`SpawnInfo`].
+struct Named {
+    name: String,
+    location: &'static Location<'static>,
+}
+
+/// The low bit of a [`SpawnInfo`]: it points to a [`Named`] box.
+const NAMED: usize = 1;
+const _: () = assert!(std::mem::align_of::<Location<'static>>() > NAMED);
+const _: () = assert!(std::mem::align_of::<Named>() > NAMED);
+
+// SAFETY: a `SpawnInfo` is either a shared reference to a `Location`
+// (`Sync`) or an owned box of a `Named` (a `String` and such a reference:
+// `Send + Sync`), never mutated after construction.
+unsafe impl Send for SpawnInfo {}
+// SAFETY: as above: only read through `&self`.
+unsafe impl Sync for SpawnInfo {}
+
+impl SpawnInfo {
+    pub(crate) fn new(name: Option<String>, location: &'static Location<'static>) -> SpawnInfo {
+        match name {
+            None => SpawnInfo(NonNull::from(location).cast()),
+            Some(name) => {
+                let named = NonNull::from(Box::leak(Box::new(Named { name, location })));
+                SpawnInfo(named.cast::<u8>().map_addr(|a| a | NAMED))
+            }
+        }
+    }
+
+    /// The `Named` box, if the word is tagged.
+    fn named_ptr(&self) -> Option<NonNull<Named>> {
+        if self.0.addr().get() & NAMED == 0 {
+            return None;
+        }
+        // Clearing the tag of an aligned, non-null address leaves it
+        // non-null.
+        let ptr = self.0.map_addr(|a| {
+            std::num::NonZeroUsize::new(a.get() & !NAMED).expect("a tagged address is non-null")
+        });
+        Some(ptr.cast::<Named>())
+    }
+
+    fn named(&self) -> Option<&Named> {
+        // SAFETY: a tagged word is the `Named` box made in `new`, owned by
+        // `self` and freed only by its `Drop`.
+        self.named_ptr().map(|p| unsafe { p.as_ref() })
+    }
+
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.named().map(|n| n.name.as_str())
+    }
+
+    pub(crate) fn location(&self) -> &'static Location<'static> {
+        match self.named() {
+            Some(n) => n.location,
+            // SAFETY: untagged: the pointer is the `&'static Location`
+            // given to `new`.
+            None => unsafe { self.0.cast::<Location<'static>>().as_ref() },
+        }
+    }
+}
+
+impl Drop for SpawnInfo {
+    fn drop(&mut self) {
+        if let Some(ptr) = self.named_ptr() {
+            // SAFETY: the box made in `new`, which nothing else owns; not
+            // used again.
+            drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+        }
     }
 }
 
@@ -143,12 +227,7 @@ impl Header {
 
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task in its initial state (`state.rs`, `INITIAL_STATE`).
-    pub(crate) fn allocate(
-        future: F,
-        scheduler: S,
-        id: Id,
-        name: Option<String>,
-    ) -> NonNull<Header> {
+    pub(crate) fn allocate(future: F, scheduler: S, id: Id, meta: SpawnInfo) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
@@ -162,7 +241,7 @@ impl<F: Future, S: Schedule> Cell<F, S> {
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
                 id,
-                name: name.map(Box::new),
+                meta,
             },
         });
         NonNull::from(Box::leak(cell)).cast()

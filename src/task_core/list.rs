@@ -14,8 +14,16 @@
 //! Slots live in fixed segments that never move (a removal may read one
 //! while an inserter adds another). Slot numbers interleave shards: slot
 //! `n` belongs to shard `n & mask`, at index `n >> shard_bits`.
+//!
+//! `describe` (the long-poll report) reads a task found in the list from
+//! another thread: under the shard's lock (no inserter or shutdown then
+//! touches the slot) it marks the slot `BORROWED` with a compare-exchange,
+//! copies what it needs, and clears the mark; a removal that meets the
+//! mark waits for it to clear (a few instructions), so the task cannot be
+//! freed while it is read. A removal that meets no mark pays nothing more.
 
 use super::core::NO_SLOT;
+use super::id::Id;
 use super::{JoinHandle, Notified, RawTask, Schedule, SpanKind, SpawnMeta, new_task};
 use crate::loom::{AtomicIsize, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 use crate::util::CachePadded;
@@ -42,6 +50,11 @@ const EMPTY: usize = 0;
 /// The low bit of a slot (task pointers are aligned): set for a fiber's
 /// task, so that shutdown can cancel the other tasks first.
 const FIBER_BIT: usize = 1;
+/// Set in a slot while `describe` reads its task (under the shard lock):
+/// a removal waits until it is clear again.
+const BORROWED: usize = 2;
+/// The tag bits of a slot (task pointers are aligned to at least 8).
+const TAG_MASK: usize = FIBER_BIT | BORROWED;
 
 /// What a task in the list is, for shutdown's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +75,17 @@ impl Kind {
 }
 
 type Segment = [AtomicUsize];
+
+/// What [`OwnedTasks::describe`] copies out of a task.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskInfo {
+    pub(crate) id: Id,
+    pub(crate) name: Option<String>,
+    pub(crate) location: &'static std::panic::Location<'static>,
+    pub(crate) kind: Kind,
+    /// Its `RUNNING` bit was set: some thread was polling it.
+    pub(crate) running: bool,
+}
 
 /// The list is closed: the runtime is shutting down.
 #[derive(Debug)]
@@ -236,7 +260,7 @@ impl OwnedTasks {
         // The task is not shared yet: nobody else reads its slot number.
         task.header().set_owned_slot(slot as u32);
         let ptr = task.ptr().as_ptr() as usize;
-        debug_assert_eq!(ptr & FIBER_BIT, 0, "tasks are aligned");
+        debug_assert_eq!(ptr & TAG_MASK, 0, "tasks are aligned");
         shard.slot(index).store(ptr | kind.bit(), Release);
         shard.live.fetch_add(1, Relaxed);
         Ok(())
@@ -257,11 +281,20 @@ impl OwnedTasks {
         // Exactly one of this and shutdown's exchange takes the task out
         // (a slot emptied, or emptied and reused, meanwhile fails ours).
         // Guessing an ordinary task first: one exchange for those, a second
-        // only for a fiber (whose slot also holds `FIBER_BIT`).
-        let taken = match slot.compare_exchange(ptr, EMPTY, AcqRel, Acquire) {
-            Ok(_) => true,
-            Err(val) => {
-                val == ptr | FIBER_BIT && slot.compare_exchange(val, EMPTY, AcqRel, Relaxed).is_ok()
+        // only for a fiber (whose slot also holds `FIBER_BIT`), and more
+        // only while `describe` has the slot borrowed.
+        let mut expected = ptr;
+        let taken = loop {
+            match slot.compare_exchange(expected, EMPTY, AcqRel, Acquire) {
+                Ok(_) => break true,
+                Err(val) if val & !TAG_MASK != ptr => break false,
+                Err(val) if val & BORROWED != 0 => {
+                    // `describe` reads the task (a few instructions, under
+                    // the shard lock): wait for it.
+                    expected = val & !BORROWED;
+                    crate::loom::thread::yield_now();
+                }
+                Err(val) => expected = val,
             }
         };
         if !taken {
@@ -314,6 +347,59 @@ impl OwnedTasks {
         }
     }
 
+    /// Copies the id, name, spawn location, kind and running bit of the
+    /// task at `addr` ([`Notified::addr`]), if it is in the list. Scans
+    /// every shard under its lock (cost: the slots in use); for reports,
+    /// never for a hot path. Reads the task under a `BORROWED` mark (module
+    /// doc), so it stays alive while read; runs no user code.
+    pub(crate) fn describe(&self, addr: usize) -> Option<TaskInfo> {
+        if addr == 0 || addr & TAG_MASK != 0 {
+            return None;
+        }
+        for shard in self.shards.iter() {
+            let synced = shard.synced.lock();
+            for i in 0..synced.used {
+                let slot = shard.slot(i);
+                let val = slot.load(Acquire);
+                if val & !TAG_MASK != addr {
+                    continue;
+                }
+                // No other `describe` holds the lock, so no mark is set.
+                debug_assert_eq!(val & BORROWED, 0);
+                if slot
+                    .compare_exchange(val, val | BORROWED, Acquire, Relaxed)
+                    .is_err()
+                {
+                    // Removed meanwhile (inserters and shutdown wait for
+                    // the lock we hold): gone.
+                    return None;
+                }
+                // SAFETY: the slot still held the task when we marked it,
+                // so the list's reference is alive; while marked, neither
+                // a removal (it waits) nor shutdown or an inserter (they
+                // need the lock) takes that reference, so the task stays
+                // allocated until we clear the mark.
+                let task = RawTask::from_raw(unsafe { NonNull::new_unchecked(addr as *mut _) });
+                let trailer = task.trailer();
+                let info = TaskInfo {
+                    id: trailer.id,
+                    name: trailer.name().map(str::to_string),
+                    location: trailer.location(),
+                    kind: if val & FIBER_BIT != 0 {
+                        Kind::Fiber
+                    } else {
+                        Kind::Task
+                    },
+                    running: task.header().state.load().is_running(),
+                };
+                slot.store(val, Release);
+                drop(synced);
+                return Some(info);
+            }
+        }
+        None
+    }
+
     /// Number of tasks ever added to the list (one lock per shard).
     pub(crate) fn inserted_count(&self) -> u64 {
         self.shards.iter().map(|s| s.synced.lock().inserted).sum()
@@ -362,6 +448,69 @@ mod tests {
             drop(notified);
             drop(join);
         });
+    }
+
+    /// `describe` racing the task's removal: it finds the task (and reads
+    /// it whole) or finds nothing; the removal takes the list's reference
+    /// exactly once, after `describe` let go of the slot.
+    #[test]
+    fn loom_owned_describe_racing_remove() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let list = Arc::new(OwnedTasks::new(1));
+            let (notified, join) = sched.spawn(async {});
+            let raw = notified_raw(&notified);
+            let addr = notified.addr();
+            raw.header().state.ref_inc();
+            list.insert(raw, 0, Kind::Fiber).unwrap();
+            let th = {
+                let list = list.clone();
+                thread::spawn(move || list.remove(raw))
+            };
+            if let Some(info) = list.describe(addr) {
+                assert_eq!(info.id, join.id());
+                assert_eq!(info.kind, Kind::Fiber);
+                assert!(!info.running);
+            }
+            assert!(th.join().unwrap());
+            assert!(!raw.header().state.ref_dec());
+            assert!(list.describe(addr).is_none());
+            assert_eq!(list.len(), 0);
+            drop(notified);
+            drop(join);
+        });
+    }
+
+    #[test]
+    fn describe_finds_a_listed_task_by_address_and_nothing_else() {
+        let sched = Arc::new(TestSched::default());
+        let list = OwnedTasks::new(4);
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let (n, j) = sched.spawn(async {});
+            let raw = n.raw_for_test();
+            raw.header().state.ref_inc();
+            let kind = if i % 3 == 0 { Kind::Fiber } else { Kind::Task };
+            list.insert(raw, i, kind).unwrap();
+            tasks.push((n, j, raw, kind));
+        }
+        for (n, j, _, kind) in &tasks {
+            let info = list.describe(n.addr()).expect("a listed task");
+            assert_eq!(info.id, j.id());
+            assert_eq!(info.kind, *kind);
+            assert_eq!(info.name, None);
+            assert_eq!(info.location.file(), file!());
+            assert!(!info.running);
+        }
+        assert!(list.describe(0).is_none());
+        // (1: the heartbeat's `BLOCK_ON`, never a task's address.)
+        assert!(list.describe(1).is_none());
+        for (n, j, raw, _) in tasks {
+            assert!(list.remove(raw));
+            assert!(list.describe(n.addr()).is_none());
+            assert!(!raw.header().state.ref_dec());
+            drop((n, j));
+        }
     }
 
     fn notified_raw(n: &crate::task_core::Notified) -> RawTask {

@@ -146,6 +146,13 @@ impl Notified {
         Notified(raw)
     }
 
+    /// The task's address, as the owned list records it (what a worker's
+    /// heartbeat publishes: `OwnedTasks::describe` finds the task by it).
+    #[inline(always)]
+    pub(crate) fn addr(&self) -> usize {
+        self.0.ptr.as_ptr() as usize
+    }
+
     /// Polls the task (or cancels it, if it was aborted).
     pub(crate) fn run(self) {
         let raw = self.0;
@@ -211,6 +218,15 @@ pub(crate) enum Runnable {
 }
 
 impl Runnable {
+    /// The task's address ([`Notified::addr`]).
+    #[inline(always)]
+    pub(crate) fn addr(&self) -> usize {
+        match self {
+            Runnable::Notified(t) => t.addr(),
+            Runnable::Yielded(t) => t.0.ptr.as_ptr() as usize,
+        }
+    }
+
     pub(crate) fn run(self) {
         match self {
             Runnable::Notified(t) => t.run(),
@@ -263,7 +279,8 @@ where
 {
     let id = Id::next();
     let future = instrument::instrument(future, kind, &meta, id);
-    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, id, meta.name));
+    let info = core::SpawnInfo::new(meta.name, meta.location);
+    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, id, info));
     // SAFETY: the initial state holds three references: one each for the
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };

@@ -35,6 +35,7 @@ impl Schedule for Arc<TestSched> {
 
 impl TestSched {
     /// Spawns a task not tracked by an owned list; returns its first entry.
+    #[track_caller]
     pub(crate) fn spawn<F>(self: &Arc<Self>, fut: F) -> (Notified, JoinHandle<F::Output>)
     where
         F: Future + Send + 'static,

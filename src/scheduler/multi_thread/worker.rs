@@ -91,7 +91,8 @@ struct Remote {
     inbox: Mutex<Vec<Notified>>,
     inbox_len: AtomicUsize,
     unpark: Unparker,
-    metrics: WorkerMetrics,
+    /// Shared with the worker's `LocalMetrics` (its heartbeat too).
+    metrics: Arc<WorkerMetrics>,
 }
 
 /// What only the worker itself touches.
@@ -131,12 +132,13 @@ pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Bo
     for index in 0..num_workers {
         let (steal, run_queue) = queue::local();
         let park = Parker::with_driver(common.driver_slot.clone());
+        let metrics = Arc::new(WorkerMetrics::new(common.config.histogram));
         remotes.push(Remote {
             steal,
             inbox: Mutex::new(Vec::new()),
             inbox_len: AtomicUsize::new(0),
             unpark: park.unparker(),
-            metrics: WorkerMetrics::default(),
+            metrics: metrics.clone(),
         });
         cores.push(Box::new(Core {
             index,
@@ -148,7 +150,7 @@ pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Bo
             is_shutdown: false,
             park,
             rand: FastRand::new(index as u64 + 1),
-            metrics: LocalMetrics::default(),
+            metrics: LocalMetrics::new(metrics),
             busy_since: Instant::now(),
         }));
     }
@@ -211,6 +213,7 @@ impl Context {
             }
         }
         core.flush_metrics(&self.handle);
+        core.metrics.set_idle();
         // Fibers started here unwind here, before the worker exits (they
         // may never run on another thread).
         *self.core.borrow_mut() = Some(core);
@@ -264,16 +267,9 @@ impl Context {
 
     fn run_task(&self, task: Runnable, mut core: Box<Core>) -> Box<Core> {
         core.transition_from_searching(&self.handle);
-        core.metrics.polls += 1;
-        *self.core.borrow_mut() = Some(core);
-        task.run();
+        let mut core = self.poll(core, task.addr(), || task.run());
         let mut lifo_polls = 0;
         loop {
-            let mut core = self
-                .core
-                .borrow_mut()
-                .take()
-                .expect("worker core lost during a poll");
             let Some(task) = core.lifo_slot.take() else {
                 return core;
             };
@@ -284,10 +280,26 @@ impl Context {
                 return core;
             }
             lifo_polls += 1;
-            core.metrics.polls += 1;
-            *self.core.borrow_mut() = Some(core);
-            task.run();
+            core = self.poll(core, task.addr(), || task.run());
         }
+    }
+
+    /// One task poll, with the core installed (so that what it wakes is
+    /// queued here), counted and published in the heartbeat
+    /// (`scheduler/metrics.rs`).
+    #[inline(always)]
+    fn poll(&self, mut core: Box<Core>, addr: usize, run: impl FnOnce()) -> Box<Core> {
+        core.metrics.polls += 1;
+        core.metrics.begin_poll(addr);
+        *self.core.borrow_mut() = Some(core);
+        run();
+        let mut core = self
+            .core
+            .borrow_mut()
+            .take()
+            .expect("worker core lost during a poll");
+        core.metrics.end_poll();
+        core
     }
 
     fn park(&self, mut core: Box<Core>) -> Box<Core> {
@@ -299,6 +311,7 @@ impl Context {
         core.metrics.parks += 1;
         // Adds the busy stretch up to now (once) and publishes.
         core.flush_metrics(&self.handle);
+        core.metrics.set_idle();
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "park");
         core.park.park();
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "unpark");
@@ -675,6 +688,17 @@ impl Handle {
         self.shared.owned.close_and_shutdown_all();
         // Sockets and timers that outlive the runtime fail instead of hanging.
         self.common.driver_slot.shutdown();
+    }
+
+    /// Every worker's published metrics, heartbeat included (for the
+    /// long-poll monitor).
+    pub(crate) fn worker_metrics(&self) -> impl Iterator<Item = &WorkerMetrics> {
+        self.shared.remotes.iter().map(|r| &*r.metrics)
+    }
+
+    /// The owned-task list (for the long-poll monitor's lookups).
+    pub(crate) fn owned(&self) -> &OwnedTasks {
+        &self.shared.owned
     }
 
     pub(crate) fn metrics(&self) -> Snapshot {
