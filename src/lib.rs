@@ -188,7 +188,7 @@ pub mod fiber;
 pub mod hyper;
 mod loom;
 mod reactor;
-mod runtime;
+pub mod runtime;
 mod scheduler;
 #[cfg(feature = "signal")]
 pub mod signal;

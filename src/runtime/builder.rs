@@ -1,6 +1,6 @@
 //! `Builder`: runtime configuration, validated by `build`.
 
-use super::Runtime;
+use super::{Handle, Runtime};
 use crate::driver::Driver;
 use crate::fiber::stack::{DEFAULT_STACK_SIZE, check_stack_size};
 use crate::scheduler::park::DriverSlot;
@@ -51,7 +51,17 @@ pub struct Builder {
     thread_stack_size: Option<usize>,
     fiber_stack_size: usize,
     max_blocking_threads: usize,
+    /// Set up by the layers above the runtime (`Builder::dump_on_signal`
+    /// lives with the signals): run once the runtime is up, by name.
+    start_hooks: Vec<(&'static str, StartHook)>,
 }
+
+/// Starts something that lives as long as a runtime (a signal listener,
+/// say), given its handle once it runs: what it returns is kept by the
+/// `Runtime` and dropped first when it shuts down. An error fails
+/// `build`.
+pub(crate) type StartHook =
+    Arc<dyn Fn(&Handle) -> io::Result<Box<dyn Send + Sync>> + Send + Sync>;
 
 impl Builder {
     /// A builder for the multi-thread, work-stealing flavor (one worker
@@ -90,7 +100,27 @@ impl Builder {
             thread_stack_size: None,
             fiber_stack_size: DEFAULT_STACK_SIZE,
             max_blocking_threads: DEFAULT_MAX_BLOCKING_THREADS,
+            start_hooks: Vec::new(),
         }
+    }
+
+    /// Sets (or, with `None`, removes) the start hook named `name`.
+    #[cfg_attr(not(feature = "signal"), allow(dead_code))]
+    pub(crate) fn set_start_hook(&mut self, name: &'static str, hook: Option<StartHook>) {
+        self.start_hooks.retain(|(n, _)| *n != name);
+        if let Some(hook) = hook {
+            self.start_hooks.push((name, hook));
+        }
+    }
+
+    /// Runs the start hooks on the new runtime `rt`; on an error, drops
+    /// it (stopping what was started) and returns the error.
+    fn start(&self, mut rt: Runtime) -> io::Result<Runtime> {
+        for (_, hook) in &self.start_hooks {
+            let guard = hook(rt.handle())?;
+            rt.keep_until_shutdown(guard);
+        }
+        Ok(rt)
     }
 
     /// Sets the number of worker threads (multi-thread flavor only;
@@ -262,7 +292,7 @@ impl Builder {
                 let handle = current_thread::Handle::new(common);
                 let handle = scheduler::Handle::CurrentThread(handle);
                 blocking.set_handle(handle.clone());
-                Ok(Runtime::from_parts(handle, Vec::new(), blocking))
+                self.start(Runtime::from_parts(handle, Vec::new(), blocking))
             }
             Kind::MultiThread => {
                 let (handle, cores) = multi_thread::create(workers, common);
@@ -287,7 +317,7 @@ impl Builder {
                         }
                     }
                 }
-                Ok(Runtime::from_parts(sched, threads, blocking))
+                self.start(Runtime::from_parts(sched, threads, blocking))
             }
         }
     }
@@ -310,6 +340,10 @@ impl fmt::Debug for Builder {
             .field("thread_stack_size", &self.thread_stack_size)
             .field("fiber_stack_size", &self.fiber_stack_size)
             .field("max_blocking_threads", &self.max_blocking_threads)
+            .field(
+                "start_hooks",
+                &self.start_hooks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

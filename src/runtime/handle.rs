@@ -254,7 +254,30 @@ impl Handle {
     /// assert!(m.num_workers() >= 1);
     /// ```
     pub fn metrics(&self) -> RuntimeMetrics {
+        let stacks = self.inner.common().fiber_stacks.snapshot();
         RuntimeMetrics::new(self.inner.metrics())
+            .with_fiber_stacks(super::FiberStackHistogram::new(stacks.0, stacks.1))
+    }
+
+    /// Takes a dump of the runtime: every live task and fiber, with the
+    /// backtrace of every suspended fiber's stack; see [`Dump`]. Returns
+    /// within about 250 ms, whatever the workers are doing.
+    ///
+    /// [`Dump`]: super::Dump
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let t = fiber_runtime::task::Builder::new()
+    ///     .name("idler")
+    ///     .spawn(std::future::pending::<()>());
+    /// # let _ = t;
+    /// let dump = rt.handle().dump();
+    /// println!("{dump}");
+    /// ```
+    pub fn dump(&self) -> super::Dump {
+        super::Dump::take(&self.inner)
     }
 }
 

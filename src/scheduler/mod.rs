@@ -8,6 +8,7 @@
 pub(crate) mod blocking;
 pub(crate) mod context;
 pub(crate) mod current_thread;
+pub(crate) mod dump;
 pub(crate) mod inject;
 pub(crate) mod metrics;
 pub(crate) mod multi_thread;
@@ -41,6 +42,9 @@ pub(crate) struct Common {
     /// Fibers spawned and not yet dropped (each `FiberFuture` holds a
     /// clone and decrements it when dropped).
     pub(crate) alive_fibers: Arc<AtomicUsize>,
+    /// High-water marks of the fiber stacks its threads measured
+    /// (`fiber::stack`, "High-water marks").
+    pub(crate) fiber_stacks: crate::fiber::stack::StackHistogram,
 }
 
 impl Common {
@@ -58,6 +62,7 @@ impl Common {
             driver: driver_slot.handle().clone(),
             driver_slot,
             alive_fibers: Arc::new(AtomicUsize::new(0)),
+            fiber_stacks: Default::default(),
         }
     }
 }
@@ -120,6 +125,14 @@ impl Handle {
         match self {
             Handle::CurrentThread(h) => h.metrics(),
             Handle::MultiThread(h) => h.metrics(),
+        }
+    }
+
+    /// Takes a dump (`dump.rs`), waiting at most `wait` for the workers.
+    pub(crate) fn dump(&self, wait: std::time::Duration) -> dump::Raw {
+        match self {
+            Handle::CurrentThread(h) => dump::collect(&**h, wait),
+            Handle::MultiThread(h) => dump::collect(&**h, wait),
         }
     }
 }

@@ -61,6 +61,7 @@
 //! [`Signal::recv`]: unix::Signal::recv
 //! [`Signal::blocking_recv`]: unix::Signal::blocking_recv
 
+mod dump;
 mod registry;
 pub mod unix;
 
