@@ -49,7 +49,10 @@ fn dump_until(rt: &Runtime, what: &str, mut pred: impl FnMut(&Dump) -> bool) -> 
         if pred(&d) {
             return d;
         }
-        assert!(Instant::now() < deadline, "timed out dumping until {what}:\n{d}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out dumping until {what}:\n{d}"
+        );
         thread::yield_now();
     }
 }
@@ -98,7 +101,10 @@ fn a_suspended_fiber_shows_its_function_its_call_and_its_spawn_line() {
         assert!(t.spawn_location().file().ends_with("rt_dump.rs"));
         // The blocking call's own line, from the caller location.
         let at = t.blocked_at().unwrap();
-        assert!(at.file().ends_with("rt_dump.rs") && at.line() < line, "{at}");
+        assert!(
+            at.file().ends_with("rt_dump.rs") && at.line() < line,
+            "{at}"
+        );
         assert!(t.worker().unwrap() < flavor.workers());
         let text = d.to_string();
         assert!(
@@ -118,7 +124,10 @@ fn a_suspended_fiber_shows_its_function_its_call_and_its_spawn_line() {
             // thread's, so it walks them itself.
             let d = rt.handle().dump();
             assert_eq!(d.workers().next().unwrap().status(), WorkerStatus::Walked);
-            assert!(has_frame(named(&d, "parked"), "park_in_a_named_function"), "{d}");
+            assert!(
+                has_frame(named(&d, "parked"), "park_in_a_named_function"),
+                "{d}"
+            );
         }
         tx.send(41).unwrap();
         assert_eq!(rt.block_on(f).unwrap(), 42);
@@ -242,7 +251,12 @@ fn a_task_or_fiber_taking_the_dump_sees_itself_running() {
             // release build, whatever of it was not inlined).
             let top = t.backtrace().unwrap()[0].function();
             if cfg!(debug_assertions) {
-                assert_eq!(top, "fiber_runtime::runtime::handle::Handle::dump", "{d}");
+                // (`<..::Handle>::dump` with v0 symbol names.)
+                assert!(
+                    top.contains("fiber_runtime::runtime::handle::Handle")
+                        && top.ends_with("::dump"),
+                    "{d}"
+                );
             } else {
                 assert!(top.starts_with("fiber_runtime::"), "{d}");
             }
@@ -383,7 +397,10 @@ fn a_worker_stuck_in_a_poll_is_reported_not_walked_and_the_dump_returns() {
             "{text}"
         );
         if on_busy {
-            assert!(text.contains("its worker is busy in a poll, not walked"), "{text}");
+            assert!(
+                text.contains("its worker is busy in a poll, not walked"),
+                "{text}"
+            );
         }
     }
 }
@@ -402,7 +419,10 @@ fn a_fiber_not_started_yet_is_scheduled_and_a_remote_spawn_too() {
         assert_eq!(x.state(), TaskState::Scheduled, "{d}");
         assert_eq!(x.poll_count(), 0);
     }
-    assert!(d.to_string().contains("no thread drives the runtime"), "{d}");
+    assert!(
+        d.to_string().contains("no thread drives the runtime"),
+        "{d}"
+    );
     assert_eq!(rt.block_on(f).unwrap(), 1);
     assert_eq!(rt.block_on(t).unwrap(), 2);
 }
@@ -470,6 +490,10 @@ fn deep(depth: usize) -> u8 {
 }
 
 #[test]
+#[cfg_attr(
+    fiber_runtime_asan,
+    ignore = "AddressSanitizer moves stack frames to its fake stack"
+)]
 fn a_fibers_stack_high_water_mark_is_its_own_and_dumps_leave_it_alone() {
     // New worker threads: new stack pools, whose stacks nobody used.
     let rt = Flavor::MultiThread(1).build();
@@ -514,6 +538,10 @@ fn a_fibers_stack_high_water_mark_is_its_own_and_dumps_leave_it_alone() {
 }
 
 #[test]
+#[cfg_attr(
+    fiber_runtime_asan,
+    ignore = "AddressSanitizer moves stack frames to its fake stack"
+)]
 fn the_stack_histogram_counts_finished_fibers_and_recommends_a_size() {
     for flavor in Flavor::ALL {
         let rt = flavor.build();
@@ -539,9 +567,15 @@ fn the_stack_histogram_counts_finished_fibers_and_recommends_a_size() {
         let i = (0..h.num_buckets())
             .find(|&i| h.max() <= h.bucket_upper_bound(i))
             .unwrap();
-        assert!(h.bucket_count(i) >= 1, "the deepest is in its bucket: {h:?}");
+        assert!(
+            h.bucket_count(i) >= 1,
+            "the deepest is in its bucket: {h:?}"
+        );
         let rec = rt.metrics().recommended_fiber_stack_size().unwrap();
-        assert!(rec.is_power_of_two() && rec >= 2 * h.max(), "{rec} for {h:?}");
+        assert!(
+            rec.is_power_of_two() && rec >= 2 * h.max(),
+            "{rec} for {h:?}"
+        );
     }
 }
 
@@ -630,11 +664,9 @@ fn a_walked_fiber_keeps_its_span() {
         d.fibers().any(|t| t.blocked_in() == Some("fiber::wait"))
     });
     let outside = rt.block_on(async {
-        fiber_runtime::spawn(async {
-            tracing::Span::current().metadata().map(|m| m.name())
-        })
-        .await
-        .unwrap()
+        fiber_runtime::spawn(async { tracing::Span::current().metadata().map(|m| m.name()) })
+            .await
+            .unwrap()
     });
     assert_ne!(outside, Some("walked-span"), "not entered on its worker");
     gate.open();
@@ -700,8 +732,10 @@ fn dumps_race_spawns_wakes_aborts_and_shutdown_without_hanging() {
                 {
                     let _g = rt.enter();
                     for _ in 0..10 {
-                        drop(fiber::spawn(|| loop {
-                            fiber::yield_now();
+                        drop(fiber::spawn(|| {
+                            loop {
+                                fiber::yield_now();
+                            }
                         }));
                         drop(rt.spawn(async {
                             loop {
@@ -778,7 +812,10 @@ fn dump_on_signal_prints_a_dump_to_stderr() {
                 libc::dup2(saved, 2);
                 libc::close(saved);
             }
-            assert!(text.starts_with("fiber-runtime dump: multi-thread runtime"), "{text}");
+            assert!(
+                text.starts_with("fiber-runtime dump: multi-thread runtime"),
+                "{text}"
+            );
             assert!(text.contains("\"signalled\" [blocked in"), "{text}");
             tx.send(()).unwrap();
             rt.block_on(f).unwrap();
@@ -788,6 +825,7 @@ fn dump_on_signal_prints_a_dump_to_stderr() {
     );
 }
 
+#[cfg(feature = "signal")]
 #[inline(never)]
 fn park_in_a_named_function_unit(rx: oneshot::Receiver<()>) {
     let _ = rx.blocking_recv();

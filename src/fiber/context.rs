@@ -96,6 +96,8 @@ pub(crate) enum NoCapture {
     NoRoom,
     /// The capture failed (it panicked: an allocation failure, say).
     Failed,
+    /// Not attempted: the dump had walked enough fibers of this thread.
+    Skipped,
 }
 
 /// What a fiber is blocked in: the blocking-style call (`crate::wait`)

@@ -133,10 +133,11 @@ pub(crate) struct StackUse {
 
 /// Reports every fiber of runtime `runtime_id` this thread started that
 /// has not finished: its state, stack depth and backtrace (capturing
-/// each suspended one on its own stack, `context.rs`). Runs none of the
-/// fibers' code; the caller may be inside one of them (which then
-/// reports itself as running) or inside any task's poll.
-pub(crate) fn report_started(runtime_id: usize) -> Vec<FiberReport> {
+/// each suspended one on its own stack, `context.rs`; the first `max`
+/// only, the others get `NoCapture::Skipped`). Runs none of the fibers'
+/// code; the caller may be inside one of them (which then reports itself
+/// as running) or inside any task's poll.
+pub(crate) fn report_started(runtime_id: usize, max: usize) -> Vec<FiberReport> {
     let fibers: Vec<*const ControlBlock> = STARTED
         .try_with(|s| {
             let s = s.borrow();
@@ -151,25 +152,28 @@ pub(crate) fn report_started(runtime_id: usize) -> Vec<FiberReport> {
     let current = context::with_current(|c| c.map_or(std::ptr::null(), |c| c as *const _));
     fibers
         .into_iter()
-        .map(|f| {
+        .enumerate()
+        .map(|(i, f)| {
             // SAFETY: registered, so alive; and nothing below finishes or
             // frees it (no fiber code runs, only captures), so it stays
             // registered and alive for this iteration.
             let cb = unsafe { &*f };
-            report(cb, std::ptr::eq(f, current))
+            report(cb, std::ptr::eq(f, current), i < max)
         })
         .collect()
 }
 
 /// The report of one registered fiber; `running`: it is the one running
-/// this code.
-fn report(cb: &ControlBlock, running: bool) -> FiberReport {
+/// this code; `walk`: capture its backtrace.
+fn report(cb: &ControlBlock, running: bool, walk: bool) -> FiberReport {
     let bottom = cb.guard.1 as *mut u8;
     let top = cb.stack_top as *mut u8;
     let before = stack::resident_extent(bottom, top).ok();
-    let backtrace = if running {
+    let backtrace = if !walk {
+        Err(NoCapture::Skipped)
+    } else if running {
         // On its own stack already, with room for the walk?
-        let here = std::ptr::addr_of!(bottom) as usize;
+        let here = super::arch::stack_pointer();
         if here.saturating_sub(cb.guard.1) < context::CAPTURE_HEADROOM {
             Err(NoCapture::NoRoom)
         } else {
@@ -182,7 +186,7 @@ fn report(cb: &ControlBlock, running: bool) -> FiberReport {
     } else {
         Err(NoCapture::NotSuspended)
     };
-    if let (Some(extent), false) = (before, running) {
+    if let (Some(extent), false, true) = (before, running, walk) {
         // The walk ran below the fiber's suspension point, maybe on pages
         // it never touched: give those back, so that the high-water mark
         // stays the fiber's own (they hold nothing: they are below every

@@ -60,8 +60,7 @@ pub struct Builder {
 /// say), given its handle once it runs: what it returns is kept by the
 /// `Runtime` and dropped first when it shuts down. An error fails
 /// `build`.
-pub(crate) type StartHook =
-    Arc<dyn Fn(&Handle) -> io::Result<Box<dyn Send + Sync>> + Send + Sync>;
+pub(crate) type StartHook = Arc<dyn Fn(&Handle) -> io::Result<Box<dyn Send + Sync>> + Send + Sync>;
 
 impl Builder {
     /// A builder for the multi-thread, work-stealing flavor (one worker

@@ -26,17 +26,22 @@ use std::time::{Duration, Instant};
 ///
 /// A fiber's stack can only be walked on its own worker's thread, while
 /// that worker runs no poll; so the dump asks every worker to walk its
-/// fibers at its next safe point (it wakes parked ones) and waits for the
-/// answers at most 250 ms in all. A worker busy in one long poll — a
-/// task that blocks its thread, the case dumps are most wanted for —
-/// does not answer in time: the dump goes on without it and says so
-/// ([`WorkerDump::status`]), and that worker's fibers are listed without
-/// backtraces. Taking a dump never deadlocks and costs the runtime
-/// nothing while none is taken.
+/// fibers at its next safe point (it wakes parked ones), and waits at
+/// most 250 ms in all for them to take the request up. A worker busy in
+/// one long poll — a task that blocks its thread, the case dumps are most
+/// wanted for — does not take it up in time: the dump goes on without it
+/// and says so ([`WorkerDump::status`]), and that worker's fibers are
+/// listed without backtraces. A worker that took the request up is
+/// walking (no user code runs meanwhile) and is waited for up to 10 s; it
+/// walks at most 10,000 fibers per dump (about 20 µs each, symbols
+/// included), listing the others without backtraces. Taking a dump never
+/// deadlocks and costs the runtime nothing while none is taken; while a
+/// worker walks its fibers, it runs no tasks.
 ///
 /// Inside a task or fiber of the runtime, a dump walks the fibers of its
 /// own worker itself (a fiber taking one sees itself running, with the
-/// backtrace of the call). Blocking closures of
+/// backtrace of the call), and blocks that worker while it waits for the
+/// others, as any blocking call would. Blocking closures of
 /// [`spawn_blocking`](crate::spawn_blocking) are not listed (the summary
 /// counts their threads).
 ///
@@ -49,8 +54,8 @@ use std::time::{Duration, Instant};
 /// # Examples
 ///
 /// ```
-/// use fiber_runtime::{Runtime, fiber, sync::Mutex, task};
 /// use fiber_runtime::runtime::TaskState;
+/// use fiber_runtime::{Runtime, fiber, sync::Mutex};
 /// use std::sync::Arc;
 ///
 /// #[inline(never)]
@@ -59,20 +64,18 @@ use std::time::{Duration, Instant};
 /// }
 ///
 /// let rt = Runtime::new().unwrap();
+/// let _enter = rt.enter();
 /// let lock = Arc::new(Mutex::new(()));
-/// let held = rt.block_on(lock.clone().lock_owned());
+/// let held = lock.try_lock().unwrap();
 /// let l = lock.clone();
 /// let waiter = fiber::Builder::new()
 ///     .name("waiter")
-///     .spawn_on(rt.handle(), move || wait_for_lock(&l))
+///     .spawn(move || wait_for_lock(&l))
 ///     .unwrap();
-/// // Wait until the fiber is blocked on the lock.
+/// // Dump until the fiber is blocked on the lock.
 /// let dump = loop {
 ///     let dump = rt.handle().dump();
-///     let blocked = dump
-///         .tasks()
-///         .any(|t| t.name() == Some("waiter") && t.blocked_in().is_some());
-///     if blocked {
+///     if dump.tasks().any(|t| t.name() == Some("waiter") && t.blocked_in().is_some()) {
 ///         break dump;
 ///     }
 ///     std::thread::yield_now();
@@ -80,10 +83,11 @@ use std::time::{Duration, Instant};
 /// let t = dump.tasks().find(|t| t.name() == Some("waiter")).unwrap();
 /// assert_eq!(t.state(), TaskState::Suspended);
 /// assert_eq!(t.blocked_in(), Some("Mutex::blocking_lock"));
-/// assert!(t.backtrace().unwrap().iter().any(|f| f.function().contains("wait_for_lock")));
+/// let frames = t.backtrace().unwrap();
+/// assert!(frames.iter().any(|f| f.function().contains("wait_for_lock")));
 /// println!("{dump}");
 /// drop(held);
-/// rt.block_on(waiter).unwrap();
+/// waiter.join().unwrap();
 /// ```
 pub struct Dump {
     flavor: &'static str,
@@ -177,6 +181,8 @@ enum NoBacktrace {
     NoRoom,
     /// The walk failed.
     Failed,
+    /// Its worker had walked as many fibers as a dump walks per worker.
+    Skipped,
 }
 
 /// One frame of a fiber's backtrace ([`TaskDump::backtrace`]).
@@ -441,6 +447,7 @@ fn task_dump(e: &raw::RawEntry, workers: &[WorkerDump], now_ms: u64) -> TaskDump
             Err(NoCapture::NotSuspended) => Err(NoBacktrace::NotSuspended),
             Err(NoCapture::NoRoom) => Err(NoBacktrace::NoRoom),
             Err(NoCapture::Failed) => Err(NoBacktrace::Failed),
+            Err(NoCapture::Skipped) => Err(NoBacktrace::Skipped),
         },
         (TaskKind::Fiber, None) => match e.worker.and_then(|w| workers.get(w)) {
             Some(w) if w.status != WorkerStatus::Walked => Err(NoBacktrace::NotWalked(w.status)),
@@ -723,6 +730,11 @@ impl fmt::Display for Why {
             NoBacktrace::NotSuspended => f.write_str("it was not suspended"),
             NoBacktrace::NoRoom => f.write_str("too little stack left to walk it"),
             NoBacktrace::Failed => f.write_str("the walk failed"),
+            NoBacktrace::Skipped => write!(
+                f,
+                "its worker walked the first {} of its fibers only",
+                raw::MAX_WALKED
+            ),
         }
     }
 }
@@ -819,5 +831,92 @@ impl FiberStackHistogram {
         }
         let want = self.max.saturating_mul(2).max(1).next_power_of_two();
         Some(want.clamp(MIN_STACK_SIZE, MAX_STACK_SIZE))
+    }
+}
+
+#[cfg(all(test, not(fiber_runtime_loom)))]
+mod tests {
+    use super::*;
+
+    fn frame(function: &str) -> Frame {
+        Frame {
+            function: function.to_string(),
+            file: None,
+            line: None,
+            column: None,
+        }
+    }
+
+    #[test]
+    fn locations_split_from_the_right() {
+        assert_eq!(
+            split_location("./src/a:b.rs:12:5"),
+            ("./src/a:b.rs".to_string(), Some(12), Some(5))
+        );
+        assert_eq!(
+            split_location("src/a.rs:12"),
+            ("src/a.rs".to_string(), Some(12), None)
+        );
+        assert_eq!(split_location("weird"), ("weird".to_string(), None, None));
+    }
+
+    #[test]
+    fn trimming_keeps_the_users_frames_and_the_call_into_the_runtime() {
+        let frames = [
+            "std::backtrace::Backtrace::force_capture",
+            "fiber_runtime::fiber::context::ControlBlock::capture_here",
+            "fiber_runtime::wait::wait",
+            "<fiber_runtime::sync::mutex::Mutex<T>>::blocking_lock",
+            "app::inner",
+            "<app::Thing as core::ops::Drop>::drop",
+            "app::main::{{closure}}",
+            "std::panicking::catch_unwind::do_call",
+            "__rust_try",
+            "fiber_runtime::fiber::future::entry",
+            "__fiber_runtime_0_1_trampoline",
+        ]
+        .map(frame);
+        let names: Vec<String> = trim(frames.to_vec())
+            .into_iter()
+            .map(|f| f.function)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "<fiber_runtime::sync::mutex::Mutex<T>>::blocking_lock",
+                "app::inner",
+                "<app::Thing as core::ops::Drop>::drop",
+                "app::main::{{closure}}",
+            ]
+        );
+        // Nothing of the user's: everything stays.
+        let only_runtime = [frame("fiber_runtime::a"), frame("std::b")];
+        assert_eq!(trim(only_runtime.to_vec()).len(), 2);
+    }
+
+    #[test]
+    fn a_backtrace_parses_into_frames() {
+        let frames = parse(&std::backtrace::Backtrace::force_capture());
+        assert!(
+            frames
+                .iter()
+                .any(|f| f.function.contains("a_backtrace_parses_into_frames")),
+            "{frames:?}"
+        );
+    }
+
+    #[test]
+    fn the_recommended_size_is_twice_the_deepest_rounded_up() {
+        let mut buckets = [0; STACK_BUCKETS];
+        assert_eq!(
+            FiberStackHistogram::new(buckets, 0).recommended_stack_size(),
+            None
+        );
+        buckets[2] = 3;
+        let h = FiberStackHistogram::new(buckets, 12 * 1024);
+        assert_eq!(h.samples(), 3);
+        assert_eq!(h.recommended_stack_size(), Some(32 * 1024));
+        let h = FiberStackHistogram::new(buckets, 4096);
+        assert_eq!(h.recommended_stack_size(), Some(MIN_STACK_SIZE));
     }
 }

@@ -260,8 +260,9 @@ impl Handle {
     }
 
     /// Takes a dump of the runtime: every live task and fiber, with the
-    /// backtrace of every suspended fiber's stack; see [`Dump`]. Returns
-    /// within about 250 ms, whatever the workers are doing.
+    /// backtrace of every suspended fiber's stack; see [`Dump`]. A worker
+    /// stuck in a poll is waited for at most 250 ms (and reported as
+    /// such), so the call returns whatever the workers are doing.
     ///
     /// [`Dump`]: super::Dump
     ///
@@ -269,12 +270,15 @@ impl Handle {
     ///
     /// ```
     /// let rt = fiber_runtime::Runtime::new().unwrap();
-    /// let t = fiber_runtime::task::Builder::new()
+    /// let _enter = rt.enter();
+    /// let idler = fiber_runtime::task::Builder::new()
     ///     .name("idler")
-    ///     .spawn(std::future::pending::<()>());
-    /// # let _ = t;
+    ///     .spawn(std::future::pending::<()>())
+    ///     .unwrap();
     /// let dump = rt.handle().dump();
+    /// assert_eq!(dump.tasks().next().unwrap().name(), Some("idler"));
     /// println!("{dump}");
+    /// # drop(idler);
     /// ```
     pub fn dump(&self) -> super::Dump {
         super::Dump::take(&self.inner)

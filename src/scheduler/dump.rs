@@ -12,9 +12,12 @@
 //! nothing on the poll path), walks its fibers once for every request
 //! waiting, and answers each. The dumping thread waits for the answers
 //! for a bounded time ([`WAIT`]) and reports the workers that did not
-//! answer — stuck in a poll, the very case dumps are for — as not
-//! walked: a dump never waits for a poll to end. Its request is then
-//! withdrawn, so a worker stuck for good does not collect them.
+//! take up the request — stuck in a poll, the very case dumps are for —
+//! as not walked: a dump never waits for a poll to end. Its request is
+//! then withdrawn, so a worker stuck for good does not collect them. A
+//! worker that took the request up is walking (which runs no user code)
+//! and is waited for longer ([`WALK_WAIT`]): many fibers take a while.
+//! It captures the backtraces of at most [`MAX_WALKED`] fibers per dump.
 //!
 //! A dump taken on a worker (inside a task or a fiber) walks that
 //! worker's fibers itself, there and then: nothing of them runs (their
@@ -34,8 +37,16 @@ use crate::task_core::list::{Kind, OwnedTasks, TaskRef};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a dump waits for the workers' answers, in all.
+/// How long a dump waits for the workers to take up its request, in all.
 pub(crate) const WAIT: Duration = Duration::from_millis(250);
+
+/// How long it waits, in all, for a worker that took the request up and
+/// walks its fibers.
+const WALK_WAIT: Duration = Duration::from_secs(10);
+
+/// The most fibers a worker captures backtraces of for one dump (about
+/// 10 µs each); the others are reported without.
+pub(crate) const MAX_WALKED: usize = 10_000;
 
 /// While the dumping thread is itself a worker: how often it looks at
 /// its own slot while it waits.
@@ -65,19 +76,29 @@ pub(crate) enum WorkerState {
 
 /// One dump's request, which every worker asked answers into.
 struct Reply {
-    answers: Mutex<Vec<Option<Result<Arc<Answer>, Stopped>>>>,
+    /// Per worker: how far it got.
+    answers: Mutex<Vec<Progress>>,
     answered: Condvar,
 }
 
-/// A worker's answer that it stopped.
-#[derive(Clone, Copy, Debug)]
-struct Stopped;
+/// How far a worker got with a dump's request.
+#[derive(Clone, Debug)]
+enum Progress {
+    /// Not taken up yet.
+    Asked,
+    /// Taken up: the worker walks its fibers.
+    Walking,
+    /// Answered.
+    Done(Arc<Answer>),
+    /// The worker stopped.
+    Stopped,
+}
 
 impl Reply {
-    fn answer(&self, worker: usize, answer: Result<Arc<Answer>, Stopped>) {
+    fn set(&self, worker: usize, progress: Progress) {
         let mut a = self.answers.lock();
         if let Some(slot) = a.get_mut(worker) {
-            *slot = Some(answer);
+            *slot = progress;
         }
         drop(a);
         self.answered.notify_all();
@@ -129,9 +150,12 @@ impl WorkerSlot {
         if replies.is_empty() {
             return;
         }
+        for r in &replies {
+            r.set(worker, Progress::Walking);
+        }
         let answer = Arc::new(walk_here(runtime_id));
         for r in replies {
-            r.answer(worker, Ok(answer.clone()));
+            r.set(worker, Progress::Done(answer.clone()));
         }
     }
 
@@ -145,7 +169,7 @@ impl WorkerSlot {
             std::mem::take(&mut w.replies)
         };
         for r in replies {
-            r.answer(worker, Err(Stopped));
+            r.set(worker, Progress::Stopped);
         }
     }
 
@@ -233,17 +257,18 @@ impl RawEntry {
 fn walk_here(runtime_id: usize) -> Answer {
     Answer {
         thread: std::thread::current().name().map(String::from),
-        fibers: pool::report_started(runtime_id),
+        fibers: pool::report_started(runtime_id, MAX_WALKED),
     }
 }
 
-/// Takes a dump of `target`, waiting at most `wait` for its workers.
+/// Takes a dump of `target`, waiting at most `wait` for its workers to
+/// take the request up (module doc).
 pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
     let started = Instant::now();
     let tasks = target.owned().snapshot();
     let n = target.num_workers();
     let reply = Arc::new(Reply {
-        answers: Mutex::new(vec![None; n]),
+        answers: Mutex::new(vec![Progress::Asked; n]),
         answered: Condvar::new(),
     });
     let here = target.here();
@@ -256,25 +281,25 @@ pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
             *p = true;
             target.wake(i);
         } else {
-            reply.answer(i, Err(Stopped));
+            reply.set(i, Progress::Stopped);
         }
     }
     if let Some(i) = here {
-        reply.answer(i, Ok(Arc::new(walk_here(target.runtime_id()))));
+        reply.set(i, Progress::Done(Arc::new(walk_here(target.runtime_id()))));
     }
-    let deadline = started + wait;
     loop {
-        let missing: Vec<usize> = {
-            let a = reply.answers.lock();
-            (0..n).filter(|&i| posted[i] && a[i].is_none()).collect()
-        };
+        let progress = reply.answers.lock().clone();
+        let asked: Vec<usize> = (0..n)
+            .filter(|&i| posted[i] && matches!(progress[i], Progress::Asked))
+            .collect();
+        let walking = progress.iter().any(|p| matches!(p, Progress::Walking));
         // A worker nobody drives (or that stopped meanwhile) cannot answer.
-        let waiting_for = missing
+        let may_take_up = asked
             .iter()
-            .filter(|&&i| target.driven(i) && !target.slot(i).is_closed())
-            .count();
+            .any(|&i| target.driven(i) && !target.slot(i).is_closed());
+        let deadline = started + if walking { WALK_WAIT } else { wait };
         let now = Instant::now();
-        if waiting_for == 0 || now >= deadline {
+        if !(walking || may_take_up) || now >= deadline {
             break;
         }
         let mut slice = deadline - now;
@@ -283,8 +308,11 @@ pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
         }
         {
             let a = reply.answers.lock();
-            let still = (0..n).any(|i| posted[i] && a[i].is_none());
-            if still {
+            let unchanged = a
+                .iter()
+                .zip(&progress)
+                .all(|(now, then)| std::mem::discriminant(now) == std::mem::discriminant(then));
+            if unchanged {
                 drop(reply.answered.wait_timeout(a, slice));
             }
         }
@@ -294,14 +322,15 @@ pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
         }
     }
     let waited = started.elapsed();
-    let answers = std::mem::take(&mut *reply.answers.lock());
-    let workers: Vec<WorkerState> = answers
+    let progress = std::mem::take(&mut *reply.answers.lock());
+    let workers: Vec<WorkerState> = progress
         .into_iter()
         .enumerate()
-        .map(|(i, a)| match a {
-            Some(Ok(a)) => WorkerState::Walked(a),
-            Some(Err(Stopped)) => WorkerState::Stopped,
-            None => {
+        .map(|(i, p)| match p {
+            Progress::Done(a) => WorkerState::Walked(a),
+            Progress::Stopped => WorkerState::Stopped,
+            Progress::Walking => WorkerState::Busy(waited),
+            Progress::Asked => {
                 if posted[i] {
                     target.slot(i).withdraw(&reply);
                 }
