@@ -537,6 +537,51 @@ fn a_fibers_stack_high_water_mark_is_its_own_and_dumps_leave_it_alone() {
     shallow.join().unwrap();
 }
 
+/// Recurses through `depth` frames of 1 KiB each, then waits for `gate`.
+#[inline(never)]
+fn deep_then_wait(depth: usize, gate: &Gate) -> u8 {
+    let buf = std::hint::black_box([depth as u8; 1024]);
+    if depth == 0 {
+        fiber::wait(gate.wait());
+        return buf[0];
+    }
+    deep_then_wait(depth - 1, gate).wrapping_add(buf[1023])
+}
+
+#[test]
+#[cfg_attr(
+    fiber_runtime_asan,
+    ignore = "AddressSanitizer moves stack frames to its fake stack"
+)]
+fn a_fiber_with_too_little_stack_left_is_not_walked_and_not_harmed() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let _g = rt.enter();
+        let gate = Gate::new();
+        let g = gate.clone();
+        // 16 KiB, 8 of them used up: the walk would need more than is left.
+        let f = fiber::Builder::new()
+            .name("cramped")
+            .stack_size(16 * 1024)
+            .spawn(move || deep_then_wait(8, &g))
+            .unwrap();
+        let d = dump_until(&rt, "the fiber waits", |d| {
+            blocked_in(d, "cramped", "fiber::wait")
+        });
+        let t = named(&d, "cramped");
+        assert!(t.backtrace().is_none(), "{d}");
+        assert!(
+            d.to_string().contains("too little stack left to walk it"),
+            "{d}"
+        );
+        let usage = t.stack_usage().unwrap();
+        assert_eq!(usage.size(), 16 * 1024);
+        assert!(usage.high_water() >= 8 * 1024, "{usage:?}");
+        gate.open();
+        assert_eq!(rt.block_on(f).unwrap(), 36);
+    }
+}
+
 #[test]
 #[cfg_attr(
     fiber_runtime_asan,

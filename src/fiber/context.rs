@@ -439,6 +439,12 @@ impl ControlBlock {
         self.captured.take().ok_or(NoCapture::Failed)
     }
 
+    /// The stack pointer the fiber is suspended at (everything below it
+    /// is dead memory); meaningful while it is suspended.
+    pub(crate) fn suspended_sp(&self) -> usize {
+        self.fiber_sp.get() as usize
+    }
+
     /// What the fiber is blocked in, if it is inside a blocking-style call
     /// (`crate::wait`). Read on the owner thread.
     pub(crate) fn blocked_in(&self) -> Option<BlockedIn> {

@@ -16,6 +16,10 @@ use std::io;
 /// Warm stacks a pool keeps with their pages when its thread idles.
 const POOL_RETAIN: usize = 1024;
 
+/// The bytes below the stack pointer a function may use without moving it
+/// (x86_64 System V; aarch64 has none).
+const RED_ZONE: usize = 128;
+
 /// The fibers a thread started and that have not finished.
 struct Registry {
     list: Vec<*const ControlBlock>,
@@ -189,13 +193,18 @@ fn report(cb: &ControlBlock, running: bool, walk: bool) -> FiberReport {
     if let (Some(extent), false, true) = (before, running, walk) {
         // The walk ran below the fiber's suspension point, maybe on pages
         // it never touched: give those back, so that the high-water mark
-        // stays the fiber's own (they hold nothing: they are below every
-        // live frame, and were not resident before).
-        let below = top as usize - extent;
+        // stays the fiber's own. Only pages that were not resident before
+        // (below the deepest one that was), and only below its stack
+        // pointer and red zone (a page swapped out reads as not resident,
+        // and may hold live frames above it): dead memory either way.
+        let page = stack::page_size();
+        let dead = cb.suspended_sp().saturating_sub(RED_ZONE) & !(page - 1);
+        let below = (top as usize - extent).min(dead);
         if below > cb.guard.1 {
-            // SAFETY: `[bottom, below)` lies under the deepest page the
-            // fiber touched, so under its stack pointer: dead memory of
-            // its mapping; DONTNEED only drops those pages.
+            // SAFETY: `[bottom, below)` lies under the fiber's stack
+            // pointer and red zone, so holds none of its frames: dead
+            // memory of its stack's mapping; DONTNEED only drops those
+            // pages (they read back as zeros).
             unsafe { libc::madvise(bottom.cast(), below - cb.guard.1, libc::MADV_DONTNEED) };
         }
     }

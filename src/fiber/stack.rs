@@ -188,11 +188,16 @@ pub(crate) struct StackPool {
     unmeasured: usize,
 }
 
+/// The page size (cached).
+pub(crate) fn page_size() -> usize {
+    page_size_cached()
+}
+
 fn page_size_cached() -> usize {
     static PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     match PAGE.load(Relaxed) {
         0 => {
-            let p = page_size();
+            let p = page_size_uncached();
             PAGE.store(p, Relaxed);
             p
         }
@@ -200,7 +205,7 @@ fn page_size_cached() -> usize {
     }
 }
 
-fn page_size() -> usize {
+fn page_size_uncached() -> usize {
     // SAFETY: `sysconf` has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as usize } else { 4096 }
@@ -209,7 +214,7 @@ fn page_size() -> usize {
 impl StackPool {
     /// A pool of stacks of at least `size` usable bytes each.
     pub(crate) fn new(size: usize, retain: usize) -> StackPool {
-        let page = page_size();
+        let page = page_size_uncached();
         StackPool {
             home: crate::util::thread_token(),
             page,
