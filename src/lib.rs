@@ -59,7 +59,7 @@
 //! | | task ([`spawn`]) | fiber ([`fiber::spawn`]) |
 //! | --- | --- | --- |
 //! | style | `async`/`.await` | plain blocking code |
-//! | memory | the future's size plus 56 bytes | a stack (256 KiB virtual, pages touched on use) |
+//! | memory | the future's size plus 64 bytes | a stack (256 KiB virtual, pages touched on use) |
 //! | switch | a poll returns | a register switch (a few ns) |
 //! | moves between workers | at every wake (work stealing) | never, once started |
 //! | holds `!Send` data across a wait | no | yes |
@@ -188,7 +188,7 @@ pub mod fiber;
 pub mod hyper;
 mod loom;
 mod reactor;
-mod runtime;
+pub mod runtime;
 mod scheduler;
 #[cfg(feature = "signal")]
 pub mod signal;

@@ -19,6 +19,10 @@
 //! poison every std lock it released). It blocks its thread instead,
 //! as on a plain thread, until the wait is over.
 //!
+//! While a fiber is inside one, its control block records which call it
+//! is and where it was made (a pointer store on the way in and out),
+//! which a dump shows as what the fiber is blocked in.
+//!
 //! A thread *drives* a runtime while it is one of its workers or inside
 //! `block_on`: [`enter_driving`] marks it so, for the last two rows. The
 //! `block_on` paths poll their future inside [`MainFuture`], so that the
@@ -66,7 +70,7 @@ pub(crate) enum Caller<'a> {
 /// location (`#[track_caller]` all the way: no closure in between).
 #[track_caller]
 #[inline]
-pub(crate) fn caller<R, F: FnOnce(Caller<'_>) -> R>(what: &str, instead: &str, f: F) -> R {
+pub(crate) fn caller<R, F: FnOnce(Caller<'_>) -> R>(what: &'static str, instead: &str, f: F) -> R {
     if let Some(holder) = NO_SUSPENSION.with(Cell::get) {
         // While unwinding, a fiber blocks its thread instead of suspending
         // (below), which keeps the state where it is; and a second panic
@@ -77,8 +81,19 @@ pub(crate) fn caller<R, F: FnOnce(Caller<'_>) -> R>(what: &str, instead: &str, f
     }
     // `f` comes back for the thread case, so that the check (and its
     // panic) runs here, in a `#[track_caller]` body, not in a closure.
+    let at = std::panic::Location::caller();
     let f = match fiber::with_current(|current| match current {
-        Some(cb) if !std::thread::panicking() => Ok(f(Caller::Fiber(cb))),
+        Some(cb) if !std::thread::panicking() => {
+            /// Puts back what was recorded before, also on unwind.
+            struct Leave<'a>(&'a ControlBlock, Option<fiber::BlockedIn>);
+            impl Drop for Leave<'_> {
+                fn drop(&mut self) {
+                    self.0.set_blocked_in(self.1);
+                }
+            }
+            let _leave = Leave(cb, cb.set_blocked_in(Some((what, at))));
+            Ok(f(Caller::Fiber(cb)))
+        }
         Some(_) => Ok(f(Caller::Thread)),
         None => Err(f),
     }) {
@@ -126,7 +141,7 @@ fn refuse_suspension(what: &str, holder: &str) -> ! {
 ///
 /// As [`caller`].
 #[track_caller]
-pub(crate) fn wait<F: Future>(fut: F, what: &str, instead: &str) -> F::Output {
+pub(crate) fn wait<F: Future>(fut: F, what: &'static str, instead: &str) -> F::Output {
     caller(what, instead, |c| match c {
         Caller::Fiber(cb) => cb.wait(fut),
         Caller::Thread => block_on_thread(fut),

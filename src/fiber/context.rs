@@ -5,9 +5,31 @@
 //! # Protocol
 //!
 //! Values passed through `arch::resume` and `arch::suspend`:
-//! - to the fiber: `RESUME` (go on) or `CANCEL` (unwind now);
+//! - to the fiber: `RESUME` (go on), `CANCEL` (unwind now) or `CAPTURE`
+//!   (take a backtrace of yourself and come straight back);
 //! - back to the poller: `SUSPENDED` (the fiber waits), `YIELDED` (it
-//!   wants to run again after the others) or `FINISHED`.
+//!   wants to run again after the others) or `FINISHED`; back to a
+//!   capturer: `CAPTURED`.
+//!
+//! # Backtraces of suspended fibers
+//!
+//! A dump wants the stack of every suspended fiber, which only the fiber's
+//! own stack can be walked for (an unwinder starts from the frame it runs
+//! in). So [`ControlBlock::capture`], on the owner thread, switches to the
+//! fiber with `CAPTURE` instead of `RESUME`: the fiber's suspension point
+//! (`switch_out`) takes `Backtrace::force_capture()` right there, on its
+//! own stack (the walk ends at the trampoline, whose return address is
+//! undefined in its CFI), stores it in the control block and switches
+//! straight back with `CAPTURED`, still inside the same suspension point.
+//! No code of the fiber's runs, and none of what `resume` swaps for a real
+//! run is touched: the task-local scopes and spans stay swapped out, the
+//! current runtime and the coop budget stay the capturer's, the fiber's
+//! `cx` stays null and its phase `Suspended`; the panic count is not
+//! touched (the capture cannot unwind: a panic inside it is caught next to
+//! it). Only `CURRENT` names the fiber meanwhile, for the stack overflow
+//! handler's message. A fiber with less than `CAPTURE_HEADROOM` bytes of
+//! stack left below its suspension point is not walked (the unwinder's
+//! frames would hit the guard page).
 //!
 //! # Cancellation
 //!
@@ -54,6 +76,33 @@ pub(crate) const SUSPENDED: usize = 2;
 pub(crate) const FINISHED: usize = 3;
 /// Suspended by `yield_now`: the task is requeued without a wake.
 pub(crate) const YIELDED: usize = 4;
+/// To a suspended fiber: take a backtrace and switch straight back (module
+/// doc, "Backtraces of suspended fibers").
+const CAPTURE: usize = 5;
+/// Back from a `CAPTURE`.
+const CAPTURED: usize = 6;
+
+/// The stack a capture needs below the fiber's suspension point: the
+/// unwinder's own frames, measured at under 6 KiB (x86_64, glibc, debug
+/// and release builds, first capture included), twice that to spare.
+pub(crate) const CAPTURE_HEADROOM: usize = 12 * 1024;
+
+/// Why a suspended fiber has no backtrace (`ControlBlock::capture`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum NoCapture {
+    /// It is not suspended (it runs, is being cancelled, or finished).
+    NotSuspended,
+    /// Too little stack is left below its suspension point.
+    NoRoom,
+    /// The capture failed (it panicked: an allocation failure, say).
+    Failed,
+    /// Not attempted: the dump had walked enough fibers of this thread.
+    Skipped,
+}
+
+/// What a fiber is blocked in: the blocking-style call (`crate::wait`)
+/// and where it was called.
+pub(crate) type BlockedIn = (&'static str, &'static std::panic::Location<'static>);
 
 /// How many times a cancellation raises [`ForcedUnwind`] in a fiber that
 /// keeps catching it before the canceller gives up (module doc).
@@ -103,6 +152,11 @@ pub(crate) struct Init {
     pub(crate) func: *mut u8,
     pub(crate) guard: (usize, usize),
     pub(crate) name: Option<(*const u8, usize)>,
+    /// The top of the fiber's stack (its usable part is `guard.1..top`),
+    /// and how much of it, from the top, was known to be resident before
+    /// the fiber started (`stack.rs`, `Stack::baseline`).
+    pub(crate) stack_top: usize,
+    pub(crate) stack_baseline: usize,
 }
 
 /// A started fiber's control block (module doc). The fiber's own code
@@ -136,6 +190,14 @@ pub(crate) struct ControlBlock {
     /// stack overflow handler (`overflow.rs`).
     pub(crate) guard: (usize, usize),
     pub(crate) name: Option<(*const u8, usize)>,
+    /// The stack's top and known-resident baseline (`Init`), for dumps.
+    pub(crate) stack_top: usize,
+    pub(crate) stack_baseline: usize,
+    /// The blocking-style call the fiber is inside, if any (set by
+    /// `crate::wait` around the call), for dumps.
+    blocked_in: Cell<Option<BlockedIn>>,
+    /// A capture's result, from the fiber's side to the capturer's.
+    captured: Cell<Option<std::backtrace::Backtrace>>,
     /// The bridge's view of the thread state for this fiber, set at each
     /// poll (the bridge may move between polls), and how to switch it.
     view: Cell<*mut ()>,
@@ -203,6 +265,10 @@ impl ControlBlock {
             result: Cell::new(std::ptr::null_mut()),
             guard: init.guard,
             name: init.name,
+            stack_top: init.stack_top,
+            stack_baseline: init.stack_baseline,
+            blocked_in: Cell::new(None),
+            captured: Cell::new(None),
             view: Cell::new(std::ptr::null_mut()),
             switch_view: init.switch_view,
             scopes: Cell::new(local_scopes::Entered::default()),
@@ -305,9 +371,92 @@ impl ControlBlock {
         let back = unsafe { arch::suspend(self.caller_sp.as_ptr(), code) };
         #[cfg(fiber_runtime_asan)]
         self.asan.entered_fiber();
+        if back != RESUME {
+            self.back_unusual(back);
+        }
+    }
+
+    /// Back in a suspension point with something else than `RESUME`: a
+    /// cancellation (unwind) or captures (then the real resumption).
+    #[cold]
+    #[inline(never)]
+    fn back_unusual(&self, mut back: usize) {
+        while back == CAPTURE {
+            self.capture_here();
+            #[cfg(fiber_runtime_asan)]
+            self.asan.leave_fiber(false);
+            // SAFETY: as in `switch_out`: the capturer waits at
+            // `caller_sp`.
+            back = unsafe { arch::suspend(self.caller_sp.as_ptr(), CAPTURED) };
+            #[cfg(fiber_runtime_asan)]
+            self.asan.entered_fiber();
+        }
         if back == CANCEL {
             panic::resume_unwind(Box::new(ForcedUnwind));
         }
+    }
+
+    /// On the fiber's stack, for a capturer: a backtrace of this stack
+    /// (module doc, "Backtraces of suspended fibers").
+    #[inline(never)]
+    fn capture_here(&self) {
+        // Caught here, next to it: an unwind must not leave the capture.
+        let bt = panic::catch_unwind(std::backtrace::Backtrace::force_capture).ok();
+        self.captured.set(bt);
+    }
+
+    /// A backtrace of this suspended fiber's stack, walked on that stack
+    /// (module doc, "Backtraces of suspended fibers").
+    ///
+    /// # Safety
+    ///
+    /// On the owner thread, the control block alive (rules 1 and 2). The
+    /// fiber may be anything but running on this thread's stack above
+    /// the caller (it is not, if its phase says `Suspended`).
+    pub(crate) unsafe fn capture(&self) -> Result<std::backtrace::Backtrace, NoCapture> {
+        if self.phase.get() != Phase::Suspended || self.cancelling.get() {
+            return Err(NoCapture::NotSuspended);
+        }
+        // The stack pointer at the suspension point is the lowest address
+        // the fiber's frames use; the capture runs below it.
+        let sp = self.fiber_sp.get() as usize;
+        if sp.saturating_sub(self.guard.1) < CAPTURE_HEADROOM {
+            return Err(NoCapture::NoRoom);
+        }
+        let prev = CURRENT.with(|c| c.replace(self));
+        #[cfg(fiber_runtime_asan)]
+        let mut fake = self.asan.enter_fiber();
+        // SAFETY: the caller's contract: owner thread, the fiber suspended
+        // at `fiber_sp` (phase checked), not running; it switches straight
+        // back (`back_unusual`).
+        let (back, sp) =
+            unsafe { arch::resume(self.fiber_sp.get(), self.caller_sp.as_ptr(), CAPTURE) };
+        #[cfg(fiber_runtime_asan)]
+        asan::FiberState::back_from_fiber(&mut fake);
+        self.fiber_sp.set(sp);
+        CURRENT.with(|c| c.set(prev));
+        debug_assert_eq!(back, CAPTURED);
+        self.captured.take().ok_or(NoCapture::Failed)
+    }
+
+    /// The stack pointer the fiber is suspended at (everything below it
+    /// is dead memory); meaningful while it is suspended.
+    pub(crate) fn suspended_sp(&self) -> usize {
+        self.fiber_sp.get() as usize
+    }
+
+    /// What the fiber is blocked in, if it is inside a blocking-style call
+    /// (`crate::wait`). Read on the owner thread.
+    pub(crate) fn blocked_in(&self) -> Option<BlockedIn> {
+        self.blocked_in.get()
+    }
+
+    /// Records that the fiber enters (`Some`) or leaves a blocking-style
+    /// call; returns what was recorded before, to put back when it leaves
+    /// (calls may nest). Called on the fiber, by `crate::wait`.
+    #[inline]
+    pub(crate) fn set_blocked_in(&self, now: Option<BlockedIn>) -> Option<BlockedIn> {
+        self.blocked_in.replace(now)
     }
 
     /// The fiber's last switch, from its entry: hands `result` (a pointer

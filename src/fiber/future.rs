@@ -146,6 +146,8 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
             func: (&raw mut self.func).cast(),
             guard: stack.guard_range(),
             name: self.name.as_ref().map(|n| (n.as_ptr(), n.len())),
+            stack_top: top,
+            stack_baseline: stack.baseline(),
         };
         // SAFETY: the top of a stack from the pool, which nothing else
         // uses, aligned for a `ControlBlock` and at 16 bytes.

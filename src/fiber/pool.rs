@@ -7,13 +7,18 @@
 //! their being gone (the thread is exiting): a stack freed then is simply
 //! unmapped, and a registry that is gone has nothing left to unwind.
 
-use super::context::{Cancel, ControlBlock};
-use super::stack::{Stack, StackPool};
+use super::context::{self, BlockedIn, Cancel, ControlBlock, NoCapture, Phase};
+use super::stack::{self, Stack, StackHistogram, StackPool, UNMEASURED};
+use std::backtrace::Backtrace;
 use std::cell::RefCell;
 use std::io;
 
 /// Warm stacks a pool keeps with their pages when its thread idles.
 const POOL_RETAIN: usize = 1024;
+
+/// The bytes below the stack pointer a function may use without moving it
+/// (x86_64 System V; aarch64 has none).
+const RED_ZONE: usize = 128;
 
 /// The fibers a thread started and that have not finished.
 struct Registry {
@@ -92,14 +97,129 @@ pub(crate) fn free_stack(stack: Stack) {
     });
 }
 
-/// Gives back the pages of this thread's surplus free stacks (the thread
-/// is about to idle).
-pub(crate) fn trim() {
+/// Gives back the pages of this thread's surplus free stacks, and
+/// measures the high-water marks of stacks used since their last
+/// measurement into `hist` (the thread is about to idle; `stack.rs`).
+pub(crate) fn trim(hist: &StackHistogram) {
     let _ = POOLS.try_with(|p| {
         if let Ok(mut pools) = p.try_borrow_mut() {
-            pools.iter_mut().for_each(StackPool::trim);
+            pools.iter_mut().for_each(|pool| pool.trim(hist));
         }
     });
+}
+
+/// What a dump learns of one fiber, on its owner thread.
+#[derive(Debug)]
+pub(crate) struct FiberReport {
+    /// Its task's id.
+    pub(crate) id: u64,
+    /// It runs: it is the fiber that asked for the report.
+    pub(crate) running: bool,
+    /// The blocking-style call it is inside, if any.
+    pub(crate) blocked_in: Option<BlockedIn>,
+    /// How deep its stack went (`None` if the kernel would not say).
+    pub(crate) stack: Option<StackUse>,
+    /// Its backtrace, walked on its own stack.
+    pub(crate) backtrace: Result<Backtrace, NoCapture>,
+}
+
+/// How deep a fiber's stack went (`stack.rs`, "High-water marks").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StackUse {
+    /// Bytes from the top down to the deepest resident page.
+    pub(crate) high_water: usize,
+    /// The stack's usable size.
+    pub(crate) size: usize,
+    /// Whether `high_water` is this fiber's own; otherwise an earlier
+    /// user of the stack may have touched some of it (an upper bound).
+    pub(crate) exact: bool,
+}
+
+/// Reports every fiber of runtime `runtime_id` this thread started that
+/// has not finished: its state, stack depth and backtrace (capturing
+/// each suspended one on its own stack, `context.rs`; the first `max`
+/// only, the others get `NoCapture::Skipped`). Runs none of the fibers'
+/// code; the caller may be inside one of them (which then reports itself
+/// as running) or inside any task's poll.
+pub(crate) fn report_started(runtime_id: usize, max: usize) -> Vec<FiberReport> {
+    let fibers: Vec<*const ControlBlock> = STARTED
+        .try_with(|s| {
+            let s = s.borrow();
+            s.list
+                .iter()
+                .copied()
+                // SAFETY: registered fibers are alive (`cancel_all`).
+                .filter(|&f| unsafe { (*f).runtime_id } == runtime_id)
+                .collect()
+        })
+        .unwrap_or_default();
+    let current = context::with_current(|c| c.map_or(std::ptr::null(), |c| c as *const _));
+    fibers
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            // SAFETY: registered, so alive; and nothing below finishes or
+            // frees it (no fiber code runs, only captures), so it stays
+            // registered and alive for this iteration.
+            let cb = unsafe { &*f };
+            report(cb, std::ptr::eq(f, current), i < max)
+        })
+        .collect()
+}
+
+/// The report of one registered fiber; `running`: it is the one running
+/// this code; `walk`: capture its backtrace.
+fn report(cb: &ControlBlock, running: bool, walk: bool) -> FiberReport {
+    let bottom = cb.guard.1 as *mut u8;
+    let top = cb.stack_top as *mut u8;
+    let before = stack::resident_extent(bottom, top).ok();
+    let backtrace = if !walk {
+        Err(NoCapture::Skipped)
+    } else if running {
+        // On its own stack already, with room for the walk?
+        let here = super::arch::stack_pointer();
+        if here.saturating_sub(cb.guard.1) < context::CAPTURE_HEADROOM {
+            Err(NoCapture::NoRoom)
+        } else {
+            std::panic::catch_unwind(Backtrace::force_capture).map_err(|_| NoCapture::Failed)
+        }
+    } else if cb.phase() == Phase::Suspended {
+        // SAFETY: owner thread (registered here), alive (above), and not
+        // running (suspended; the running one, if any, is `current`).
+        unsafe { cb.capture() }
+    } else {
+        Err(NoCapture::NotSuspended)
+    };
+    if let (Some(extent), false, true) = (before, running, walk) {
+        // The walk ran below the fiber's suspension point, maybe on pages
+        // it never touched: give those back, so that the high-water mark
+        // stays the fiber's own. Only pages that were not resident before
+        // (below the deepest one that was), and only below its stack
+        // pointer and red zone (a page swapped out reads as not resident,
+        // and may hold live frames above it): dead memory either way.
+        let page = stack::page_size();
+        let dead = cb.suspended_sp().saturating_sub(RED_ZONE) & !(page - 1);
+        let below = (top as usize - extent).min(dead);
+        if below > cb.guard.1 {
+            // SAFETY: `[bottom, below)` lies under the fiber's stack
+            // pointer and red zone, so holds none of its frames: dead
+            // memory of its stack's mapping; DONTNEED only drops those
+            // pages (they read back as zeros).
+            unsafe { libc::madvise(bottom.cast(), below - cb.guard.1, libc::MADV_DONTNEED) };
+        }
+    }
+    let size = cb.stack_top - cb.guard.1;
+    FiberReport {
+        id: cb.id,
+        running,
+        blocked_in: cb.blocked_in(),
+        stack: before.map(|high_water| StackUse {
+            high_water,
+            size,
+            exact: cb.stack_baseline != UNMEASURED && high_water > cb.stack_baseline,
+        }),
+        backtrace,
+    }
 }
 
 /// Registers a fiber this thread just started.

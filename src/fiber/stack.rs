@@ -21,10 +21,31 @@
 //!  chunk:  | guard | stack 0 ...... | guard | stack 1 ...... | ...
 //!          ^ low addresses                      stacks grow down ^
 //! ```
+//!
+//! # High-water marks
+//!
+//! How deep a fiber's stack went is read off the kernel's page tables:
+//! the deepest resident page of the stack (`mincore`, [`resident_extent`];
+//! stacks grow down from the top, and their pages are only backed once
+//! touched). That counts the pages of every fiber that used the stack
+//! since its pages were last given back, so each stack carries a
+//! *baseline* ([`Stack::baseline`]): how far it was known to be resident
+//! when handed out — 0 for a new or trimmed one, the measured extent for a
+//! warm one measured since its last use, unknown otherwise. A fiber whose
+//! stack reaches below its baseline went exactly that deep; one that does
+//! not went at most that deep (a dump says which).
+//!
+//! Measuring costs a system call, so nothing is measured on the spawn or
+//! exit path: a stack given back is marked unmeasured, and `trim` (when
+//! the thread is about to idle) measures up to `MEASURE_PER_TRIM` of the
+//! unmeasured ones, recording each extent in the runtime's
+//! [`StackHistogram`]. One sample is thus the deepest of the fibers that
+//! used that stack since it was last measured: an upper bound for each,
+//! the right side to err on when sizing stacks.
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// The smallest fiber stack (the guard page below it is extra).
 pub(crate) const MIN_STACK_SIZE: usize = 16 * 1024;
@@ -70,6 +91,10 @@ pub(crate) struct Stack {
     /// The pool it came from (`StackPool::home`): only that pool takes it
     /// back.
     home: u64,
+    /// How many bytes from the top were known resident when it was last
+    /// measured or given back (module doc, "High-water marks"), or
+    /// `UNMEASURED`.
+    baseline: usize,
     /// Keeps the mapping alive while any of its stacks is (one may be
     /// dropped on another thread than the one that carved it).
     _mapping: Arc<Mapping>,
@@ -89,6 +114,12 @@ impl Stack {
     /// The upper end (stacks grow down), 16-byte aligned.
     pub(crate) fn top(&self) -> *mut u8 {
         self.top
+    }
+
+    /// How many bytes from the top were resident before its new user got
+    /// it (module doc, "High-water marks"); `UNMEASURED` if unknown.
+    pub(crate) fn baseline(&self) -> usize {
+        self.baseline
     }
 
     #[cfg(test)]
@@ -128,6 +159,13 @@ impl Drop for Mapping {
 /// A pool keeps at most this many times `retain` free stacks.
 const FREE_PER_RETAINED: usize = 4;
 
+/// `Stack::baseline` of a stack used since it was last measured.
+pub(crate) const UNMEASURED: usize = usize::MAX;
+
+/// Unmeasured stacks a pool measures per `trim` at most (one `mincore`
+/// each, while the thread is about to idle).
+const MEASURE_PER_TRIM: usize = 32;
+
 /// A pool of same-sized stacks, used by one thread.
 #[derive(Debug)]
 pub(crate) struct StackPool {
@@ -146,13 +184,20 @@ pub(crate) struct StackPool {
     chunks: usize,
     /// Stacks handed out and not yet returned.
     in_use: usize,
+    /// Free stacks whose baseline is `UNMEASURED`.
+    unmeasured: usize,
+}
+
+/// The page size (cached).
+pub(crate) fn page_size() -> usize {
+    page_size_cached()
 }
 
 fn page_size_cached() -> usize {
     static PAGE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     match PAGE.load(Relaxed) {
         0 => {
-            let p = page_size();
+            let p = page_size_uncached();
             PAGE.store(p, Relaxed);
             p
         }
@@ -160,7 +205,7 @@ fn page_size_cached() -> usize {
     }
 }
 
-fn page_size() -> usize {
+fn page_size_uncached() -> usize {
     // SAFETY: `sysconf` has no preconditions.
     let p = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     if p > 0 { p as usize } else { 4096 }
@@ -169,7 +214,7 @@ fn page_size() -> usize {
 impl StackPool {
     /// A pool of stacks of at least `size` usable bytes each.
     pub(crate) fn new(size: usize, retain: usize) -> StackPool {
-        let page = page_size();
+        let page = page_size_uncached();
         StackPool {
             home: crate::util::thread_token(),
             page,
@@ -179,6 +224,7 @@ impl StackPool {
             retain,
             chunks: 0,
             in_use: 0,
+            unmeasured: 0,
         }
     }
 
@@ -223,19 +269,25 @@ impl StackPool {
                 self.cold.pop().expect("grow added stacks")
             }
         };
+        if stack.baseline == UNMEASURED {
+            self.unmeasured -= 1;
+        }
         self.in_use += 1;
         Ok(stack)
     }
 
     /// Returns a stack to the pool (warm: its pages stay until `trim`),
     /// or drops it if the pool holds as many as it may.
-    pub(crate) fn free(&mut self, stack: Stack) {
+    pub(crate) fn free(&mut self, mut stack: Stack) {
         debug_assert!(self.accepts(&stack));
         self.in_use = self.in_use.saturating_sub(1);
         if self.free.len() + self.cold.len() >= self.max_free() {
             // Unmapped with the last stack of its mapping.
             drop(stack);
         } else {
+            // Its user may have gone deeper: measured at the next `trim`.
+            stack.baseline = UNMEASURED;
+            self.unmeasured += 1;
             self.free.push(stack);
         }
     }
@@ -246,12 +298,22 @@ impl StackPool {
         (FREE_PER_RETAINED * self.retain).max(CHUNK)
     }
 
-    /// Gives back the pages of warm free stacks beyond `retain` (called
-    /// when the thread is about to idle, so a burst of fibers does not pay
-    /// for trimming while it runs).
-    pub(crate) fn trim(&mut self) {
+    /// Gives back the pages of warm free stacks beyond `retain`, and
+    /// measures up to `MEASURE_PER_TRIM` stacks used since their last
+    /// measurement into `hist` (module doc). Called when the thread is
+    /// about to idle, so a burst of fibers does not pay for either while it
+    /// runs.
+    pub(crate) fn trim(&mut self, hist: &StackHistogram) {
+        let mut budget = MEASURE_PER_TRIM.min(self.unmeasured);
         while self.free.len() > self.retain {
-            let stack = self.free.pop().expect("len > retain");
+            let mut stack = self.free.pop().expect("len > retain");
+            if stack.baseline == UNMEASURED {
+                self.unmeasured -= 1;
+                if budget > 0 {
+                    budget -= 1;
+                    self.measure(&stack, hist);
+                }
+            }
             // SAFETY: the range is this free stack's usable part, which
             // nobody uses; DONTNEED only drops its pages (they read back as
             // zeros).
@@ -262,8 +324,28 @@ impl StackPool {
                     libc::MADV_DONTNEED,
                 );
             }
+            stack.baseline = 0;
             self.cold.push(stack);
         }
+        // The warm ones, most recently freed first (the next to be used).
+        let mut i = self.free.len();
+        while budget > 0 && self.unmeasured > 0 && i > 0 {
+            i -= 1;
+            if self.free[i].baseline == UNMEASURED {
+                budget -= 1;
+                self.unmeasured -= 1;
+                let extent = self.measure(&self.free[i], hist);
+                self.free[i].baseline = extent;
+            }
+        }
+    }
+
+    /// Records `stack`'s resident extent in `hist` and returns it (the
+    /// whole stack if the kernel will not say).
+    fn measure(&self, stack: &Stack, hist: &StackHistogram) -> usize {
+        let extent = resident_extent(stack.bottom, stack.top).unwrap_or(self.size);
+        hist.record(extent);
+        extent
     }
 
     fn grow(&mut self) -> io::Result<()> {
@@ -315,11 +397,74 @@ impl StackPool {
                 // SAFETY: within (one past) the mapping.
                 top: unsafe { guard.add(stride) },
                 home: self.home,
+                // Never touched.
+                baseline: 0,
                 _mapping: mapping.clone(),
             });
         }
         self.chunks += 1;
         Ok(())
+    }
+}
+
+/// How far down from `top` the resident pages of the stack `[bottom, top)`
+/// reach, in bytes: the deepest page its users touched (module doc, "High-
+/// water marks"). `bottom` and `top` are page-aligned.
+///
+/// # Errors
+///
+/// The error of `mincore`.
+pub(crate) fn resident_extent(bottom: *mut u8, top: *mut u8) -> io::Result<usize> {
+    let page = page_size_cached();
+    let len = top as usize - bottom as usize;
+    let mut resident = vec![0u8; len.div_ceil(page)];
+    // SAFETY: `[bottom, top)` is mapped (a stack's usable part, kept mapped
+    // by its `Stack` or, for a running fiber's, by its task) and
+    // page-aligned; the vector has one byte per page of it.
+    let r = unsafe { libc::mincore(bottom.cast(), len, resident.as_mut_ptr().cast()) };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(match resident.iter().position(|p| p & 1 != 0) {
+        Some(deepest) => len - deepest * page,
+        None => 0,
+    })
+}
+
+/// Buckets of a [`StackHistogram`]: bucket `i` counts extents up to
+/// `4 KiB << i` (and above the previous bucket's bound); the last one
+/// everything above too.
+pub(crate) const STACK_BUCKETS: usize = 19;
+
+/// The upper bound, in bytes, of stack histogram bucket `i`.
+pub(crate) const fn stack_bucket_bound(i: usize) -> usize {
+    4096 << i
+}
+
+/// A runtime's histogram of measured fiber stack high-water marks (module
+/// doc), written by its threads' pools at `trim`, read by metrics.
+#[derive(Debug, Default)]
+pub(crate) struct StackHistogram {
+    buckets: [AtomicU64; STACK_BUCKETS],
+    max: AtomicUsize,
+}
+
+impl StackHistogram {
+    /// Counts one measured extent of `bytes`.
+    pub(crate) fn record(&self, bytes: usize) {
+        let i = (0..STACK_BUCKETS)
+            .find(|&i| bytes <= stack_bucket_bound(i))
+            .unwrap_or(STACK_BUCKETS - 1);
+        self.buckets[i].fetch_add(1, Relaxed);
+        self.max.fetch_max(bytes, Relaxed);
+    }
+
+    /// The counts per bucket, and the largest extent recorded.
+    pub(crate) fn snapshot(&self) -> ([u64; STACK_BUCKETS], usize) {
+        (
+            std::array::from_fn(|i| self.buckets[i].load(Relaxed)),
+            self.max.load(Relaxed),
+        )
     }
 }
 

@@ -98,7 +98,7 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
     pub(crate) fn blocking<R>(
         &self,
         dir: Direction,
-        what: &str,
+        what: &'static str,
         instead: &str,
         op: impl FnMut(&E) -> io::Result<R>,
     ) -> io::Result<R> {
@@ -113,7 +113,7 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
     pub(crate) fn blocking_drained<R>(
         &self,
         dir: Direction,
-        what: &str,
+        what: &'static str,
         instead: &str,
         mut op: impl FnMut(&E) -> io::Result<R>,
         drained: impl Fn(&R) -> bool,

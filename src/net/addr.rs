@@ -267,7 +267,7 @@ pub(crate) async fn resolve(addr: &(impl ToSocketAddrs + ?Sized)) -> io::Result<
 #[track_caller]
 pub(crate) fn resolve_blocking(
     addr: &(impl ToSocketAddrs + ?Sized),
-    what: &str,
+    what: &'static str,
     instead: &str,
 ) -> io::Result<Addrs> {
     match spec(addr)? {

@@ -1,6 +1,6 @@
 //! `Builder`: runtime configuration, validated by `build`.
 
-use super::{LongPoll, Runtime};
+use super::{Handle, LongPoll, Runtime};
 use crate::driver::Driver;
 use crate::fiber::stack::{DEFAULT_STACK_SIZE, check_stack_size};
 use crate::scheduler::metrics::{HistogramConfig, MAX_BUCKETS};
@@ -63,7 +63,16 @@ pub struct Builder {
     /// Buckets and first bucket end; `None`: histograms off.
     poll_time_histogram: Option<(usize, Duration)>,
     poll_time_sample_interval: u64,
+    /// Set up by the layers above the runtime (`Builder::dump_on_signal`
+    /// lives with the signals): run once the runtime is up, by name.
+    start_hooks: Vec<(&'static str, StartHook)>,
 }
+
+/// Starts something that lives as long as a runtime (a signal listener,
+/// say), given its handle once it runs: what it returns is kept by the
+/// `Runtime` and dropped first when it shuts down. An error fails
+/// `build`.
+pub(crate) type StartHook = Arc<dyn Fn(&Handle) -> io::Result<Box<dyn Send + Sync>> + Send + Sync>;
 
 impl Builder {
     /// A builder for the multi-thread, work-stealing flavor (one worker
@@ -109,7 +118,27 @@ impl Builder {
                 Duration::from_nanos(HistogramConfig::DEFAULT.first_end_ns),
             )),
             poll_time_sample_interval: HistogramConfig::DEFAULT.sample_every,
+            start_hooks: Vec::new(),
         }
+    }
+
+    /// Sets (or, with `None`, removes) the start hook named `name`.
+    #[cfg_attr(not(feature = "signal"), allow(dead_code))]
+    pub(crate) fn set_start_hook(&mut self, name: &'static str, hook: Option<StartHook>) {
+        self.start_hooks.retain(|(n, _)| *n != name);
+        if let Some(hook) = hook {
+            self.start_hooks.push((name, hook));
+        }
+    }
+
+    /// Runs the start hooks on the new runtime `rt`; on an error, drops
+    /// it (stopping what was started) and returns the error.
+    fn start(&self, mut rt: Runtime) -> io::Result<Runtime> {
+        for (_, hook) in &self.start_hooks {
+            let guard = hook(rt.handle())?;
+            rt.keep_until_shutdown(guard);
+        }
+        Ok(rt)
     }
 
     /// Sets the number of worker threads (multi-thread flavor only;
@@ -484,7 +513,7 @@ impl Builder {
                 blocking.set_handle(handle.clone());
                 let rt = Runtime::from_parts(handle.clone(), Vec::new(), blocking);
                 Monitor::start(&handle)?;
-                Ok(rt)
+                self.start(rt)
             }
             Kind::MultiThread => {
                 let (handle, cores) = multi_thread::create(workers, common);
@@ -512,7 +541,7 @@ impl Builder {
                 let rt = Runtime::from_parts(sched.clone(), threads, blocking);
                 // (On failure, dropping `rt` stops what was started.)
                 Monitor::start(&sched)?;
-                Ok(rt)
+                self.start(rt)
             }
         }
     }
@@ -539,6 +568,10 @@ impl fmt::Debug for Builder {
             .field("on_long_poll", &self.on_long_poll.as_ref().map(|_| ".."))
             .field("poll_time_histogram", &self.poll_time_histogram)
             .field("poll_time_sample_interval", &self.poll_time_sample_interval)
+            .field(
+                "start_hooks",
+                &self.start_hooks.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -254,7 +254,34 @@ impl Handle {
     /// assert!(m.num_workers() >= 1);
     /// ```
     pub fn metrics(&self) -> RuntimeMetrics {
+        let stacks = self.inner.common().fiber_stacks.snapshot();
         RuntimeMetrics::new(self.inner.metrics())
+            .with_fiber_stacks(super::FiberStackHistogram::new(stacks.0, stacks.1))
+    }
+
+    /// Takes a dump of the runtime: every live task and fiber, with the
+    /// backtrace of every suspended fiber's stack; see [`Dump`]. A worker
+    /// stuck in a poll is waited for at most 250 ms (and reported as
+    /// such), so the call returns whatever the workers are doing.
+    ///
+    /// [`Dump`]: super::Dump
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _enter = rt.enter();
+    /// let idler = fiber_runtime::task::Builder::new()
+    ///     .name("idler")
+    ///     .spawn(std::future::pending::<()>())
+    ///     .unwrap();
+    /// let dump = rt.handle().dump();
+    /// assert_eq!(dump.tasks().next().unwrap().name(), Some("idler"));
+    /// println!("{dump}");
+    /// # drop(idler);
+    /// ```
+    pub fn dump(&self) -> super::Dump {
+        super::Dump::take(&self.inner)
     }
 }
 

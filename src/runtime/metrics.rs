@@ -30,6 +30,7 @@ pub struct RuntimeMetrics {
     inner: Snapshot,
     /// One per worker; `None` with the histograms off.
     histograms: Vec<Option<PollTimeHistogram>>,
+    fiber_stacks: super::FiberStackHistogram,
 }
 
 impl RuntimeMetrics {
@@ -39,7 +40,18 @@ impl RuntimeMetrics {
             .iter_mut()
             .map(|w| w.histogram.take().map(|inner| PollTimeHistogram { inner }))
             .collect();
-        RuntimeMetrics { inner, histograms }
+        RuntimeMetrics {
+            inner,
+            histograms,
+            fiber_stacks: Default::default(),
+        }
+    }
+
+    pub(crate) fn with_fiber_stacks(self, h: super::FiberStackHistogram) -> RuntimeMetrics {
+        RuntimeMetrics {
+            fiber_stacks: h,
+            ..self
+        }
     }
 
     /// Number of worker threads (1 for the current-thread flavor).
@@ -287,6 +299,59 @@ impl RuntimeMetrics {
     /// ```
     pub fn worker_local_queue_depth(&self, i: usize) -> usize {
         self.inner.workers[i].local_queue_depth
+    }
+
+    /// The histogram of the fiber stack high-water marks this runtime's
+    /// threads measured: how deep fiber stacks went (from the kernel's
+    /// page tables: the deepest page touched), in power-of-two buckets
+    /// from 4 KiB to 1 GiB.
+    ///
+    /// Nothing is measured on the spawn or exit path: a worker about to
+    /// idle measures up to 32 of the stacks that fibers gave back since it
+    /// last did (one `mincore` each). Stacks are pooled, so one
+    /// measurement is the deepest of the fibers that used that stack since
+    /// it was last measured: each sample is an upper bound for the fibers
+    /// it covers, and fibers still running are not counted (see
+    /// [`Handle::dump`](crate::Handle::dump) for those).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{Builder, fiber};
+    ///
+    /// let rt = Builder::new_current_thread().build().unwrap();
+    /// rt.block_on(async {
+    ///     for _ in 0..4 {
+    ///         fiber::spawn(|| std::hint::black_box([0u8; 20_000]).len()).await.unwrap();
+    ///     }
+    /// });
+    /// // The runtime measured the stacks when it went idle at the end.
+    /// let h = rt.metrics().fiber_stack_high_water_histogram();
+    /// for i in 0..h.num_buckets() {
+    ///     if h.bucket_count(i) > 0 {
+    ///         println!("<= {} KiB: {}", h.bucket_upper_bound(i) / 1024, h.bucket_count(i));
+    ///     }
+    /// }
+    /// ```
+    pub fn fiber_stack_high_water_histogram(&self) -> super::FiberStackHistogram {
+        self.fiber_stacks.clone()
+    }
+
+    /// A [`fiber_stack_size`](crate::Builder::fiber_stack_size) that fits
+    /// the fibers measured so far with room to spare: twice the deepest
+    /// high-water mark of
+    /// [`fiber_stack_high_water_histogram`](Self::fiber_stack_high_water_histogram),
+    /// rounded up to a power of two (at least 16 KiB); `None` while no
+    /// stack has been measured.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// assert_eq!(rt.metrics().recommended_fiber_stack_size(), None);
+    /// ```
+    pub fn recommended_fiber_stack_size(&self) -> Option<usize> {
+        self.fiber_stacks.recommended_stack_size()
     }
 
     /// The poll-time histogram of worker `i`: how long its task polls

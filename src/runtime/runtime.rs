@@ -35,6 +35,9 @@ pub struct Runtime {
     workers: Vec<thread::JoinHandle<()>>,
     blocking: blocking::Spawner,
     is_shut_down: bool,
+    /// What the builder's start hooks started (`Builder::dump_on_signal`'s
+    /// listener), stopped first at shutdown.
+    guards: Vec<Box<dyn Send + Sync>>,
 }
 
 impl Runtime {
@@ -64,7 +67,13 @@ impl Runtime {
             workers,
             blocking,
             is_shut_down: false,
+            guards: Vec::new(),
         }
+    }
+
+    /// Keeps `guard` until the runtime shuts down (dropped first then).
+    pub(crate) fn keep_until_shutdown(&mut self, guard: Box<dyn Send + Sync>) {
+        self.guards.push(guard);
     }
 
     /// Runs `future` to completion on the current thread, returning its
@@ -199,6 +208,7 @@ impl Runtime {
         // running `on_long_poll` callback): shutdown cancels the tasks it
         // would look up, and the hand-off it triggers must not start now.
         self.handle.inner.common().monitor.stop();
+        drop(std::mem::take(&mut self.guards));
         match &self.handle.inner {
             scheduler::Handle::MultiThread(h) => {
                 h.shutdown();

@@ -19,6 +19,7 @@
 use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, Condvar, Mutex, Ordering::*};
 use crate::scheduler::context;
+use crate::scheduler::dump::{self, WorkerSlot};
 use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
@@ -143,6 +144,8 @@ struct Shared {
     woken: AtomicBool,
     /// Shared with the core's `LocalMetrics` (its heartbeat too).
     metrics: Arc<WorkerMetrics>,
+    /// Dumps waiting for the driving thread to walk its fibers.
+    dump: WorkerSlot,
 }
 
 pub(crate) struct Core {
@@ -197,6 +200,7 @@ impl Handle {
                 unpark: park.unparker(),
                 woken: AtomicBool::new(false),
                 metrics: metrics.clone(),
+                dump: WorkerSlot::new(),
             },
             common,
             core: CoreSlot::new(Box::new(Core {
@@ -378,6 +382,11 @@ impl Handle {
         };
         self.core.put(core);
         self.wake_waiters();
+        if !std::thread::panicking() {
+            // Dumps that asked while this thread drove: its fibers are
+            // still here, and nobody else could walk them.
+            self.shared.dump.serve(self.common.id, 0);
+        }
     }
 
     /// Wakes the threads in `block_on` waiting for the core.
@@ -422,6 +431,7 @@ impl Handle {
             Some(self.core.take_when_back(|| self.shared.unpark.unpark()))
         };
         self.cancel_fibers_here();
+        self.shared.dump.close(0);
         self.shared.inject.close();
         self.shared.owned.close_and_shutdown_all();
         let stranded = core
@@ -574,17 +584,23 @@ impl Context {
                 // Nothing to do: park until a wake (a remote schedule or
                 // the `block_on` waker unparks us).
                 core.metrics.parks += 1;
-                fiber_pool::trim();
-                core.metrics.busy_ns += busy_since.elapsed().as_nanos() as u64;
+                fiber_pool::trim(&self.handle.common.fiber_stacks);
+                let now = Instant::now();
+                core.metrics.busy_ns += now.duration_since(busy_since).as_nanos() as u64;
+                crate::util::clock::advance_idle(now);
                 shared.metrics.set_queue_depth(core.tasks.len());
                 shared.metrics.flush(&mut core.metrics);
                 core.metrics.set_idle();
                 rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "park");
                 core.park.park();
                 rt_trace!(target: "fiber_runtime::scheduler", worker = 0, "unpark");
-                core = self.wake_deferred(core);
                 busy_since = Instant::now();
+                crate::util::clock::advance(busy_since);
+                shared.dump.serve(self.handle.common.id, 0);
+                core = self.wake_deferred(core);
             } else if ran == EVENT_INTERVAL {
+                crate::util::clock::advance(Instant::now());
+                shared.dump.serve(self.handle.common.id, 0);
                 shared.metrics.set_queue_depth(core.tasks.len());
                 shared.metrics.flush(&mut core.metrics);
             }
@@ -675,6 +691,46 @@ impl Schedule for Arc<Handle> {
 
     fn release(&self, task: RawTask) -> bool {
         self.shared.owned.remove(task)
+    }
+}
+
+/// What a dump needs of this flavor (`scheduler/dump.rs`): its one
+/// worker is the thread driving it, or the one its fibers are bound to.
+impl dump::Target for Handle {
+    fn runtime_id(&self) -> usize {
+        self.common.id
+    }
+
+    fn owned(&self) -> &OwnedTasks {
+        &self.shared.owned
+    }
+
+    fn num_workers(&self) -> usize {
+        1
+    }
+
+    fn slot(&self, _worker: usize) -> &WorkerSlot {
+        &self.shared.dump
+    }
+
+    fn wake(&self, _worker: usize) {
+        self.shared.unpark.unpark();
+    }
+
+    fn here(&self) -> Option<usize> {
+        context::with_scheduler(|cx| {
+            let drives = matches!(cx, Some(scheduler::Context::CurrentThread(cx))
+                if std::ptr::eq(&*cx.handle, self));
+            (drives || fiber_pool::started_here(self.common.id) > 0).then_some(0)
+        })
+    }
+
+    fn driven(&self, _worker: usize) -> bool {
+        !self.core.is_free()
+    }
+
+    fn fiber_worker(&self, _task: &crate::task_core::list::TaskRef) -> Option<usize> {
+        Some(0)
     }
 }
 

@@ -8,6 +8,7 @@
 pub(crate) mod blocking;
 pub(crate) mod context;
 pub(crate) mod current_thread;
+pub(crate) mod dump;
 pub(crate) mod inject;
 pub(crate) mod metrics;
 pub(crate) mod monitor;
@@ -48,6 +49,9 @@ pub(crate) struct Common {
     pub(crate) alive_fibers: Arc<AtomicUsize>,
     /// The long-poll monitor thread, if started.
     pub(crate) monitor: monitor::Monitor,
+    /// High-water marks of the fiber stacks its threads measured
+    /// (`fiber::stack`, "High-water marks").
+    pub(crate) fiber_stacks: crate::fiber::stack::StackHistogram,
 }
 
 impl Common {
@@ -66,6 +70,7 @@ impl Common {
             driver_slot,
             alive_fibers: Arc::new(AtomicUsize::new(0)),
             monitor: monitor::Monitor::default(),
+            fiber_stacks: Default::default(),
         }
     }
 }
@@ -128,6 +133,14 @@ impl Handle {
         match self {
             Handle::CurrentThread(h) => h.metrics(),
             Handle::MultiThread(h) => h.metrics(),
+        }
+    }
+
+    /// Takes a dump (`dump.rs`), waiting at most `wait` for the workers.
+    pub(crate) fn dump(&self, wait: std::time::Duration) -> dump::Raw {
+        match self {
+            Handle::CurrentThread(h) => dump::collect(&**h, wait),
+            Handle::MultiThread(h) => dump::collect(&**h, wait),
         }
     }
 }

@@ -321,8 +321,8 @@ fn run(handle: super::Handle) {
         }
         drop(stopped);
         let now = Instant::now();
-        // TODO(merge): `crate::util::clock::advance(now);` here, once
-        // `src/util/clock.rs` (the coarse clock, another branch) is in.
+        // Keeps the coarse clock (spawn stamps, dump ages) current.
+        crate::util::clock::advance(now);
         check(&handle, &mut watches, now);
         stopped = signal.stopped.lock().unwrap_or_else(|e| e.into_inner());
     }

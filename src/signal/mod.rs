@@ -57,10 +57,14 @@
 //! interrupted thread was on, a fiber's included; the part of it this
 //! crate adds is an atomic store and one `write(2)`.
 //!
+//! [`Builder::dump_on_signal`](crate::Builder::dump_on_signal) prints a
+//! dump of a runtime at every delivery of a signal (Go's `SIGQUIT`).
+//!
 //! [`Signal`]: unix::Signal
 //! [`Signal::recv`]: unix::Signal::recv
 //! [`Signal::blocking_recv`]: unix::Signal::blocking_recv
 
+mod dump;
 mod registry;
 pub mod unix;
 

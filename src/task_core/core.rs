@@ -3,18 +3,22 @@
 //! field) can be cast back to the `Cell` by the typed functions behind the
 //! vtable (`harness.rs` relies on this: keep the header first).
 //!
-//! The header is 16 bytes (state word, slot word, vtable) and the stage is
-//! an untagged union whose tag lives in the slot word, so a task costs the
-//! future plus 56 bytes on 64-bit targets (72 bytes for a 16-byte future:
-//! an 80-byte malloc chunk). Of those, 16 are the id and the spawn-info
-//! word (name and spawn location, [`SpawnInfo`]) in the trailer, which no
-//! poll reads: only `JoinHandle::id`, `task::id()`, `Debug` and the
-//! long-poll report do.
+//! The header is 24 bytes (state word, slot word, vtable, poll count,
+//! spawn stamp) and the stage is an untagged union whose tag lives in the
+//! slot word, so a task costs the future (or its output, if larger) plus
+//! 64 bytes on 64-bit targets: 80 bytes for a 16-byte future, 72 for a
+//! small one with no output (an 80-byte malloc chunk). Of those, 16 are the id and the
+//! spawn-site word (location, and name if any) in the trailer, which no
+//! poll reads: only `JoinHandle::id`, `task::id()`, `Debug` and dumps do.
+//! The poll count and spawn stamp (8 bytes) are what `Handle::dump`
+//! reports as a task's polls and age; the poll count sits in the header,
+//! which every poll touches anyway.
 
 use super::Schedule;
 use super::error::JoinError;
 use super::harness;
 use super::id::Id;
+use super::instrument::SpawnMeta;
 use super::state::State;
 use crate::loom::{AtomicU32, Ordering::Relaxed, UnsafeCell};
 use std::future::Future;
@@ -36,6 +40,14 @@ pub(crate) struct Header {
     slot: AtomicU32,
     /// The typed functions of this task (`harness.rs`).
     pub(crate) vtable: &'static Vtable,
+    /// Polls so far (wrapping). Written only by the thread holding
+    /// `RUNNING`, with a plain load and store (no read-modify-write: the
+    /// state transitions that pass `RUNNING` on order successive
+    /// pollers); read by dumps from any thread.
+    polls: AtomicU32,
+    /// When the task was spawned: `util::clock::stamp()`. Fixed at
+    /// allocation.
+    spawned: u32,
 }
 
 const STAGE_MASK: u32 = 0b11;
@@ -76,6 +88,9 @@ pub(crate) struct Vtable {
     pub(crate) cancel_yielded: unsafe fn(NonNull<Header>),
     /// The task's trailer (its place depends on the future's size).
     pub(crate) trailer: unsafe fn(NonNull<Header>) -> NonNull<Trailer>,
+    /// The worker the task is pinned to, if its scheduler pins it
+    /// ([`Schedule::owner`](super::Schedule::owner)).
+    pub(crate) owner: unsafe fn(NonNull<Header>) -> Option<usize>,
 }
 
 /// The future, later its output; which one is live is the header's stage
@@ -93,97 +108,85 @@ pub(crate) struct Trailer {
     pub(crate) waker: UnsafeCell<Option<Waker>>,
     /// The task's id (`id.rs`), fixed at allocation.
     pub(crate) id: Id,
-    /// Its name, if it was given one (`task::Builder`), and where it was
-    /// spawned: one word.
-    meta: SpawnInfo,
+    /// Where it was spawned, and its name if it was given one.
+    site: Site,
 }
 
 impl Trailer {
     /// The task's name, if it has one.
     pub(crate) fn name(&self) -> Option<&str> {
-        self.meta.name()
+        self.site.name()
     }
 
-    /// Where the task was spawned (the user's spawn call).
+    /// Where the task was spawned (the caller of the public spawn call).
     pub(crate) fn location(&self) -> &'static Location<'static> {
-        self.meta.location()
+        self.site.location()
     }
 }
 
-/// A task's name and spawn location in one word: for an unnamed task (the
-/// common case) the `&'static Location` itself; for a named one, a box
-/// holding both, marked by the low bit (both pointers are aligned to at
-/// least 4 bytes, so the bit is free).
-pub(crate) struct SpawnInfo(NonNull<u8>);
+/// A task's spawn location and, if it has one, its name, in one word: a
+/// `&'static Location` (low bit clear) for an unnamed task, or a
+/// `Box<Named>` with the low bit set for a named one, so that unnamed
+/// tasks pay one word for both and named ones one allocation, as the
+/// name alone took before. Immutable once made.
+struct Site(NonNull<()>);
 
-/// The box of a named task's [`SpawnInfo`].
+/// The boxed part of a named task's [`Site`].
 struct Named {
     name: String,
     location: &'static Location<'static>,
 }
 
-/// The low bit of a [`SpawnInfo`]: it points to a [`Named`] box.
+/// The tag of a boxed [`Named`].
 const NAMED: usize = 1;
-const _: () = assert!(std::mem::align_of::<Location<'static>>() > NAMED);
-const _: () = assert!(std::mem::align_of::<Named>() > NAMED);
 
-// SAFETY: a `SpawnInfo` is either a shared reference to a `Location`
-// (`Sync`) or an owned box of a `Named` (a `String` and such a reference:
-// `Send + Sync`), never mutated after construction.
-unsafe impl Send for SpawnInfo {}
-// SAFETY: as above: only read through `&self`.
-unsafe impl Sync for SpawnInfo {}
-
-impl SpawnInfo {
-    pub(crate) fn new(name: Option<String>, location: &'static Location<'static>) -> SpawnInfo {
-        match name {
-            None => SpawnInfo(NonNull::from(location).cast()),
+impl Site {
+    fn new(name: Option<String>, location: &'static Location<'static>) -> Site {
+        let p: *mut () = match name {
+            None => (location as *const Location<'static>).cast_mut().cast(),
             Some(name) => {
-                let named = NonNull::from(Box::leak(Box::new(Named { name, location })));
-                SpawnInfo(named.cast::<u8>().map_addr(|a| a | NAMED))
+                let named = Box::into_raw(Box::new(Named { name, location }));
+                named.map_addr(|a| a | NAMED).cast()
             }
-        }
-    }
-
-    /// The `Named` box, if the word is tagged.
-    fn named_ptr(&self) -> Option<NonNull<Named>> {
-        if self.0.addr().get() & NAMED == 0 {
-            return None;
-        }
-        // Clearing the tag of an aligned, non-null address leaves it
-        // non-null.
-        let ptr = self.0.map_addr(|a| {
-            std::num::NonZeroUsize::new(a.get() & !NAMED).expect("a tagged address is non-null")
-        });
-        Some(ptr.cast::<Named>())
+        };
+        debug_assert!(
+            std::mem::align_of::<Location<'static>>() > NAMED
+                && std::mem::align_of::<Named>() > NAMED,
+            "the tag bit is free in both pointers"
+        );
+        // Never null: made from a reference or a box (tagged or not).
+        Site(NonNull::new(p).expect("a reference or a box is never null"))
     }
 
     fn named(&self) -> Option<&Named> {
-        // SAFETY: a tagged word is the `Named` box made in `new`, owned by
-        // `self` and freed only by its `Drop`.
-        self.named_ptr().map(|p| unsafe { p.as_ref() })
+        let p = self.0.as_ptr();
+        if p.addr() & NAMED == 0 {
+            return None;
+        }
+        // SAFETY: tagged: the box made in `new` (untagged here), alive
+        // until this `Site` drops, and never written after.
+        Some(unsafe { &*p.map_addr(|a| a & !NAMED).cast::<Named>() })
     }
 
-    pub(crate) fn name(&self) -> Option<&str> {
+    fn name(&self) -> Option<&str> {
         self.named().map(|n| n.name.as_str())
     }
 
-    pub(crate) fn location(&self) -> &'static Location<'static> {
+    fn location(&self) -> &'static Location<'static> {
         match self.named() {
             Some(n) => n.location,
-            // SAFETY: untagged: the pointer is the `&'static Location`
-            // given to `new`.
-            None => unsafe { self.0.cast::<Location<'static>>().as_ref() },
+            // SAFETY: untagged: the `&'static Location` made in `new`.
+            None => unsafe { &*self.0.as_ptr().cast::<Location<'static>>() },
         }
     }
 }
 
-impl Drop for SpawnInfo {
+impl Drop for Site {
     fn drop(&mut self) {
-        if let Some(ptr) = self.named_ptr() {
-            // SAFETY: the box made in `new`, which nothing else owns; not
-            // used again.
-            drop(unsafe { Box::from_raw(ptr.as_ptr()) });
+        let p = self.0.as_ptr();
+        if p.addr() & NAMED != 0 {
+            // SAFETY: tagged: the box made in `new`, dropped only here.
+            drop(unsafe { Box::from_raw(p.map_addr(|a| a & !NAMED).cast::<Named>()) });
         }
     }
 }
@@ -203,6 +206,23 @@ impl Header {
     /// The task's owned-list slot, or `NO_SLOT`.
     pub(crate) fn owned_slot(&self) -> u32 {
         self.slot.load(Relaxed) >> SLOT_SHIFT
+    }
+
+    /// The number of polls so far (wrapping at 2^32).
+    pub(crate) fn polls(&self) -> u32 {
+        self.polls.load(Relaxed)
+    }
+
+    /// Counts a poll. Only the thread holding `RUNNING` calls this.
+    #[inline]
+    pub(crate) fn count_poll(&self) {
+        self.polls
+            .store(self.polls.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    /// The spawn stamp (`util::clock::stamp`).
+    pub(crate) fn spawned(&self) -> u32 {
+        self.spawned
     }
 
     /// Records the owned-list slot. Called once, before the task is
@@ -227,12 +247,14 @@ impl Header {
 
 impl<F: Future, S: Schedule> Cell<F, S> {
     /// Allocates a task in its initial state (`state.rs`, `INITIAL_STATE`).
-    pub(crate) fn allocate(future: F, scheduler: S, id: Id, meta: SpawnInfo) -> NonNull<Header> {
+    pub(crate) fn allocate(future: F, scheduler: S, id: Id, meta: SpawnMeta) -> NonNull<Header> {
         let cell = Box::new(Cell {
             header: Header {
                 state: State::new(),
                 slot: AtomicU32::new((NO_SLOT << SLOT_SHIFT) | STAGE_RUNNING),
                 vtable: harness::vtable::<F, S>(),
+                polls: AtomicU32::new(0),
+                spawned: crate::util::clock::stamp(),
             },
             scheduler,
             stage: UnsafeCell::new(Stage {
@@ -241,7 +263,7 @@ impl<F: Future, S: Schedule> Cell<F, S> {
             trailer: Trailer {
                 waker: UnsafeCell::new(None),
                 id,
-                meta,
+                site: Site::new(meta.name, meta.location),
             },
         });
         NonNull::from(Box::leak(cell)).cast()
@@ -333,8 +355,20 @@ mod tests {
     }
 
     #[test]
-    fn header_is_two_words() {
-        assert_eq!(size_of::<Header>(), 2 * size_of::<usize>());
+    fn header_is_three_words() {
+        assert_eq!(size_of::<Header>(), 3 * size_of::<usize>());
+    }
+
+    #[test]
+    fn the_spawn_site_is_one_word_and_keeps_name_and_location() {
+        assert_eq!(size_of::<Site>(), size_of::<usize>());
+        let here = Location::caller();
+        let unnamed = Site::new(None, here);
+        assert_eq!(unnamed.name(), None);
+        assert!(std::ptr::eq(unnamed.location(), here));
+        let named = Site::new(Some("worker".into()), here);
+        assert_eq!(named.name(), Some("worker"));
+        assert!(std::ptr::eq(named.location(), here));
     }
 
     #[test]
@@ -349,11 +383,11 @@ mod tests {
         }
         let overhead = size_of::<Cell<Big, NoSchedule>>() - size_of::<Big>();
         assert!(overhead <= 64, "overhead is {overhead} bytes");
-        assert_eq!(overhead, 56);
+        assert_eq!(overhead, 64);
     }
 
     #[test]
-    fn a_task_with_a_16_byte_future_fits_in_72_bytes() {
+    fn a_task_with_a_16_byte_future_fits_in_80_bytes() {
         struct Tiny(
             #[allow(dead_code)] std::sync::Arc<()>,
             #[allow(dead_code)] u64,
@@ -365,7 +399,13 @@ mod tests {
             }
         }
         assert_eq!(size_of::<Tiny>(), 16);
+        assert_eq!(size_of::<Cell<Tiny, NoSchedule>>(), 80);
+    }
+
+    #[test]
+    fn a_small_task_with_no_output_fits_in_72_bytes() {
+        // The stage is one word: `Result<(), JoinError>` is (`error.rs`).
         // 72 bytes: an 80-byte chunk in glibc's malloc.
-        assert_eq!(size_of::<Cell<Tiny, NoSchedule>>(), 72);
+        assert_eq!(size_of::<Cell<std::future::Pending<()>, NoSchedule>>(), 72);
     }
 }

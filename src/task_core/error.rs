@@ -4,6 +4,8 @@ use super::Id;
 use crate::util::SyncWrapper;
 use std::any::Any;
 use std::fmt;
+use std::marker::PhantomData;
+use std::ptr::NonNull;
 
 /// The error a [`JoinHandle`](crate::JoinHandle) returns when its task did
 /// not run to completion: it was cancelled (by
@@ -42,12 +44,77 @@ pub struct JoinError {
     repr: Repr,
 }
 
-enum Repr {
-    Cancelled,
-    /// Boxed so that `JoinError` is one word: a task's output slot holds
-    /// `Result<T, JoinError>`, and for small `T` this keeps it at two
-    /// words (the panic path pays one allocation).
-    Panic(Box<Panicked>),
+/// Cancelled, or a boxed [`Panicked`]: one pointer, boxed so that
+/// `JoinError` is one word (a task's output slot holds `Result<T,
+/// JoinError>`; the panic path pays one allocation). Cancelled is the
+/// address of a static, not null, so that null stays free for the
+/// `Result`: for `T = ()` (the output of most detached tasks) the slot is
+/// then one word too, not two.
+struct Repr {
+    ptr: NonNull<Panicked>,
+    /// It owns the box (for the auto traits and drop check).
+    _owns: PhantomData<Box<Panicked>>,
+}
+
+/// What `Repr::ptr` points to for a cancellation (never read).
+static CANCELLED: u8 = 0;
+
+// SAFETY: a `Repr` owns its `Panicked` exactly as a `Box` would (nothing
+// else points to it), and `Panicked` is `Send + Sync`.
+unsafe impl Send for Repr {}
+// SAFETY: as above.
+unsafe impl Sync for Repr {}
+
+impl Repr {
+    fn cancelled_ptr() -> NonNull<Panicked> {
+        NonNull::from(&CANCELLED).cast()
+    }
+
+    fn cancelled() -> Repr {
+        Repr {
+            ptr: Repr::cancelled_ptr(),
+            _owns: PhantomData,
+        }
+    }
+
+    fn panic(p: Box<Panicked>) -> Repr {
+        Repr {
+            // A heap allocation: never the static's address.
+            ptr: NonNull::from(Box::leak(p)),
+            _owns: PhantomData,
+        }
+    }
+
+    /// The panic, if it is one.
+    fn panicked(&self) -> Option<&Panicked> {
+        if self.ptr == Repr::cancelled_ptr() {
+            return None;
+        }
+        // SAFETY: not the sentinel, so the box `panic` leaked, owned by
+        // us until dropped.
+        Some(unsafe { self.ptr.as_ref() })
+    }
+
+    /// The box of a panic, or the cancellation back.
+    fn into_panicked(self) -> Result<Box<Panicked>, Repr> {
+        if self.panicked().is_none() {
+            return Err(self);
+        }
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: the box `panic` leaked, whose ownership leaves `self`
+        // (forgotten) for the new box.
+        Ok(unsafe { Box::from_raw(ptr.as_ptr()) })
+    }
+}
+
+impl Drop for Repr {
+    fn drop(&mut self) {
+        if self.panicked().is_some() {
+            // SAFETY: the box `panic` leaked; dropped once, here.
+            drop(unsafe { Box::from_raw(self.ptr.as_ptr()) });
+        }
+    }
 }
 
 /// What a panic's error carries.
@@ -72,7 +139,7 @@ pub(crate) fn fiber_panic(payload: Box<dyn Any + Send + 'static>) -> Box<dyn Any
 impl JoinError {
     pub(crate) fn cancelled() -> JoinError {
         JoinError {
-            repr: Repr::Cancelled,
+            repr: Repr::cancelled(),
         }
     }
 
@@ -88,7 +155,7 @@ impl JoinError {
             Err(payload) => (payload, false),
         };
         JoinError {
-            repr: Repr::Panic(Box::new(Panicked {
+            repr: Repr::panic(Box::new(Panicked {
                 payload: SyncWrapper::new(payload),
                 id,
                 name: name.map(String::from),
@@ -108,7 +175,7 @@ impl JoinError {
     /// assert!(rt.block_on(handle).unwrap_err().is_cancelled());
     /// ```
     pub fn is_cancelled(&self) -> bool {
-        matches!(self.repr, Repr::Cancelled)
+        self.repr.panicked().is_none()
     }
 
     /// Returns `true` if the task panicked.
@@ -121,7 +188,7 @@ impl JoinError {
     /// assert!(err.is_panic());
     /// ```
     pub fn is_panic(&self) -> bool {
-        matches!(self.repr, Repr::Panic(_))
+        self.repr.panicked().is_some()
     }
 
     /// Returns the panic payload, to re-raise it with
@@ -157,9 +224,9 @@ impl JoinError {
     /// assert!(err.try_into_panic().is_err());
     /// ```
     pub fn try_into_panic(self) -> Result<Box<dyn Any + Send + 'static>, JoinError> {
-        match self.repr {
-            Repr::Panic(p) => Ok(p.payload.into_inner()),
-            repr => Err(JoinError { repr }),
+        match self.repr.into_panicked() {
+            Ok(p) => Ok(p.payload.into_inner()),
+            Err(repr) => Err(JoinError { repr }),
         }
     }
 }
@@ -185,9 +252,9 @@ impl fmt::Display for Panicked {
 
 impl fmt::Display for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Cancelled => f.write_str("task was cancelled"),
-            Repr::Panic(p) => match panic_message(&p.payload) {
+        match self.repr.panicked() {
+            None => f.write_str("task was cancelled"),
+            Some(p) => match panic_message(&p.payload) {
                 Some(msg) => write!(f, "{p} panicked with message {msg:?}"),
                 None => write!(f, "{p} panicked"),
             },
@@ -197,9 +264,9 @@ impl fmt::Display for JoinError {
 
 impl fmt::Debug for JoinError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.repr {
-            Repr::Cancelled => f.write_str("JoinError::Cancelled"),
-            Repr::Panic(p) => match panic_message(&p.payload) {
+        match self.repr.panicked() {
+            None => f.write_str("JoinError::Cancelled"),
+            Some(p) => match panic_message(&p.payload) {
                 Some(msg) => write!(f, "JoinError::Panic({p}, {msg:?})"),
                 None => write!(f, "JoinError::Panic({p}, ..)"),
             },
@@ -225,6 +292,13 @@ mod tests {
             std::mem::size_of::<JoinError>(),
             std::mem::size_of::<usize>()
         );
+        // The output slot of a task returning `()`: one word too.
+        assert_eq!(
+            std::mem::size_of::<Result<(), JoinError>>(),
+            std::mem::size_of::<usize>()
+        );
+        assert!(JoinError::cancelled().is_cancelled());
+        assert!(JoinError::cancelled().try_into_panic().is_err());
         let id = Id::next();
         let err = JoinError::panic(fiber_panic(Box::new("boom")), id, Some("f"));
         assert_eq!(

@@ -26,7 +26,16 @@ pub(super) fn vtable<F: Future, S: Schedule>() -> &'static Vtable {
         resume_yielded: resume_yielded::<F, S>,
         cancel_yielded: cancel_yielded::<F, S>,
         trailer: trailer::<F, S>,
+        owner: owner::<F, S>,
     }
+}
+
+/// # Safety
+///
+/// `ptr` points to a live `Cell<F, S>`.
+unsafe fn owner<F: Future, S: Schedule>(ptr: NonNull<Header>) -> Option<usize> {
+    // SAFETY: the caller's contract.
+    unsafe { cell::<F, S>(ptr) }.scheduler.owner()
 }
 
 /// # Safety
@@ -76,6 +85,7 @@ unsafe fn poll<F: Future, S: Schedule>(ptr: NonNull<Header>) {
 /// consumes.
 unsafe fn poll_running<F: Future, S: Schedule>(cell: &Cell<F, S>, ptr: NonNull<Header>) {
     cell.scheduler.before_poll();
+    cell.header.count_poll();
     // SAFETY: the task is alive while we hold RUNNING (we own a reference).
     let waker = unsafe { waker_ref(ptr) };
     let mut cx = Context::from_waker(&waker);

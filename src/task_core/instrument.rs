@@ -4,8 +4,8 @@
 //! Every public spawn entry point is `#[track_caller]` and makes its
 //! `SpawnMeta` outside any closure (a closure breaks the caller chain),
 //! so the location is the user's spawn call.
-//! The location costs nothing in the task's memory: it shares the
-//! trailer's name word (`core::SpawnInfo`); with the feature it is also a
+//! The location shares a word with the name pointer in the task's
+//! trailer (`core.rs`, `Site`), for dumps; with the feature it is also a
 //! field of the span.
 //!
 //! # The span
@@ -44,7 +44,9 @@ use std::{
 #[derive(Debug)]
 pub(crate) struct SpawnMeta {
     pub(crate) name: Option<String>,
-    /// The spawn call (the caller of the public entry point).
+    /// The spawn call (the caller of the public entry point): kept in
+    /// the task's trailer (for dumps) and, with the feature "tracing", in
+    /// its span.
     pub(crate) location: &'static Location<'static>,
 }
 

@@ -15,12 +15,23 @@
 //! while an inserter adds another). Slot numbers interleave shards: slot
 //! `n` belongs to shard `n & mask`, at index `n >> shard_bits`.
 //!
-//! `describe` (the long-poll report) reads a task found in the list from
-//! another thread: under the shard's lock (no inserter or shutdown then
-//! touches the slot) it marks the slot `BORROWED` with a compare-exchange,
-//! copies what it needs, and clears the mark; a removal that meets the
-//! mark waits for it to clear (a few instructions), so the task cannot be
-//! freed while it is read. A removal that meets no mark pays nothing more.
+//! # Snapshots (dumps)
+//!
+//! [`OwnedTasks::snapshot`] takes a reference to every task in the list
+//! without taking any out, so a dump can read them at leisure. A task's
+//! memory is kept alive by the list's reference only until its remover
+//! takes that out, so the snapshot *pins* the slot first: under the
+//! shard's lock (which keeps shutdown and inserters away), it sets
+//! `PIN_BIT` in the slot with a compare-exchange (failing if the remover
+//! emptied it first), increments the reference count, and clears the bit.
+//! A remover that meets the bit waits for it to clear (three instructions
+//! of the snapshot's, never user code), so in no order does it free the
+//! task under the snapshot's increment. The lock is taken for a bounded
+//! run of slots at a time, so spawns on that shard wait at most that long.
+//!
+//! `describe` (the long-poll report) reads one task found in the list by
+//! address the same way: under the shard's lock it pins the slot, copies
+//! what it needs (no user code), and lets go.
 
 use super::core::NO_SLOT;
 use super::id::Id;
@@ -50,11 +61,13 @@ const EMPTY: usize = 0;
 /// The low bit of a slot (task pointers are aligned): set for a fiber's
 /// task, so that shutdown can cancel the other tasks first.
 const FIBER_BIT: usize = 1;
-/// Set in a slot while `describe` reads its task (under the shard lock):
-/// a removal waits until it is clear again.
-const BORROWED: usize = 2;
-/// The tag bits of a slot (task pointers are aligned to at least 8).
-const TAG_MASK: usize = FIBER_BIT | BORROWED;
+/// The next bit: set for a moment by a snapshot taking a reference to the
+/// task (module doc, "Snapshots").
+const PIN_BIT: usize = 2;
+/// Both tag bits.
+const TAG_BITS: usize = FIBER_BIT | PIN_BIT;
+/// Slots a snapshot pins per taking of a shard's lock.
+const SNAPSHOT_RUN: usize = 256;
 
 /// What a task in the list is, for shutdown's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -260,7 +273,7 @@ impl OwnedTasks {
         // The task is not shared yet: nobody else reads its slot number.
         task.header().set_owned_slot(slot as u32);
         let ptr = task.ptr().as_ptr() as usize;
-        debug_assert_eq!(ptr & TAG_MASK, 0, "tasks are aligned");
+        debug_assert_eq!(ptr & TAG_BITS, 0, "tasks are aligned");
         shard.slot(index).store(ptr | kind.bit(), Release);
         shard.live.fetch_add(1, Relaxed);
         Ok(())
@@ -281,20 +294,26 @@ impl OwnedTasks {
         // Exactly one of this and shutdown's exchange takes the task out
         // (a slot emptied, or emptied and reused, meanwhile fails ours).
         // Guessing an ordinary task first: one exchange for those, a second
-        // only for a fiber (whose slot also holds `FIBER_BIT`), and more
-        // only while `describe` has the slot borrowed.
+        // only for a fiber (whose slot also holds `FIBER_BIT`), or while a
+        // snapshot pins the slot (we wait for it to let go: module doc).
         let mut expected = ptr;
+        let mut spins = 0u32;
         let taken = loop {
             match slot.compare_exchange(expected, EMPTY, AcqRel, Acquire) {
                 Ok(_) => break true,
-                Err(val) if val & !TAG_MASK != ptr => break false,
-                Err(val) if val & BORROWED != 0 => {
-                    // `describe` reads the task (a few instructions, under
-                    // the shard lock): wait for it.
-                    expected = val & !BORROWED;
-                    crate::loom::thread::yield_now();
+                Err(val) if val & !TAG_BITS == ptr => {
+                    if val & PIN_BIT != 0 {
+                        // A snapshot holds the slot for a moment.
+                        spins += 1;
+                        if cfg!(fiber_runtime_loom) || spins % 64 == 0 {
+                            crate::loom::thread::yield_now();
+                        } else {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    expected = val & !PIN_BIT;
                 }
-                Err(val) => expected = val,
+                Err(_) => break false,
             }
         };
         if !taken {
@@ -332,7 +351,7 @@ impl OwnedTasks {
                         (val != EMPTY
                             && val & FIBER_BIT == kind.bit()
                             && slot.compare_exchange(val, EMPTY, AcqRel, Relaxed).is_ok())
-                        .then_some(val & !FIBER_BIT)
+                        .then_some(val & !TAG_BITS)
                     })
                     .collect()
             };
@@ -350,10 +369,10 @@ impl OwnedTasks {
     /// Copies the id, name, spawn location, kind and running bit of the
     /// task at `addr` ([`Notified::addr`]), if it is in the list. Scans
     /// every shard under its lock (cost: the slots in use); for reports,
-    /// never for a hot path. Reads the task under a `BORROWED` mark (module
+    /// never for a hot path. Reads the task under a `PIN_BIT` mark (module
     /// doc), so it stays alive while read; runs no user code.
     pub(crate) fn describe(&self, addr: usize) -> Option<TaskInfo> {
-        if addr == 0 || addr & TAG_MASK != 0 {
+        if addr == 0 || addr & TAG_BITS != 0 {
             return None;
         }
         for shard in self.shards.iter() {
@@ -361,13 +380,13 @@ impl OwnedTasks {
             for i in 0..synced.used {
                 let slot = shard.slot(i);
                 let val = slot.load(Acquire);
-                if val & !TAG_MASK != addr {
+                if val & !TAG_BITS != addr {
                     continue;
                 }
                 // No other `describe` holds the lock, so no mark is set.
-                debug_assert_eq!(val & BORROWED, 0);
+                debug_assert_eq!(val & PIN_BIT, 0);
                 if slot
-                    .compare_exchange(val, val | BORROWED, Acquire, Relaxed)
+                    .compare_exchange(val, val | PIN_BIT, Acquire, Relaxed)
                     .is_err()
                 {
                     // Removed meanwhile (inserters and shutdown wait for
@@ -412,6 +431,84 @@ impl OwnedTasks {
             .map(|s| s.live.load(Relaxed).max(0) as usize)
             .sum()
     }
+
+    /// A reference to every task in the list now, with its kind (module
+    /// doc, "Snapshots"). Tasks added or removed meanwhile may or may not
+    /// be in it. Nothing but the reference counts is touched: no user code
+    /// runs, under a lock or otherwise (dropping the references later may
+    /// free tasks, and so drop their futures or outputs, on the caller's
+    /// thread).
+    pub(crate) fn snapshot(&self) -> Vec<(TaskRef, Kind)> {
+        let mut out = Vec::with_capacity(self.len());
+        for shard in self.shards.iter() {
+            let mut start = 0;
+            loop {
+                let synced = shard.synced.lock();
+                let end = synced.used.min(start + SNAPSHOT_RUN);
+                for i in start..end {
+                    let slot = shard.slot(i);
+                    let val = slot.load(Acquire);
+                    if val == EMPTY {
+                        continue;
+                    }
+                    debug_assert_eq!(val & PIN_BIT, 0, "pinned only under the lock");
+                    // Fails if the remover emptied it since: skip it.
+                    if slot
+                        .compare_exchange(val, val | PIN_BIT, Acquire, Relaxed)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    // SAFETY: a non-empty slot holds a live task's pointer,
+                    // and the pin keeps the list's reference (so the task)
+                    // in place until the bit is cleared below.
+                    let raw = RawTask::from_raw(unsafe {
+                        NonNull::new_unchecked((val & !TAG_BITS) as *mut _)
+                    });
+                    raw.header().state.ref_inc();
+                    // Only we change a pinned slot (removers wait, shutdown
+                    // and inserters are kept out by the lock).
+                    slot.store(val, Release);
+                    let kind = if val & FIBER_BIT != 0 {
+                        Kind::Fiber
+                    } else {
+                        Kind::Task
+                    };
+                    out.push((TaskRef(raw), kind));
+                }
+                let used = synced.used;
+                drop(synced);
+                if end >= used {
+                    break;
+                }
+                start = end;
+            }
+        }
+        out
+    }
+}
+
+/// A reference to a task, taken by [`OwnedTasks::snapshot`]; dropping it
+/// gives the reference up (maybe freeing the task, on this thread).
+pub(crate) struct TaskRef(RawTask);
+
+impl TaskRef {
+    pub(crate) fn raw(&self) -> RawTask {
+        self.0
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        // SAFETY: the reference `snapshot` took is ours to give up.
+        unsafe { self.0.drop_reference() }
+    }
+}
+
+impl std::fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TaskRef").field(&self.0.id()).finish()
+    }
 }
 
 #[cfg(test)]
@@ -447,6 +544,47 @@ mod tests {
             assert_eq!(list.len(), 0);
             drop(notified);
             drop(join);
+        });
+    }
+
+    /// A snapshot racing the removal of a finishing fiber's task, whose
+    /// last reference is the list's: the snapshot either misses the task
+    /// or takes a reference while the list's still keeps it alive (the
+    /// remover waits out the pin), so that whoever drops the last one
+    /// frees it, once, and nobody touches it after. (Without the wait,
+    /// the remover frees the task under the snapshot's increment.)
+    #[test]
+    fn loom_snapshot_racing_remove() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let list = Arc::new(OwnedTasks::new(1));
+            let (notified, join) = sched.spawn(async {});
+            let raw = notified_raw(&notified);
+            raw.header().state.ref_inc();
+            list.insert(raw, 0, Kind::Fiber).unwrap();
+            // The list's reference is the last one now.
+            drop(notified);
+            drop(join);
+            let th = {
+                let list = list.clone();
+                thread::spawn(move || {
+                    assert!(list.remove(raw), "nobody else takes it out");
+                    // SAFETY: the list's reference, ours since `remove`.
+                    unsafe { raw.drop_reference() };
+                })
+            };
+            let snap = list.snapshot();
+            assert!(snap.len() <= 1);
+            for (t, kind) in &snap {
+                assert_eq!(*kind, Kind::Fiber);
+                assert!(t.raw().header().state.load().ref_count() >= 1);
+            }
+            th.join().unwrap();
+            assert_eq!(list.len(), 0);
+            // Taken out for good: no pin put a freed task back.
+            assert_eq!(list.shards[0].slot(0).load(Relaxed), EMPTY);
+            // Frees the task if the snapshot has it.
+            drop(snap);
         });
     }
 

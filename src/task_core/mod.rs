@@ -5,7 +5,7 @@
 // A task is one heap allocation (`core.rs`): a [`Header`](core::Header)
 // (state word, stage tag and owned-list slot, vtable), the scheduler
 // handle, the *stage* (the future, later its output) and the *trailer*
-// (the join waker, id and name). The state word (`state.rs`) holds lifecycle flags and a
+// (the join waker, id, spawn location and name). The state word (`state.rs`) holds lifecycle flags and a
 // reference count.
 //
 // # Reference kinds
@@ -19,7 +19,9 @@
 //    worker polls it (polling consumes it) or a queue is drained;
 // 4. each `Waker` clone;
 // 5. a [`Yielded`]: the entry of a task that yielded still holding
-//    `RUNNING` (it holds both until run or dropped).
+//    `RUNNING` (it holds both until run or dropped);
+// 6. a dump's `list::TaskRef`, taken from the owned list while the
+//    list's reference keeps the task alive (`list.rs`, "Snapshots").
 //
 // The allocation is freed by whoever drops the last count.
 //

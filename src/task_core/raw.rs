@@ -45,6 +45,12 @@ pub(crate) trait Schedule: Send + Sync + Sized + 'static {
     /// of the task's future.
     #[inline]
     fn before_poll(&self) {}
+
+    /// The worker this task is pinned to, if it is (a fiber that started
+    /// on a multi-thread runtime); for dumps, from any thread.
+    fn owner(&self) -> Option<usize> {
+        None
+    }
 }
 
 std::thread_local! {
@@ -100,6 +106,12 @@ impl RawTask {
 
     pub(crate) fn id(&self) -> Id {
         self.trailer().id
+    }
+
+    /// The worker the task is pinned to, if any ([`Schedule::owner`]).
+    pub(crate) fn owner(&self) -> Option<usize> {
+        // SAFETY: as above; the vtable's `owner` was made for this cell.
+        unsafe { (self.header().vtable.owner)(self.ptr) }
     }
 
     /// Gives up one reference, freeing the task if it was the last.
@@ -279,8 +291,7 @@ where
 {
     let id = Id::next();
     let future = instrument::instrument(future, kind, &meta, id);
-    let info = core::SpawnInfo::new(meta.name, meta.location);
-    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, id, info));
+    let raw = RawTask::from_raw(Cell::allocate(future, scheduler, id, meta));
     // SAFETY: the initial state holds three references: one each for the
     // queue entry, the join handle and the owned list (`state.rs`).
     let notified = unsafe { Notified::from_raw(raw) };

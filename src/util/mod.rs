@@ -21,3 +21,5 @@ mod wake_list;
 pub(crate) use wake_list::WakeList;
 
 pub(crate) mod trace;
+
+pub(crate) mod clock;

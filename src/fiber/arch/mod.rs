@@ -19,18 +19,19 @@
 //!   `suspend`, per context.
 //! - Backtraces taken on a fiber stack end at its entry: the trampoline
 //!   that calls `entry` marks its return address undefined in its CFI.
+//! - `stack_pointer()`: the current stack pointer, from the register.
 //!
 //! Other targets fail to compile with a message naming the supported ones.
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64;
 #[cfg(target_arch = "x86_64")]
-pub(crate) use self::x86_64::{init_stack, resume, suspend};
+pub(crate) use self::x86_64::{init_stack, resume, stack_pointer, suspend};
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]
-pub(crate) use self::aarch64::{init_stack, resume, suspend};
+pub(crate) use self::aarch64::{init_stack, resume, stack_pointer, suspend};
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 compile_error!(

@@ -238,3 +238,14 @@ pub(crate) unsafe fn init_stack(top: *mut u8, entry: Entry, data: *mut u8) -> *m
         sp
     }
 }
+
+/// The stack pointer of the caller (roughly: its frame's), read from the
+/// register: the address of a local would not do under AddressSanitizer,
+/// which moves locals to a fake stack.
+#[inline(always)]
+pub(crate) fn stack_pointer() -> usize {
+    let sp: usize;
+    // SAFETY: reads a register into another; no memory is touched.
+    unsafe { asm!("mov {}, rsp", out(reg) sp, options(nomem, nostack, preserves_flags)) };
+    sp
+}

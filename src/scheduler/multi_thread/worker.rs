@@ -38,6 +38,7 @@ use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
 use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
 use crate::scheduler::context;
+use crate::scheduler::dump::{self, WorkerSlot};
 use crate::scheduler::metrics::{LocalMetrics, Snapshot, WorkerMetrics, WorkerSnapshot};
 use crate::scheduler::park::{Parker, Unparker};
 use crate::scheduler::{self, Common, inject::Inject};
@@ -93,6 +94,8 @@ struct Remote {
     unpark: Unparker,
     /// Shared with the worker's `LocalMetrics` (its heartbeat too).
     metrics: Arc<WorkerMetrics>,
+    /// Dumps waiting for this worker to walk its fibers.
+    dump: WorkerSlot,
 }
 
 /// What only the worker itself touches.
@@ -139,6 +142,7 @@ pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Bo
             inbox_len: AtomicUsize::new(0),
             unpark: park.unparker(),
             metrics: metrics.clone(),
+            dump: WorkerSlot::new(),
         });
         cores.push(Box::new(Core {
             index,
@@ -214,6 +218,11 @@ impl Context {
         }
         core.flush_metrics(&self.handle);
         core.metrics.set_idle();
+        // A last answer to dumps, with the fibers still there; later ones
+        // hear that this worker stopped.
+        let slot = &self.handle.shared.remotes[self.index].dump;
+        slot.serve(self.handle.common.id, self.index);
+        slot.close(self.index);
         // Fibers started here unwind here, before the worker exits (they
         // may never run on another thread).
         *self.core.borrow_mut() = Some(core);
@@ -242,6 +251,16 @@ impl Context {
         if self.handle.shared.is_shutdown.load(Acquire) {
             core.is_shutdown = true;
         }
+        self.serve_dump();
+    }
+
+    /// Answers the dumps waiting for this worker, if any (a safe point:
+    /// outside any poll).
+    #[inline]
+    fn serve_dump(&self) {
+        self.handle.shared.remotes[self.index]
+            .dump
+            .serve(self.handle.common.id, self.index);
     }
 
     /// Wakes the tasks the driver found ready while this worker turned it,
@@ -307,15 +326,18 @@ impl Context {
             return core;
         }
         // Idle from here: give back surplus fiber stack pages.
-        fiber_pool::trim();
+        fiber_pool::trim(&self.handle.common.fiber_stacks);
         core.metrics.parks += 1;
         // Adds the busy stretch up to now (once) and publishes.
         core.flush_metrics(&self.handle);
         core.metrics.set_idle();
+        crate::util::clock::advance_idle(core.busy_since);
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "park");
         core.park.park();
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "unpark");
         core.busy_since = Instant::now();
+        crate::util::clock::advance(core.busy_since);
+        self.serve_dump();
         if self.handle.shared.is_shutdown.load(Acquire) {
             core.is_shutdown = true;
         } else {
@@ -471,6 +493,7 @@ impl Core {
 
     fn flush_metrics(&mut self, handle: &Handle) {
         let now = Instant::now();
+        crate::util::clock::advance(now);
         self.metrics.busy_ns += now.duration_since(self.busy_since).as_nanos() as u64;
         self.busy_since = now;
         handle.shared.remotes[self.index]
@@ -788,6 +811,54 @@ impl Schedule for PinnedSchedule {
 
     fn release(&self, task: RawTask) -> bool {
         self.handle.shared.owned.remove(task)
+    }
+
+    fn owner(&self) -> Option<usize> {
+        match self.owner.load(Relaxed) {
+            NO_OWNER => None,
+            owner => Some(owner),
+        }
+    }
+}
+
+/// What a dump needs of this flavor (`scheduler/dump.rs`).
+impl dump::Target for Handle {
+    fn runtime_id(&self) -> usize {
+        self.common.id
+    }
+
+    fn owned(&self) -> &OwnedTasks {
+        &self.shared.owned
+    }
+
+    fn num_workers(&self) -> usize {
+        self.shared.remotes.len()
+    }
+
+    fn slot(&self, worker: usize) -> &WorkerSlot {
+        &self.shared.remotes[worker].dump
+    }
+
+    fn wake(&self, worker: usize) {
+        self.shared.remotes[worker].unpark.unpark();
+    }
+
+    fn here(&self) -> Option<usize> {
+        context::with_scheduler(|cx| match cx {
+            Some(scheduler::Context::MultiThread(cx)) if std::ptr::eq(&*cx.handle, self) => {
+                Some(cx.index)
+            }
+            _ => None,
+        })
+    }
+
+    fn driven(&self, _worker: usize) -> bool {
+        // Every worker has its thread until it stops (`WorkerSlot::close`).
+        true
+    }
+
+    fn fiber_worker(&self, task: &crate::task_core::list::TaskRef) -> Option<usize> {
+        task.raw().owner()
     }
 }
 
