@@ -518,3 +518,106 @@ fn spurious_handoffs_of_busy_and_idle_workers_end_by_themselves() {
         rt.metrics().num_replacement_threads() == 0
     });
 }
+
+#[test]
+fn a_fiber_that_blocks_its_worker_is_handed_off_too() {
+    // The stuck poll is a fiber's run between two suspensions.
+    let rt = multi_thread(1);
+    let latch = Latch::new();
+    let (tx, rx) = mpsc::channel();
+    let fiber = {
+        let _enter = rt.enter();
+        let latch = latch.clone();
+        fiber::spawn(move || {
+            let before = thread::current().id();
+            tx.send(before).unwrap();
+            latch.wait();
+            fiber::yield_now();
+            (before, thread::current().id())
+        })
+    };
+    let stuck_thread = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(rt.handle().__worker_stuck(0));
+    let on = run_task(&rt, "a 20 ms sleep", async {
+        time::sleep(ms(20)).await;
+        thread::current().id()
+    });
+    assert_ne!(on, stuck_thread);
+    latch.release();
+    let (before, after) = run_with_timeout("joining the fiber", move || fiber.join().unwrap());
+    assert_eq!((before, after), (stuck_thread, stuck_thread));
+    wait_for_no_replacement(&rt);
+}
+
+#[test]
+fn a_task_can_hand_off_its_own_worker_before_it_blocks() {
+    // Called from the worker itself (as `block_in_place` would be): the
+    // claim does not wait for the caller, and the worker rejoins when the
+    // poll returns.
+    let rt = multi_thread(1);
+    let latch = Latch::new();
+    let (tx, rx) = mpsc::channel();
+    let handle = rt.handle().clone();
+    let blocker = rt.spawn({
+        let latch = latch.clone();
+        async move {
+            // Lands in the LIFO slot, then moves with the hand-off.
+            drop(fiber_runtime::spawn(async {}));
+            tx.send((thread::current().id(), handle.__worker_stuck(0)))
+                .unwrap();
+            latch.wait();
+        }
+    });
+    let (stuck_thread, handed_off) = rx.recv_timeout(TIMEOUT).unwrap();
+    assert!(handed_off);
+    let on = run_task(&rt, "a task on the replacement", async {
+        thread::current().id()
+    });
+    assert_ne!(on, stuck_thread);
+    latch.release();
+    blocker.join().unwrap();
+    wait_for_no_replacement(&rt);
+}
+
+#[test]
+fn handoffs_racing_the_runtimes_drop() {
+    // Hand-off requests keep coming while the runtime is dropped: the
+    // drop returns once the stuck poll does, no replacement starts after
+    // it, and later requests are refused.
+    for _ in 0..10 {
+        let rt = Builder::new_multi_thread()
+            .worker_threads(1)
+            .max_handoff_threads(2)
+            .build()
+            .unwrap();
+        let handle = rt.handle().clone();
+        let stuck = block_a_worker(&rt, || {});
+        let stop = Arc::new(AtomicBool::new(false));
+        let poker = {
+            let (handle, stop) = (handle.clone(), stop.clone());
+            thread::spawn(move || {
+                let mut i = 0;
+                while !stop.load(SeqCst) {
+                    let _ = handle.__worker_stuck(i % 3);
+                    i += 1;
+                    thread::yield_now();
+                }
+            })
+        };
+        wait_until("a hand-off", || handle.metrics().handoff_count() >= 1);
+        let (done_tx, done_rx) = mpsc::channel();
+        let dropper = thread::spawn(move || {
+            drop(rt);
+            done_tx.send(()).unwrap();
+        });
+        stuck.latch.release();
+        done_rx
+            .recv_timeout(TIMEOUT)
+            .expect("the runtime's drop returned");
+        dropper.join().unwrap();
+        assert!(!handle.__worker_stuck(0), "a hand-off after shutdown");
+        stop.store(true, SeqCst);
+        poker.join().unwrap();
+        drop(stuck.handle);
+    }
+}

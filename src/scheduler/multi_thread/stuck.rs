@@ -59,9 +59,12 @@
 //!    that one parks again, in the driver, which the replacement may have
 //!    been the one to turn) and exits.
 //!
-//! A task pushed while a replacement retires is not stranded: it leaves
-//! the sleepers list only as an unparked worker does, and a worker refused
-//! the search because of it looks at the queues before it parks (`idle.rs`,
+//! A task pushed while a replacement retires is not stranded: the
+//! replacement is off the sleepers list when it leaves (a parked one took
+//! itself off when the retire request unparked it, as any woken worker
+//! does; one a notifier took off counts as searching, and hands the search
+//! on in step 1), so no notifier counts on it; and a worker refused the
+//! search because of it looks at the queues before it parks (`idle.rs`,
 //! "Who looks before parking"). The loom model
 //! `loom_a_retiring_replacement_strands_no_task` checks the race of a
 //! retire with a remote push and a park.
@@ -98,6 +101,20 @@
 //! Where there is no heavy barrier (not Linux, or `membarrier` refused),
 //! the claim is only a signal: the owner stops putting tasks in the slot,
 //! but the one already there waits for the stuck poll to return.
+//!
+//! # Cost when nothing is stuck
+//!
+//! - poll end: the LIFO slot is now read through an `Arc` the core holds,
+//!   plus one relaxed load of `claimed` when the slot is empty; taking a
+//!   task out of it adds the `busy` protocol (two plain stores, one
+//!   relaxed load, a compiler fence);
+//! - spawn or wake from a worker (into the LIFO slot): the `busy` protocol
+//!   likewise; spawns from outside and `yield_now` are unchanged;
+//! - park: one relaxed load (`claimed`) and a branch (replacement or
+//!   not); maintenance: the branch; each search: the load of `live`;
+//! - no read-modify-write, no clock, no allocation anywhere on those
+//!   paths; with `worker_handoff(false)`, the same code runs (there is no
+//!   spare slot, so nothing is ever claimed).
 
 use super::worker::{Context, Core, Handle, run};
 use crate::fiber::pool as fiber_pool;
