@@ -102,6 +102,10 @@ fn timers_io_and_new_tasks_go_on_while_the_only_worker_is_stuck() {
             .is_err()
     });
     assert!(timed_out);
+    // The story: a `timeout` in `block_on` fires on time although
+    // the only worker is blocked (the replacement turns the driver).
+    let elapsed = rt.block_on(async { time::timeout(ms(20), std::future::pending::<()>()).await });
+    assert!(elapsed.is_err());
     // A task spawned now runs.
     let on = run_task(&rt, "a fresh task", async { thread::current().id() });
     assert_ne!(on, stuck.thread);
