@@ -63,6 +63,9 @@ pub struct Builder {
     /// Buckets and first bucket end; `None`: histograms off.
     poll_time_histogram: Option<(usize, Duration)>,
     poll_time_sample_interval: u64,
+    worker_handoff: bool,
+    /// `None`: as many as workers.
+    max_handoff_threads: Option<usize>,
     /// Set up by the layers above the runtime (`Builder::dump_on_signal`
     /// lives with the signals): run once the runtime is up, by name.
     start_hooks: Vec<(&'static str, StartHook)>,
@@ -118,6 +121,8 @@ impl Builder {
                 Duration::from_nanos(HistogramConfig::DEFAULT.first_end_ns),
             )),
             poll_time_sample_interval: HistogramConfig::DEFAULT.sample_every,
+            worker_handoff: true,
+            max_handoff_threads: None,
             start_hooks: Vec::new(),
         }
     }
@@ -394,6 +399,83 @@ impl Builder {
         self
     }
 
+    /// Turns the worker hand-off on or off (multi-thread flavor; on by
+    /// default). A worker stuck in one poll — a task that blocks its
+    /// thread (`std::thread::sleep`, a blocking system call, a long
+    /// computation with no `.await`) — hands its run queue, the task in
+    /// its LIFO slot and, with them, the turning of the I/O and timer
+    /// driver to a replacement thread, so that every other task, timer
+    /// and socket goes on. When the stuck poll returns, the worker rejoins
+    /// and the replacement thread retires.
+    ///
+    /// The runtime's long-poll detector decides that a worker is stuck
+    /// (after `long_poll_threshold`).
+    ///
+    /// What cannot move: **fibers already started on the stuck worker**
+    /// (fibers never migrate between threads, so their thread-locals and
+    /// `!Send` values stay sound). Those woken meanwhile wait until the
+    /// stuck poll returns; fibers not started yet start on any thread,
+    /// the replacement's too. A replacement thread that started fibers
+    /// retires only once they have finished. Outside Linux (where the
+    /// LIFO slot is taken over with `membarrier(2)`), the one task the
+    /// stuck poll woke last also waits for it.
+    ///
+    /// Replacement threads are named after the workers
+    /// (`<thread_name>-handoff-<n>`), at most
+    /// [`max_handoff_threads`](Self::max_handoff_threads) alive at once,
+    /// and counted by [`RuntimeMetrics::handoff_count`] and
+    /// [`RuntimeMetrics::num_replacement_threads`]. With `false`, none is
+    /// ever started and nothing is set aside for them. The current-thread
+    /// flavor has no hand-off (its one thread is the caller's); the
+    /// setting is ignored there.
+    ///
+    /// [`RuntimeMetrics::handoff_count`]: crate::RuntimeMetrics::handoff_count
+    /// [`RuntimeMetrics::num_replacement_threads`]: crate::RuntimeMetrics::num_replacement_threads
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .worker_handoff(false)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 3 })).unwrap(), 3);
+    /// assert_eq!(rt.metrics().handoff_count(), 0);
+    /// ```
+    pub fn worker_handoff(&mut self, enabled: bool) -> &mut Builder {
+        self.worker_handoff = enabled;
+        self
+    }
+
+    /// Sets the most replacement threads of the worker hand-off alive at
+    /// once (see [`worker_handoff`](Self::worker_handoff); 1 to 32767;
+    /// default: the number of workers, so that every worker can be
+    /// replaced once at the same time). A stuck worker found while the cap
+    /// is reached is not replaced. Each allowed thread reserves a spare
+    /// slot (a run queue of 256 entries) when the runtime is built.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .worker_threads(4)
+    ///     .max_handoff_threads(1)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.metrics().num_replacement_threads(), 0);
+    ///
+    /// let err = fiber_runtime::Builder::new_multi_thread()
+    ///     .max_handoff_threads(0)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(err.to_string().contains("worker_handoff(false)"));
+    /// ```
+    pub fn max_handoff_threads(&mut self, n: usize) -> &mut Builder {
+        self.max_handoff_threads = Some(n);
+        self
+    }
+
     fn validate(&self) -> io::Result<usize> {
         fn invalid(msg: String) -> io::Error {
             io::Error::new(io::ErrorKind::InvalidInput, msg)
@@ -462,6 +544,21 @@ impl Builder {
                 "poll_time_sample_interval must be at least 1, got 0".to_string(),
             ));
         }
+        match self.max_handoff_threads {
+            Some(0) => {
+                return Err(invalid(
+                    "max_handoff_threads must be at least 1, got 0 (to turn the worker hand-off \
+                     off, use worker_handoff(false))"
+                        .to_string(),
+                ));
+            }
+            Some(n) if n > MAX_WORKER_THREADS => {
+                return Err(invalid(format!(
+                    "max_handoff_threads must be between 1 and {MAX_WORKER_THREADS}, got {n}"
+                )));
+            }
+            _ => {}
+        }
         Ok(workers)
     }
 
@@ -516,7 +613,16 @@ impl Builder {
                 self.start(rt)
             }
             Kind::MultiThread => {
-                let (handle, cores) = multi_thread::create(workers, common);
+                let handoff = multi_thread::HandoffConfig {
+                    max_threads: if self.worker_handoff {
+                        self.max_handoff_threads.unwrap_or(workers)
+                    } else {
+                        0
+                    },
+                    thread_name: self.thread_name.clone(),
+                    thread_stack_size: self.thread_stack_size,
+                };
+                let (handle, cores) = multi_thread::create(workers, handoff, common);
                 let sched = scheduler::Handle::MultiThread(handle.clone());
                 blocking.set_handle(sched.clone());
                 let mut threads = Vec::with_capacity(workers);
@@ -568,6 +674,8 @@ impl fmt::Debug for Builder {
             .field("on_long_poll", &self.on_long_poll.as_ref().map(|_| ".."))
             .field("poll_time_histogram", &self.poll_time_histogram)
             .field("poll_time_sample_interval", &self.poll_time_sample_interval)
+            .field("worker_handoff", &self.worker_handoff)
+            .field("max_handoff_threads", &self.max_handoff_threads)
             .field(
                 "start_hooks",
                 &self.start_hooks.iter().map(|(n, _)| n).collect::<Vec<_>>(),

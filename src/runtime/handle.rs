@@ -283,6 +283,18 @@ impl Handle {
     pub fn dump(&self) -> super::Dump {
         super::Dump::take(&self.inner)
     }
+
+    /// Not public API: for the worker hand-off's tests, acts as the
+    /// long-poll detector does when it finds worker `worker` stuck in a
+    /// poll (`Builder::worker_handoff`); returns whether a replacement
+    /// thread runs for it. Does nothing on the current-thread flavor.
+    #[doc(hidden)]
+    pub fn __worker_stuck(&self, worker: usize) -> bool {
+        match &self.inner {
+            scheduler::Handle::MultiThread(h) => h.on_worker_stuck(worker),
+            scheduler::Handle::CurrentThread(_) => false,
+        }
+    }
 }
 
 impl fmt::Debug for Handle {

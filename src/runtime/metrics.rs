@@ -442,6 +442,42 @@ impl RuntimeMetrics {
     pub fn long_poll_count(&self) -> u64 {
         self.inner.workers.iter().map(|w| w.long_polls).sum()
     }
+
+    /// Number of worker hand-offs so far: times a worker stuck in one poll
+    /// handed its queues to a replacement thread
+    /// ([`Builder::worker_handoff`](crate::Builder::worker_handoff)). 0
+    /// on the current-thread flavor, and with the hand-off off.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// rt.block_on(rt.spawn(async {})).unwrap();
+    /// // No poll was stuck.
+    /// assert_eq!(rt.metrics().handoff_count(), 0);
+    /// ```
+    pub fn handoff_count(&self) -> u64 {
+        self.inner.handoffs
+    }
+
+    /// Number of replacement threads of the worker hand-off alive now:
+    /// those replacing a stuck worker, and those retiring (the worker
+    /// rejoined) until they exit. At most
+    /// [`Builder::max_handoff_threads`](crate::Builder::max_handoff_threads).
+    /// Their polls, steals and parks are not in the per-worker counts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.metrics().num_replacement_threads(), 0);
+    /// ```
+    pub fn num_replacement_threads(&self) -> usize {
+        self.inner.replacement_threads
+    }
 }
 
 /// A worker's poll-time histogram: counts of task polls by duration, in

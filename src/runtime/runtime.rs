@@ -220,6 +220,8 @@ impl Runtime {
                         let _ = w.join();
                     }
                 }
+                // The worker hand-off's threads (same rule).
+                h.join_replacements();
                 h.finalize();
             }
             scheduler::Handle::CurrentThread(h) => current_thread::Handle::shutdown(h),

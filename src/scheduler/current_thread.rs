@@ -509,6 +509,8 @@ impl Handle {
             spawned_tasks: self.shared.owned.inserted_count(),
             remote_schedules: self.shared.inject.remote_count(),
             io_ready: self.common.driver.io.ready_count(),
+            handoffs: 0,
+            replacement_threads: 0,
         }
     }
 }

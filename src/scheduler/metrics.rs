@@ -402,6 +402,10 @@ pub(crate) struct Snapshot {
     pub(crate) spawned_tasks: u64,
     pub(crate) remote_schedules: u64,
     pub(crate) io_ready: u64,
+    /// Worker hand-offs so far (multi-thread flavor).
+    pub(crate) handoffs: u64,
+    /// Replacement threads alive (multi-thread flavor).
+    pub(crate) replacement_threads: usize,
 }
 
 #[cfg(all(test, not(fiber_runtime_loom)))]

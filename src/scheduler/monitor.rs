@@ -387,19 +387,16 @@ fn check(handle: &super::Handle, watches: &mut Vec<Option<Watch>>, now: Instant)
         };
         hb.count_long_poll();
         let still_stuck = hb.read().0 == seq;
-        if still_stuck {
-            if let super::Handle::MultiThread(h) = handle {
-                h.on_worker_stuck(i);
-            }
-        }
+        let handed_off = match handle {
+            super::Handle::MultiThread(h) if still_stuck => h.on_worker_stuck(i),
+            _ => false,
+        };
         let report = Report {
             worker: i,
             polled,
             elapsed,
             threshold,
-            // TODO(merge): whether `on_worker_stuck` handed the worker's
-            // queues off (the hand-off branch sets it).
-            handed_off: false,
+            handed_off,
         };
         // No lock is held here. The panic hook has printed a panic; the
         // monitor goes on.

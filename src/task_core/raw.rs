@@ -173,6 +173,15 @@ impl Notified {
         unsafe { (raw.header().vtable.poll)(raw.ptr) }
     }
 
+    /// Gives the entry up as its raw task, keeping the reference (for a
+    /// slot that holds entries in an atomic word: the worker hand-off's
+    /// LIFO slot). [`Notified::from_raw`] makes the entry again.
+    pub(crate) fn into_raw(self) -> RawTask {
+        let raw = self.0;
+        std::mem::forget(self);
+        raw
+    }
+
     /// Cancels the task if it has not started (used when a queue is
     /// drained for good, e.g. the blocking pool at shutdown).
     pub(crate) fn shutdown(self) {

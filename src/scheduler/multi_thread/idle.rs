@@ -1,21 +1,38 @@
-//! Counts of searching and unparked workers, and the list of parked ones.
+//! Counts of searching and parked workers, and the list of parked ones.
 //!
 //! At most half the workers search for work at once (more only burn CPU on
 //! contended steals). A task pushed where others can take it wakes a parked
 //! worker only if nobody is searching: a searching worker will find it, and
 //! the last searcher to find work wakes the next one (`worker.rs`).
+//!
+//! # Who looks before parking
+//!
+//! A worker about to park after which nobody searches any more (the last
+//! searcher, or a worker refused the search whose searchers have all
+//! stopped meanwhile) looks at every queue once more
+//! (`transition_worker_to_parking` says so). The second case matters once
+//! a searcher may leave for good: a replacement thread that retires
+//! (`stuck.rs`) stops searching without parking, and a worker refused the
+//! search because of it must not park on a task nobody else will see.
+//!
+//! The counts are of parked workers, not of unparked ones, so that the
+//! replacement threads of the worker hand-off (`stuck.rs`), which come
+//! and go, need no bookkeeping here while they run: a thread counts only
+//! while it is on the sleepers list.
 
 use crate::loom::{AtomicUsize, Mutex, Ordering::*, fence};
 
-/// `num_searching` in the low 16 bits, `num_unparked` above.
-const UNPARK_SHIFT: usize = 16;
-const SEARCH_MASK: usize = (1 << UNPARK_SHIFT) - 1;
-const UNPARK_ONE: usize = 1 << UNPARK_SHIFT;
+/// `num_searching` in the low 16 bits, `num_parked` above.
+const PARKED_SHIFT: usize = 16;
+const SEARCH_MASK: usize = (1 << PARKED_SHIFT) - 1;
+const PARKED_ONE: usize = 1 << PARKED_SHIFT;
 
 pub(crate) struct Idle {
     state: AtomicUsize,
-    /// Indices of parked workers.
+    /// Indices of parked workers (`num_parked` of them).
     sleepers: Mutex<Vec<usize>>,
+    /// The runtime's workers (not counting replacement threads): the
+    /// search cap is half of them.
     num_workers: usize,
 }
 
@@ -23,15 +40,18 @@ fn num_searching(s: usize) -> usize {
     s & SEARCH_MASK
 }
 
-fn num_unparked(s: usize) -> usize {
-    s >> UNPARK_SHIFT
+fn num_parked(s: usize) -> usize {
+    s >> PARKED_SHIFT
 }
 
 impl Idle {
-    pub(crate) fn new(num_workers: usize) -> Idle {
+    /// `slots`: every index that may park (workers and the spare slots of
+    /// replacement threads), fewer than 2^16.
+    pub(crate) fn new(num_workers: usize, slots: usize) -> Idle {
+        debug_assert!(slots < SEARCH_MASK);
         Idle {
-            state: AtomicUsize::new(num_workers << UNPARK_SHIFT),
-            sleepers: Mutex::new(Vec::with_capacity(num_workers)),
+            state: AtomicUsize::new(0),
+            sleepers: Mutex::new(Vec::with_capacity(slots)),
             num_workers,
         }
     }
@@ -47,19 +67,25 @@ impl Idle {
         if !self.notify_should_wakeup() {
             return None;
         }
-        self.state.fetch_add(UNPARK_ONE | 1, SeqCst);
+        // One parked fewer, one searcher more.
+        self.state.fetch_sub(PARKED_ONE - 1, SeqCst);
         sleepers.pop()
     }
 
-    /// The worker is about to park. Returns `true` if it was the last
-    /// searcher, in which case it must check for pending work once more.
+    /// The worker is about to park. Returns `true` if nobody searches
+    /// after it (it was the last searcher, or was not searching and all
+    /// searchers stopped), in which case it must check for pending work
+    /// once more (module doc).
     pub(crate) fn transition_worker_to_parking(&self, worker: usize, is_searching: bool) -> bool {
         let mut sleepers = self.sleepers.lock();
-        let dec = UNPARK_ONE | usize::from(is_searching);
-        let prev = self.state.fetch_sub(dec, SeqCst);
+        let prev = if is_searching {
+            self.state.fetch_add(PARKED_ONE - 1, SeqCst)
+        } else {
+            self.state.fetch_add(PARKED_ONE, SeqCst)
+        };
         sleepers.push(worker);
-        let last = is_searching && num_searching(prev) == 1;
-        if last {
+        let nobody_searches = num_searching(prev) == usize::from(is_searching);
+        if nobody_searches {
             // The caller looks at the queues next (`notify_if_work_pending`):
             // this fence pairs with the one in `notify_should_wakeup`, after
             // a push. Either that notifier sees this worker parked (and wakes
@@ -68,7 +94,7 @@ impl Idle {
             // whose notifier saw this worker still searching.
             fence(SeqCst);
         }
-        last
+        nobody_searches
     }
 
     /// The worker wants to search; refused if half the workers already do.
@@ -81,8 +107,9 @@ impl Idle {
         true
     }
 
-    /// The worker found work. Returns `true` if it was the last searcher
-    /// (and so must wake another worker to take over the search).
+    /// The worker found work (or, a replacement thread, retires). Returns
+    /// `true` if it was the last searcher (and so must wake another
+    /// worker to take over the search).
     pub(crate) fn transition_worker_from_searching(&self) -> bool {
         let prev = self.state.fetch_sub(1, SeqCst);
         num_searching(prev) == 1
@@ -95,11 +122,24 @@ impl Idle {
         match sleepers.iter().position(|&w| w == worker) {
             Some(i) => {
                 sleepers.swap_remove(i);
-                self.state.fetch_add(UNPARK_ONE, SeqCst);
+                self.state.fetch_sub(PARKED_ONE, SeqCst);
                 true
             }
             None => false,
         }
+    }
+
+    /// Whether `worker` is on the sleepers list (the worker hand-off
+    /// leaves a parked worker alone).
+    pub(crate) fn is_parked(&self, worker: usize) -> bool {
+        self.sleepers.lock().contains(&worker)
+    }
+
+    /// The most recently parked worker, left parked (a retiring
+    /// replacement thread wakes it so that it parks again, this time in
+    /// the driver, which the replacement may have been the one to turn).
+    pub(crate) fn last_parked(&self) -> Option<usize> {
+        self.sleepers.lock().last().copied()
     }
 
     fn notify_should_wakeup(&self) -> bool {
@@ -107,7 +147,7 @@ impl Idle {
         // parker sees the pushed task, or we see it parked.
         fence(SeqCst);
         let s = self.state.load(SeqCst);
-        num_searching(s) == 0 && num_unparked(s) < self.num_workers
+        num_searching(s) == 0 && num_parked(s) > 0
     }
 }
 
@@ -134,7 +174,7 @@ mod tests {
     fn loom_an_injector_batch_is_not_stranded_behind_a_busy_worker() {
         model(|| {
             let sched = std::sync::Arc::new(TestSched::default());
-            let idle = Arc::new(Idle::new(2));
+            let idle = Arc::new(Idle::new(2, 2));
             let inject = Arc::new(Inject::new());
             for _ in 0..2 {
                 let (t, join) = sched.spawn(async {});

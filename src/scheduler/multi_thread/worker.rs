@@ -32,9 +32,17 @@
 //!    `Handle::finalize` closes the owned-task list and cancels every task
 //!    in it (dropping each future once, never polling it again), and drops
 //!    the queue entries left in cores and injector.
+//!
+//! # Worker hand-off
+//!
+//! A worker stuck in one poll can be replaced by a thread of its own
+//! (`stuck.rs`, which documents the protocol): the slots after the
+//! workers' in `Shared::remotes` are for those threads, which run this
+//! same loop. Fibers already started on the stuck worker stay with it.
 
 use super::idle::Idle;
 use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
+use super::stuck::{Handoff, HandoffConfig, LifoSlot, Push, Take};
 use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
 use crate::scheduler::context;
@@ -65,14 +73,20 @@ pub(crate) struct Handle {
 }
 
 pub(crate) struct Shared {
-    remotes: Box<[Remote]>,
+    /// One slot per worker, then one per replacement thread the worker
+    /// hand-off may start (`stuck.rs`).
+    pub(super) remotes: Box<[Remote]>,
+    /// The workers (the first `num_workers` slots).
+    pub(super) num_workers: usize,
     /// Hot, written by every worker: on cache lines of their own.
-    inject: CachePadded<Inject>,
-    idle: CachePadded<Idle>,
+    pub(super) inject: CachePadded<Inject>,
+    pub(super) idle: CachePadded<Idle>,
     owned: OwnedTasks,
-    is_shutdown: AtomicBool,
+    pub(super) is_shutdown: AtomicBool,
     /// Cores handed back by exited workers, drained by `finalize`.
     shutdown_cores: Mutex<ShutdownCores>,
+    /// Replacement threads for stuck workers (`stuck.rs`).
+    pub(super) handoff: Handoff,
 }
 
 /// The cores of exited workers, and whether `finalize` already ran (a
@@ -86,12 +100,16 @@ struct ShutdownCores {
 }
 
 /// What other threads may touch of a worker.
-struct Remote {
+pub(super) struct Remote {
     steal: Steal,
     /// Pinned tasks (fibers) woken from other threads, for this worker.
     inbox: Mutex<Vec<Notified>>,
     inbox_len: AtomicUsize,
-    unpark: Unparker,
+    pub(super) unpark: Unparker,
+    /// The LIFO slot, which the worker hand-off may take over.
+    pub(super) lifo: Arc<CachePadded<LifoSlot>>,
+    /// A replacement thread in this slot is to retire (`stuck.rs`).
+    pub(super) retire: AtomicBool,
     /// Shared with the worker's `LocalMetrics` (its heartbeat too).
     metrics: Arc<WorkerMetrics>,
     /// Dumps waiting for this worker to walk its fibers.
@@ -100,75 +118,99 @@ struct Remote {
 
 /// What only the worker itself touches.
 pub(crate) struct Core {
-    index: usize,
+    pub(super) index: usize,
     tick: u32,
-    lifo_slot: Option<Notified>,
+    /// The task most recently woken or spawned here (shared with
+    /// `Remote::lifo` for the worker hand-off; only this worker uses it
+    /// otherwise).
+    pub(super) lifo: Arc<CachePadded<LifoSlot>>,
     /// Tasks pinned to this worker (fibers): never stolen.
-    pinned: std::collections::VecDeque<Runnable>,
-    run_queue: Local,
-    is_searching: bool,
-    is_shutdown: bool,
-    park: Parker,
+    pub(super) pinned: std::collections::VecDeque<Runnable>,
+    pub(super) run_queue: Local,
+    pub(super) is_searching: bool,
+    /// Leave the run loop: the runtime shuts down, or (with `retiring`)
+    /// this replacement thread retires.
+    pub(super) is_shutdown: bool,
+    /// The core of a replacement thread (a spare slot, `stuck.rs`).
+    is_replacement: bool,
+    /// This replacement thread was told to retire.
+    pub(super) retiring: bool,
+    pub(super) park: Parker,
     rand: FastRand,
-    metrics: LocalMetrics,
+    pub(super) metrics: LocalMetrics,
     busy_since: Instant,
 }
 
 /// A worker's scheduler context, installed in the thread-local while it
 /// runs; `schedule` uses it to push locally.
 pub(crate) struct Context {
-    handle: Arc<Handle>,
+    pub(super) handle: Arc<Handle>,
     /// This worker's index (also its owned-list shard).
-    index: usize,
-    core: RefCell<Option<Box<Core>>>,
+    pub(super) index: usize,
+    pub(super) core: RefCell<Option<Box<Core>>>,
     /// Wakers the driver collected, woken with the core installed so the
     /// tasks land in this worker's queue (spare capacity kept between
     /// uses).
     deferred: RefCell<Vec<std::task::Waker>>,
 }
 
-/// Builds the shared state and one core per worker.
+/// Builds the shared state and one core per worker; the cores of the
+/// spare slots (one per replacement thread `handoff` allows) stay in the
+/// shared state until a replacement thread runs in one.
 #[allow(clippy::vec_box)] // see `ShutdownCores::cores`
-pub(crate) fn create(num_workers: usize, common: Common) -> (Arc<Handle>, Vec<Box<Core>>) {
-    let mut cores = Vec::with_capacity(num_workers);
-    let mut remotes = Vec::with_capacity(num_workers);
-    for index in 0..num_workers {
+pub(crate) fn create(
+    num_workers: usize,
+    handoff: HandoffConfig,
+    common: Common,
+) -> (Arc<Handle>, Vec<Box<Core>>) {
+    let slots = num_workers + handoff.max_threads;
+    let mut cores = Vec::with_capacity(slots);
+    let mut remotes = Vec::with_capacity(slots);
+    for index in 0..slots {
         let (steal, run_queue) = queue::local();
         let park = Parker::with_driver(common.driver_slot.clone());
         let metrics = Arc::new(WorkerMetrics::new(common.config.histogram));
+        let lifo = Arc::new(CachePadded::new(LifoSlot::new()));
         remotes.push(Remote {
             steal,
             inbox: Mutex::new(Vec::new()),
             inbox_len: AtomicUsize::new(0),
             unpark: park.unparker(),
+            lifo: lifo.clone(),
+            retire: AtomicBool::new(false),
             metrics: metrics.clone(),
             dump: WorkerSlot::new(),
         });
         cores.push(Box::new(Core {
             index,
             tick: 0,
-            lifo_slot: None,
+            lifo,
             pinned: std::collections::VecDeque::new(),
             run_queue,
             is_searching: false,
             is_shutdown: false,
+            is_replacement: index >= num_workers,
+            retiring: false,
             park,
             rand: FastRand::new(index as u64 + 1),
             metrics: LocalMetrics::new(metrics),
             busy_since: Instant::now(),
         }));
     }
+    let spare = cores.split_off(num_workers);
     let handle = Arc::new(Handle {
         shared: Shared {
             remotes: remotes.into_boxed_slice(),
+            num_workers,
             inject: CachePadded::new(Inject::new()),
-            idle: CachePadded::new(Idle::new(num_workers)),
+            idle: CachePadded::new(Idle::new(num_workers, slots)),
             owned: OwnedTasks::new(num_workers),
             is_shutdown: AtomicBool::new(false),
             shutdown_cores: Mutex::new(ShutdownCores {
                 cores: Vec::new(),
                 finalized: false,
             }),
+            handoff: Handoff::new(handoff, num_workers, spare),
         },
         common,
     });
@@ -216,6 +258,14 @@ impl Context {
                 core = self.wake_deferred(core);
             }
         }
+        if core.retiring {
+            // A replacement thread leaves (`stuck.rs`), unless the runtime
+            // shuts down first.
+            match self.retire(core) {
+                Some(c) => core = c,
+                None => return,
+            }
+        }
         core.flush_metrics(&self.handle);
         core.metrics.set_idle();
         // A last answer to dumps, with the fibers still there; later ones
@@ -241,6 +291,10 @@ impl Context {
             core.drain();
         } else {
             cores.cores.push(core);
+            drop(cores);
+        }
+        if self.index >= self.handle.shared.num_workers {
+            self.handle.replacement_exited(self.index, None);
         }
     }
 
@@ -252,6 +306,7 @@ impl Context {
             core.is_shutdown = true;
         }
         self.serve_dump();
+        self.check_retire(core);
     }
 
     /// Answers the dumps waiting for this worker, if any (a safe point:
@@ -263,10 +318,18 @@ impl Context {
             .serve(self.handle.common.id, self.index);
     }
 
+    /// A replacement thread told to retire leaves the run loop.
+    fn check_retire(&self, core: &mut Core) {
+        if core.is_replacement && self.handle.shared.remotes[core.index].retire.load(Acquire) {
+            core.retiring = true;
+            core.is_shutdown = true;
+        }
+    }
+
     /// Wakes the tasks the driver found ready while this worker turned it,
     /// with the core installed: they go to this worker's LIFO slot and
     /// queue instead of the injector.
-    fn wake_deferred(&self, mut core: Box<Core>) -> Box<Core> {
+    pub(super) fn wake_deferred(&self, mut core: Box<Core>) -> Box<Core> {
         let mut wakers = std::mem::take(&mut *self.deferred.borrow_mut());
         core.park.take_deferred(&mut wakers);
         if wakers.is_empty() {
@@ -289,8 +352,14 @@ impl Context {
         let mut core = self.poll(core, task.addr(), || task.run());
         let mut lifo_polls = 0;
         loop {
-            let Some(task) = core.lifo_slot.take() else {
-                return core;
+            let task = match core.lifo.take() {
+                Take::Empty => return core,
+                Take::Task(task) => task,
+                // Handed off during this poll (`stuck.rs`): rejoin.
+                Take::Claimed => {
+                    self.handle.rejoin(&core);
+                    return core;
+                }
             };
             if lifo_polls >= MAX_LIFO_POLLS_PER_TICK {
                 // Let the rest of the queue run first.
@@ -307,7 +376,7 @@ impl Context {
     /// queued here), counted and published in the heartbeat
     /// (`scheduler/metrics.rs`).
     #[inline(always)]
-    fn poll(&self, mut core: Box<Core>, addr: usize, run: impl FnOnce()) -> Box<Core> {
+    pub(super) fn poll(&self, mut core: Box<Core>, addr: usize, run: impl FnOnce()) -> Box<Core> {
         core.metrics.polls += 1;
         core.metrics.begin_poll(addr);
         *self.core.borrow_mut() = Some(core);
@@ -322,7 +391,16 @@ impl Context {
     }
 
     fn park(&self, mut core: Box<Core>) -> Box<Core> {
-        if !core.transition_to_parked(&self.handle) {
+        self.check_retire(&mut core);
+        if core.retiring || !core.transition_to_parked(&self.handle) {
+            return core;
+        }
+        if core.lifo.is_claimed() {
+            // Handed off while it was about to park, not stuck at all
+            // (`stuck.rs`: the hand-off looks at the sleepers list after
+            // claiming, so one of the two sees the other): rejoin instead.
+            core.transition_from_parked(&self.handle);
+            self.handle.rejoin(&core);
             return core;
         }
         // Idle from here: give back surplus fiber stack pages.
@@ -342,6 +420,7 @@ impl Context {
             core.is_shutdown = true;
         } else {
             core.transition_from_parked(&self.handle);
+            self.check_retire(&mut core);
         }
         core
     }
@@ -349,19 +428,14 @@ impl Context {
 
 impl Core {
     /// Drops every queued entry (shutdown; the tasks were cancelled).
-    fn drain(&mut self) {
-        drop(self.lifo_slot.take());
+    pub(super) fn drain(&mut self) {
+        drop(self.lifo.take_for_shutdown());
         self.pinned.clear();
         while self.run_queue.pop().is_some() {}
     }
 
     fn next_task(&mut self, handle: &Handle) -> Option<Runnable> {
-        let remote = &handle.shared.remotes[self.index];
-        if remote.inbox_len.load(Acquire) != 0 {
-            let mut inbox = remote.inbox.lock();
-            self.pinned.extend(inbox.drain(..).map(Runnable::from));
-            remote.inbox_len.store(0, Release);
-        }
+        self.take_inbox(handle);
         // Pinned tasks and the rest take turns, so neither starves.
         if self.tick % 2 == 0 {
             if let Some(task) = self.pinned.pop_front() {
@@ -374,6 +448,16 @@ impl Core {
         self.pinned.pop_front()
     }
 
+    /// Moves the pinned tasks woken from other threads into `pinned`.
+    pub(super) fn take_inbox(&mut self, handle: &Handle) {
+        let remote = &handle.shared.remotes[self.index];
+        if remote.inbox_len.load(Acquire) != 0 {
+            let mut inbox = remote.inbox.lock();
+            self.pinned.extend(inbox.drain(..).map(Runnable::from));
+            remote.inbox_len.store(0, Release);
+        }
+    }
+
     fn next_unpinned_task(&mut self, handle: &Handle) -> Option<Notified> {
         let inject = &handle.shared.inject;
         if self.tick % GLOBAL_POLL_INTERVAL == 0 {
@@ -381,8 +465,16 @@ impl Core {
                 return Some(task);
             }
         }
-        if let Some(task) = self.lifo_slot.take() {
-            return Some(task);
+        match self.lifo.take() {
+            Take::Task(task) => return Some(task),
+            Take::Empty => {}
+            // Handed off between two polls, so not stuck: rejoin.
+            Take::Claimed => {
+                handle.rejoin(self);
+                if let Take::Task(task) = self.lifo.take() {
+                    return Some(task);
+                }
+            }
         }
         if let Some(task) = self.run_queue.pop() {
             return Some(task);
@@ -392,7 +484,7 @@ impl Core {
         }
         // Take a fair share of the injector into the local queue.
         let cap = self.run_queue.remaining().min(LOCAL_QUEUE_CAPACITY / 2);
-        let n = (inject.len() / handle.shared.remotes.len() + 1).clamp(1, cap.max(1));
+        let n = (inject.len() / handle.shared.num_workers + 1).clamp(1, cap.max(1));
         let mut first = None;
         let mut queued = false;
         let run_queue = &mut self.run_queue;
@@ -420,7 +512,8 @@ impl Core {
             return None;
         }
         let remotes = &handle.shared.remotes;
-        let n = remotes.len();
+        // The spare slots only while a replacement thread runs in one.
+        let n = handle.shared.handoff.steal_range();
         let start = self.rand.below(n);
         for i in 0..n {
             let victim = (start + i) % n;
@@ -450,7 +543,7 @@ impl Core {
         self.is_searching
     }
 
-    fn transition_from_searching(&mut self, handle: &Handle) {
+    pub(super) fn transition_from_searching(&mut self, handle: &Handle) {
         if !self.is_searching {
             return;
         }
@@ -464,19 +557,19 @@ impl Core {
 
     /// Returns `false` if the worker should not park after all.
     fn transition_to_parked(&mut self, handle: &Handle) -> bool {
-        if self.lifo_slot.is_some()
+        if !self.lifo.is_empty()
             || !self.run_queue.is_empty()
             || !self.pinned.is_empty()
             || handle.shared.remotes[self.index].inbox_len.load(Acquire) != 0
         {
             return false;
         }
-        let was_last_searcher = handle
+        let nobody_searches = handle
             .shared
             .idle
             .transition_worker_to_parking(self.index, self.is_searching);
         self.is_searching = false;
-        if was_last_searcher {
+        if nobody_searches {
             handle.notify_if_work_pending();
         }
         true
@@ -491,7 +584,7 @@ impl Core {
         self.is_searching = !handle.shared.idle.unpark_worker_by_id(self.index);
     }
 
-    fn flush_metrics(&mut self, handle: &Handle) {
+    pub(super) fn flush_metrics(&mut self, handle: &Handle) {
         let now = Instant::now();
         crate::util::clock::advance(now);
         self.metrics.busy_ns += now.duration_since(self.busy_since).as_nanos() as u64;
@@ -647,15 +740,22 @@ impl Handle {
             core.run_queue.push_back_or_overflow(task, inject);
             true
         } else {
-            match core.lifo_slot.replace(task) {
-                Some(prev) => {
+            match core.lifo.push(task) {
+                Push::Done(Some(prev)) => {
                     core.run_queue
                         .push_back_or_overflow(prev, &self.shared.inject);
                     true
                 }
                 // Only the LIFO slot, which peers cannot steal: no one to
                 // wake for it.
-                None => false,
+                Push::Done(None) => false,
+                // This worker was handed off (`stuck.rs`): the task goes
+                // where its replacement can steal it.
+                Push::Claimed(task) => {
+                    core.run_queue
+                        .push_back_or_overflow(task, &self.shared.inject);
+                    true
+                }
             }
         };
         if should_notify {
@@ -663,7 +763,7 @@ impl Handle {
         }
     }
 
-    fn notify_parked(&self) {
+    pub(super) fn notify_parked(&self) {
         if let Some(index) = self.shared.idle.worker_to_notify() {
             self.shared.remotes[index].unpark.unpark();
         }
@@ -703,6 +803,7 @@ impl Handle {
         for mut core in cores {
             core.drain();
         }
+        self.drain_spare_cores();
         for remote in self.shared.remotes.iter() {
             drop(std::mem::take(&mut *remote.inbox.lock()));
         }
@@ -730,6 +831,7 @@ impl Handle {
                 .shared
                 .remotes
                 .iter()
+                .take(self.shared.num_workers)
                 .map(|r| WorkerSnapshot {
                     local_queue_depth: r.steal.len(),
                     ..r.metrics.snapshot()
@@ -742,6 +844,8 @@ impl Handle {
             spawned_tasks: self.shared.owned.inserted_count(),
             remote_schedules: self.shared.inject.remote_count(),
             io_ready: self.common.driver.io.ready_count(),
+            handoffs: self.shared.handoff.count(),
+            replacement_threads: self.shared.handoff.live(),
         }
     }
 }
@@ -865,7 +969,7 @@ impl dump::Target for Handle {
 impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MultiThread")
-            .field("workers", &self.shared.remotes.len())
+            .field("workers", &self.shared.num_workers)
             .finish()
     }
 }
