@@ -936,7 +936,9 @@ impl dump::Target for Handle {
     }
 
     fn num_workers(&self) -> usize {
-        self.shared.remotes.len()
+        // The workers, not the spare slots of the hand-off (`stuck.rs`):
+        // fibers a replacement thread started are listed, not walked.
+        self.shared.num_workers
     }
 
     fn slot(&self, worker: usize) -> &WorkerSlot {
