@@ -625,3 +625,37 @@ fn handoffs_racing_the_runtimes_drop() {
         drop(stuck.handle);
     }
 }
+
+/// The whole path, with no hook: the long-poll detector sees the only
+/// worker stuck, hands it off, says so in its report, and a 20 ms timer
+/// fires while the worker is still blocked (the test releases it only
+/// after the timer task has finished).
+#[test]
+fn the_detector_hands_a_stuck_worker_off_and_reports_it() {
+    let (tx, reports) = mpsc::channel();
+    let rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .long_poll_threshold(ms(20))
+        .on_long_poll(move |p| {
+            let _ = tx.send(p);
+        })
+        .build()
+        .unwrap();
+    let stuck = block_a_worker(&rt, || {});
+    let on = run_task(&rt, "a 20 ms sleep while the only worker is stuck", async {
+        time::sleep(ms(20)).await;
+        thread::current().id()
+    });
+    assert_ne!(on, stuck.thread);
+    let report = reports.recv_timeout(TIMEOUT).expect("a long-poll report");
+    assert!(report.handed_off(), "{report:?}");
+    assert_eq!(report.worker(), 0);
+    assert!(report.to_string().contains("handed"), "{report}");
+    assert_eq!(rt.metrics().handoff_count(), 1);
+    assert_eq!(rt.metrics().long_poll_count(), 1);
+    stuck.release();
+    wait_for_no_replacement(&rt);
+    drop(rt);
+    // Exactly one report for the one long poll.
+    assert!(reports.try_recv().is_err());
+}

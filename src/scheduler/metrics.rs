@@ -225,6 +225,11 @@ struct LocalHistogram {
     dirty: u64,
 }
 
+/// Polls this long or longer count once each in the poll-time histogram
+/// (never as the sample for others): 1 ms, the monitor's shortest check
+/// interval.
+const LONG_POLL_NS: u64 = 1_000_000;
+
 /// What a worker accumulates locally between flushes, and its side of
 /// the heartbeat.
 pub(crate) struct LocalMetrics {
@@ -304,6 +309,9 @@ impl LocalMetrics {
     /// Called right after a task poll.
     #[inline(always)]
     pub(crate) fn end_poll(&mut self) {
+        // No poll runs now: a worker stalled between polls (a dump walk, a
+        // driver turn) is not mistaken for a long poll of the last task.
+        self.shared.heartbeat.set_idle();
         if self.shared.heartbeat.is_marked() {
             self.end_poll_slow();
         }
@@ -319,21 +327,27 @@ impl LocalMetrics {
             return;
         };
         let hist = &mut self.hist;
-        let (ns, weight) = match (timed, mark) {
-            // Timed from its start: exact. It counts for the polls since
-            // the previous timed one.
-            (Some(start), _) => (
-                now.duration_since(start).as_nanos() as u64,
-                self.polls - hist.attributed,
-            ),
+        let (ns, sampled) = match (timed, mark) {
+            // Timed from its start: exact.
+            (Some(start), _) => (now.duration_since(start).as_nanos() as u64, true),
             // Marked by the monitor: from its first sighting.
-            (None, Some(since)) => (super::monitor::nanos_since(since, now), 1),
+            (None, Some(since)) => (super::monitor::nanos_since(since, now), false),
             (None, None) => return,
         };
         let b = config.bucket(ns);
+        // A short sampled poll stands for the polls since the previous one
+        // (and, until the next, for those after it: `flush`). A long one
+        // (the monitor marks those it sees, every one of them from its
+        // check interval up) counts for itself only: an outlier must not
+        // stand for the short polls around it.
+        let weight = if sampled && ns < LONG_POLL_NS {
+            hist.last_bucket = b;
+            self.polls - hist.attributed
+        } else {
+            1
+        };
         hist.counts[b] += weight;
         hist.attributed += weight;
-        hist.last_bucket = b;
         hist.timed_ns = hist.timed_ns.saturating_add(ns.saturating_mul(weight));
         hist.timed_weight += weight;
         hist.timed_dirty = true;
@@ -354,6 +368,7 @@ impl LocalMetrics {
     /// Called right after a `block_on` future poll.
     #[inline]
     pub(crate) fn end_block_on_poll(&mut self) {
+        self.shared.heartbeat.set_idle();
         if self.shared.heartbeat.is_marked() {
             let _ = self.shared.heartbeat.take_mark(self.block_on_seq());
         }

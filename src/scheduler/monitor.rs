@@ -34,10 +34,13 @@
 //! scheduled), and the report comes at most about two intervals after the
 //! poll crossed the threshold. A poll whose task is no longer in the list
 //! or no longer running when looked up had ended: it is not reported.
-//! Between two polls a worker's heartbeat still names the last task, so a
-//! worker stalled outside any poll (in a waker, say) is not reported; in a
-//! rare race on a weakly ordered CPU (the two stores seen out of order), a
-//! report may name the task polled right after the long poll.
+//! A poll that ends while the monitor looks it up is not reported (its
+//! task may be gone, its address another's). Between two polls a worker's
+//! heartbeat says `IDLE` (the end of every poll stores it), so a worker
+//! stalled outside any poll (a dump walking its fibers, a driver turn) is
+//! not reported, nor handed off. In a rare race on a weakly ordered CPU
+//! (the two stores seen out of order), a report may name the task polled
+//! right after the long poll.
 //!
 //! # Lifetime
 //!
@@ -385,10 +388,15 @@ fn check(handle: &super::Handle, watches: &mut Vec<Option<Watch>>, now: Instant)
                 _ => continue,
             }
         };
+        // Still that poll, after the lookup? If it ended meanwhile, its
+        // task may be gone and the address another's: report nothing (it
+        // ran past the threshold, but only just).
+        if hb.read() != (seq, task) {
+            continue;
+        }
         hb.count_long_poll();
-        let still_stuck = hb.read().0 == seq;
         let handed_off = match handle {
-            super::Handle::MultiThread(h) if still_stuck => h.on_worker_stuck(i),
+            super::Handle::MultiThread(h) => h.on_worker_stuck(i),
             _ => false,
         };
         let report = Report {

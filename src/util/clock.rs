@@ -14,8 +14,9 @@
 //! real clock once and stores it, clearing the mark: at most one clock
 //! read per park, a cost the park (a system call) dwarfs.
 //!
-//! Stores are `fetch_max`es (at maintenance and park frequency, not per
-//! poll), so the clock never goes back: a worker publishing a time it read
+//! Stores are `fetch_max`es, made only when they raise the value (at most
+//! about once a millisecond, however many workers advance it), so the
+//! clock never goes back: a worker publishing a time it read
 //! a moment before another's does not undo the other's.
 
 use std::sync::OnceLock;
@@ -41,14 +42,24 @@ pub(crate) fn ms_since_epoch(t: Instant) -> u64 {
 /// Records that the real time is `now` (read by the caller anyway).
 #[inline]
 pub(crate) fn advance(now: Instant) {
-    NOW.fetch_max(ms_since_epoch(now) << 1, Relaxed);
+    store_max(ms_since_epoch(now) << 1);
+}
+
+/// Raises `NOW` to `v`, writing only when that changes it: every spawn
+/// reads the line, so the workers (each advancing at every maintenance
+/// tick) must not take it exclusive more than about once a millisecond.
+#[inline]
+fn store_max(v: u64) {
+    if NOW.load(Relaxed) < v {
+        NOW.fetch_max(v, Relaxed);
+    }
 }
 
 /// As [`advance`], by a worker about to park: the next reader reads the
 /// real clock rather than trust this value (module doc).
 #[inline]
 pub(crate) fn advance_idle(now: Instant) {
-    NOW.fetch_max((ms_since_epoch(now) << 1) | IDLE, Relaxed);
+    store_max((ms_since_epoch(now) << 1) | IDLE);
 }
 
 /// The coarse time: milliseconds since the epoch, as of the last
