@@ -7,9 +7,14 @@
 //! that crunches numbers in long polls, and one that now and then blocks
 //! its worker in `std::thread::sleep`) and attaches a viewer thread to the
 //! runtime's `Handle`. Every second the viewer reads `RuntimeMetrics` and
-//! prints, per worker: busy %, polls per second, local queue depth, steals
-//! and parks per second; then the runtime totals (tasks, fibers, I/O
-//! events, remote schedules, forced yields).
+//! prints, per worker: busy %, polls per second, mean poll time (from the
+//! sampled poll-time histogram), the slowest histogram bucket reached,
+//! local queue depth, steals and parks per second; the runtime totals
+//! (tasks, fibers, I/O events, remote schedules, forced yields, long polls,
+//! hand-offs); then, from a `Handle::dump()`, the tasks and fibers that
+//! were polled most in the last second and the deepest fiber stacks. The
+//! `blocks-its-worker` task shows what the long-poll detector reports (on
+//! stderr) and the hand-off of its worker to a replacement thread.
 //!
 //! On a terminal the screen is redrawn in place; when the output is not a
 //! terminal (a pipe, a file) each frame is printed after the previous one.
@@ -17,8 +22,10 @@
 
 use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
 use fiber_runtime::net::{TcpListener, TcpStream};
+use fiber_runtime::runtime::{Dump, TaskKind};
 use fiber_runtime::sync::Mutex;
 use fiber_runtime::{Builder, Handle, RuntimeMetrics, fiber, task, time};
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::Arc;
@@ -203,6 +210,9 @@ async fn workload(stop: Arc<AtomicBool>, viewer: std::thread::JoinHandle<()>) {
 /// What one worker did over the last second.
 struct WorkerRow {
     busy: f64,
+    mean: Option<Duration>,
+    /// The upper end of the slowest non-empty histogram bucket.
+    slowest: Option<Duration>,
     polls: u64,
     steals: u64,
     parks: u64,
@@ -214,12 +224,16 @@ fn view(handle: &Handle, frames: u64, once: bool) {
     use std::io::Write;
     let tty = std::io::stdout().is_terminal() && !once;
     let mut before = handle.metrics();
+    let mut polls_before = task_polls(&handle.dump());
     let mut at = Instant::now();
     for frame in 1..=frames {
         std::thread::sleep(Duration::from_secs(1));
         let now = handle.metrics();
+        let dump = handle.dump();
         let elapsed = at.elapsed();
-        let text = draw(&before, &now, elapsed, frame);
+        let mut text = draw(&before, &now, elapsed, frame);
+        draw_tasks(&mut text, &dump, &polls_before);
+        polls_before = task_polls(&dump);
         let mut out = std::io::stdout().lock();
         if tty {
             // Home the cursor and clear the screen, then draw.
@@ -239,6 +253,13 @@ fn draw(before: &RuntimeMetrics, now: &RuntimeMetrics, elapsed: Duration, frame:
         .map(|i| WorkerRow {
             busy: (now.worker_busy_duration(i) - before.worker_busy_duration(i)).as_secs_f64()
                 / secs,
+            mean: now.mean_poll_time(i),
+            slowest: now.poll_time_histogram(i).and_then(|h| {
+                h.buckets()
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(range, _)| range.end)
+                    .last()
+            }),
             polls: now.worker_poll_count(i) - before.worker_poll_count(i),
             steals: now.worker_steal_count(i) - before.worker_steal_count(i),
             parks: now.worker_park_count(i) - before.worker_park_count(i),
@@ -263,23 +284,86 @@ fn draw(before: &RuntimeMetrics, now: &RuntimeMetrics, elapsed: Duration, frame:
         per_sec(now.budget_forced_yield_count() - before.budget_forced_yield_count()),
         now.global_queue_depth(),
     );
+    let _ = writeln!(
+        s,
+        "so far: {} long polls, {} hand-offs, {} replacement threads now; recommended fiber_stack_size {}",
+        now.long_poll_count(),
+        now.handoff_count(),
+        now.num_replacement_threads(),
+        now.recommended_fiber_stack_size().map_or(
+            "(nothing measured yet)".to_string(),
+            |b| format!("{} KiB", b / 1024)
+        ),
+    );
     let _ = writeln!(s);
     let _ = writeln!(
         s,
-        "{:>6} {:>6} {:>10} {:>6} {:>8} {:>8}",
-        "worker", "busy", "polls/s", "queue", "steals/s", "parks/s"
+        "{:>6} {:>6} {:>10} {:>10} {:>10} {:>6} {:>8} {:>8}",
+        "worker", "busy", "polls/s", "mean poll", "slowest<=", "queue", "steals/s", "parks/s"
     );
     for (i, r) in rows.iter().enumerate() {
         let _ = writeln!(
             s,
-            "{:>6} {:>5.1}% {:>10.0} {:>6} {:>8.0} {:>8.0}",
+            "{:>6} {:>5.1}% {:>10.0} {:>10} {:>10} {:>6} {:>8.0} {:>8.0}",
             i,
             (r.busy * 100.0).min(100.0),
             per_sec(r.polls),
+            r.mean.map_or("-".to_string(), |d| format!("{d:.1?}")),
+            r.slowest.map_or("-".to_string(), |d| format!("{d:.0?}")),
             r.queue,
             per_sec(r.steals),
             per_sec(r.parks),
         );
     }
     s
+}
+
+/// Poll counts by task id, from a dump.
+fn task_polls(dump: &Dump) -> HashMap<fiber_runtime::task::Id, u64> {
+    dump.tasks().map(|t| (t.id(), t.poll_count())).collect()
+}
+
+/// The tasks and fibers polled most since the previous dump, and the
+/// deepest fiber stacks.
+fn draw_tasks(s: &mut String, dump: &Dump, before: &HashMap<fiber_runtime::task::Id, u64>) {
+    let mut busiest: Vec<_> = dump
+        .tasks()
+        .map(|t| {
+            let was = before.get(&t.id()).copied().unwrap_or(0);
+            (t.poll_count().saturating_sub(was), t)
+        })
+        .filter(|(n, _)| *n > 0)
+        .collect();
+    busiest.sort_by_key(|b| std::cmp::Reverse(b.0));
+    let _ = writeln!(s);
+    let _ = writeln!(s, "polled most in the last second:");
+    for (n, t) in busiest.iter().take(5) {
+        let kind = match t.kind() {
+            TaskKind::Fiber => "fiber",
+            _ => "task",
+        };
+        let _ = writeln!(
+            s,
+            "  {n:>8} polls  {kind} {} {:?}, {:?}, spawned at {}",
+            t.id(),
+            t.name().unwrap_or("-"),
+            t.state(),
+            t.spawn_location(),
+        );
+    }
+    let mut deepest: Vec<_> = dump
+        .fibers()
+        .filter_map(|t| t.stack_usage().map(|u| (u, t)))
+        .collect();
+    deepest.sort_by_key(|d| std::cmp::Reverse(d.0.high_water()));
+    if let Some((u, t)) = deepest.first() {
+        let _ = writeln!(
+            s,
+            "deepest fiber stack: {} KiB of {} KiB (fiber {} {:?})",
+            u.high_water() / 1024,
+            u.size() / 1024,
+            t.id(),
+            t.name().unwrap_or("-"),
+        );
+    }
 }

@@ -588,18 +588,21 @@ impl Builder {
             .on_long_poll
             .clone()
             .unwrap_or_else(|| Arc::new(|poll: LongPoll| eprintln!("{poll}")));
+        let monitor = MonitorConfig {
+            threshold: self.long_poll_threshold,
+            on_long_poll: Arc::new(move |report| on_long_poll(LongPoll::new(report))),
+        };
+        let individual_ns = (2 * monitor.interval()).as_nanos() as u64;
         let config = Config {
             fiber_stack_size: self.fiber_stack_size,
-            monitor: MonitorConfig {
-                threshold: self.long_poll_threshold,
-                on_long_poll: Arc::new(move |report| on_long_poll(LongPoll::new(report))),
-            },
+            monitor,
             histogram: self
                 .poll_time_histogram
                 .map(|(buckets, first)| HistogramConfig {
                     buckets,
                     first_end_ns: first.as_nanos() as u64,
                     sample_every: self.poll_time_sample_interval,
+                    individual_ns,
                 }),
         };
         let common = Common::new(config, blocking.clone(), driver);

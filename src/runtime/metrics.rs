@@ -363,10 +363,12 @@ impl RuntimeMetrics {
     /// poll): one in [`poll_time_sample_interval`] is, and counts for the
     /// polls since the previous timed one, so that the counts sum to the
     /// worker's poll count; and every poll long enough for the long-poll
-    /// monitor to see it running across two of its checks (polls of about
-    /// a quarter of the long-poll threshold or more) is timed by itself,
-    /// from the monitor's first sighting: a lower bound, short by less
-    /// than a check interval. Published with the other per-worker counters
+    /// monitor to see it running across two of its checks (from about a
+    /// quarter of the long-poll threshold) is timed by itself, from the
+    /// monitor's first sighting: a lower bound, short by less than a check
+    /// interval. From half the threshold up (where the monitor sees every
+    /// poll), a poll counts once, for itself, even when it is the sampled
+    /// one: an outlier does not stand for the short polls around it. Published with the other per-worker counters
     /// (about every 61 polls and whenever the worker parks): for a parked
     /// worker the counts sum exactly to
     /// [`worker_poll_count`](Self::worker_poll_count).

@@ -56,6 +56,10 @@ pub(crate) struct HistogramConfig {
     pub(crate) first_end_ns: u64,
     /// Time one poll in this many (at least 1).
     pub(crate) sample_every: u64,
+    /// Polls at least this long count once each, never as the sample
+    /// for others: twice the monitor's check interval, from which every
+    /// poll is seen across two checks, so marked and timed by itself.
+    pub(crate) individual_ns: u64,
 }
 
 impl HistogramConfig {
@@ -65,6 +69,8 @@ impl HistogramConfig {
         buckets: 24,
         first_end_ns: 100,
         sample_every: 256,
+        // Twice the check interval at the default threshold (100 ms / 4).
+        individual_ns: 50_000_000,
     };
 
     /// The bucket of a poll that took `ns` nanoseconds.
@@ -225,11 +231,6 @@ struct LocalHistogram {
     dirty: u64,
 }
 
-/// Polls this long or longer count once each in the poll-time histogram
-/// (never as the sample for others): 1 ms, the monitor's shortest check
-/// interval.
-const LONG_POLL_NS: u64 = 1_000_000;
-
 /// What a worker accumulates locally between flushes, and its side of
 /// the heartbeat.
 pub(crate) struct LocalMetrics {
@@ -335,12 +336,13 @@ impl LocalMetrics {
             (None, None) => return,
         };
         let b = config.bucket(ns);
-        // A short sampled poll stands for the polls since the previous one
-        // (and, until the next, for those after it: `flush`). A long one
-        // (the monitor marks those it sees, every one of them from its
-        // check interval up) counts for itself only: an outlier must not
-        // stand for the short polls around it.
-        let weight = if sampled && ns < LONG_POLL_NS {
+        // A sampled poll stands for the polls since the previous one (and,
+        // until the next, for those after it: `flush`), unless it is long
+        // enough for the monitor to mark every poll that long
+        // (`individual_ns`): those count for themselves only, so an outlier
+        // does not stand for the short polls around it, nor is counted
+        // twice.
+        let weight = if sampled && ns < config.individual_ns {
             hist.last_bucket = b;
             self.polls - hist.attributed
         } else {
@@ -432,6 +434,7 @@ mod tests {
             buckets,
             first_end_ns,
             sample_every: 1,
+            individual_ns: u64::MAX,
         }
     }
 
@@ -515,6 +518,7 @@ mod tests {
             buckets: 8,
             first_end_ns: 1,
             sample_every: 4,
+            individual_ns: u64::MAX,
         })));
         // (The test's heartbeat sees no monitor: only samples.)
         let mut local = LocalMetrics::new(shared.clone());
