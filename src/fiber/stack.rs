@@ -375,11 +375,7 @@ impl StackPool {
         // usable range, which nobody uses; DONTNEED only drops its pages
         // (they read back as zeros).
         unsafe {
-            libc::madvise(
-                stack.bottom.cast(),
-                self.size - keep,
-                libc::MADV_DONTNEED,
-            );
+            libc::madvise(stack.bottom.cast(), self.size - keep, libc::MADV_DONTNEED);
         }
         keep
     }

@@ -369,9 +369,7 @@ pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
             };
             let id = task.raw().id().as_u64();
             let report = worker.and_then(|w| match workers.get(w) {
-                Some(WorkerState::Walked(a)) => {
-                    by_id[w].get(&id).map(|&i| (a.clone(), i))
-                }
+                Some(WorkerState::Walked(a)) => by_id[w].get(&id).map(|&i| (a.clone(), i)),
                 _ => None,
             });
             RawEntry {
