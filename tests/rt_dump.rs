@@ -631,6 +631,58 @@ fn the_stack_histogram_counts_finished_fibers_and_recommends_a_size() {
     }
 }
 
+/// Recurses through frames of 1 KiB or more until they reach below
+/// `limit` (an address on this stack); returns the depth it reached.
+#[inline(never)]
+fn deep_to(limit: usize) -> usize {
+    let buf = std::hint::black_box([1u8; 1024]);
+    if (buf.as_ptr() as usize) < limit {
+        return buf[0] as usize;
+    }
+    deep_to(limit) + buf[1023] as usize
+}
+
+/// Runs `f` as a fiber, then drives the runtime until its stack was
+/// measured (the histogram has one more sample).
+fn run_measured(rt: &Runtime, f: impl FnOnce() -> usize + Send + 'static) {
+    let before = rt.metrics().fiber_stack_high_water_histogram().samples();
+    rt.block_on(async { fiber::spawn(f).await }).unwrap();
+    let deadline = Instant::now() + TIMEOUT;
+    while rt.metrics().fiber_stack_high_water_histogram().samples() == before {
+        assert!(Instant::now() < deadline, "the stack was not measured");
+        // Lets the worker (or the `block_on` thread) idle, and so measure.
+        rt.block_on(async { fiber_runtime::time::sleep(Duration::from_millis(1)).await });
+    }
+}
+
+/// One deep fiber, then many shallow ones on the same pooled stack: the
+/// deep mark is counted once, not again for every later user.
+#[test]
+#[cfg_attr(
+    fiber_runtime_asan,
+    ignore = "AddressSanitizer moves stack frames to its fake stack"
+)]
+fn a_deep_fibers_mark_is_not_counted_again_for_later_fibers_on_its_stack() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        run_measured(&rt, || {
+            let here = std::hint::black_box(0u8);
+            deep_to(std::ptr::addr_of!(here) as usize - 208 * 1024)
+        });
+        for _ in 0..50 {
+            run_measured(&rt, || std::hint::black_box(1u8) as usize);
+        }
+        let h = rt.metrics().fiber_stack_high_water_histogram();
+        assert_eq!(h.samples(), 51, "{flavor:?}: {h:?}");
+        assert!(h.max() >= 208 * 1024, "{flavor:?}: {h:?}");
+        let deep: u64 = (0..h.num_buckets())
+            .filter(|&i| h.bucket_upper_bound(i) > 64 * 1024)
+            .map(|i| h.bucket_count(i))
+            .sum();
+        assert_eq!(deep, 1, "{flavor:?}: the deep mark repeats: {h:?}");
+    }
+}
+
 fiber_runtime::task_local! {
     static SCOPED: u32;
 }

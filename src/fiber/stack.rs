@@ -30,8 +30,9 @@
 //! touched). That counts the pages of every fiber that used the stack
 //! since its pages were last given back, so each stack carries a
 //! *baseline* ([`Stack::baseline`]): how far it was known to be resident
-//! when handed out — 0 for a new or trimmed one, the measured extent for a
-//! warm one measured since its last use, unknown otherwise. A fiber whose
+//! when handed out — 0 for a new or trimmed one, what `trim` left resident
+//! of a warm one measured since its last use (at most `KEEP_WARM`),
+//! unknown otherwise. A fiber whose
 //! stack reaches below its baseline went exactly that deep; one that does
 //! not went at most that deep (a dump says which).
 //!
@@ -39,9 +40,26 @@
 //! exit path: a stack given back is marked unmeasured, and `trim` (when
 //! the thread is about to idle) measures up to `MEASURE_PER_TRIM` of the
 //! unmeasured ones, recording each extent in the runtime's
-//! [`StackHistogram`]. One sample is thus the deepest of the fibers that
-//! used that stack since it was last measured: an upper bound for each,
-//! the right side to err on when sizing stacks.
+//! [`StackHistogram`]. A warm stack it measured then gives back its pages
+//! below the top `KEEP_WARM` bytes (which stay, so the next small fiber
+//! faults nothing in), and its baseline becomes what is left. One sample
+//! is thus the deepest of the fibers that used that stack since it was
+//! last measured, or `KEEP_WARM` if that is more and an earlier user went
+//! that deep: an upper bound for each, the right side to err on when
+//! sizing stacks, and never a repeat of a deeper, earlier mark.
+//!
+//! Pools are per thread: a stack is measured by the thread it went back
+//! to (a fiber's owner), when that thread idles, into the histogram of
+//! the runtime whose worker (or `block_on`) idles there.
+//!
+//! # Transparent huge pages
+//!
+//! Each chunk is marked `MADV_NOHUGEPAGE` when it is mapped (once per
+//! `CHUNK` stacks): with THP on "always", the first touch of a stack
+//! could otherwise fault in a 2 MiB page spanning several stacks, which
+//! costs memory, and makes `mincore` report all of it resident, so every
+//! high-water mark in it would read as the whole stack. (Linux 6.7+
+//! already maps `MAP_STACK` mappings so; older kernels do not.)
 
 use std::io;
 use std::sync::Arc;
@@ -165,6 +183,11 @@ pub(crate) const UNMEASURED: usize = usize::MAX;
 /// Unmeasured stacks a pool measures per `trim` at most (one `mincore`
 /// each, while the thread is about to idle).
 const MEASURE_PER_TRIM: usize = 32;
+
+/// Bytes at the top of a warm stack `trim` keeps resident after
+/// measuring it (rounded up to whole pages); the pages below are given
+/// back, so the next measurement is of later users (module doc).
+pub(crate) const KEEP_WARM: usize = 8 * 1024;
 
 /// A pool of same-sized stacks, used by one thread.
 #[derive(Debug)]
@@ -335,9 +358,26 @@ impl StackPool {
                 budget -= 1;
                 self.unmeasured -= 1;
                 let extent = self.measure(&self.free[i], hist);
-                self.free[i].baseline = extent;
+                self.free[i].baseline = self.release_below_keep(&self.free[i], extent);
             }
         }
+    }
+
+    /// Gives back the pages of free `stack` below its top `KEEP_WARM`
+    /// bytes, if its resident `extent` reaches below them; returns how far
+    /// it may still be resident (its new baseline).
+    fn release_below_keep(&self, stack: &Stack, extent: usize) -> usize {
+        let keep = (KEEP_WARM.div_ceil(self.page) * self.page).min(self.size);
+        if extent <= keep {
+            return extent;
+        }
+        // SAFETY: `[bottom, top - keep)` is part of this free stack's
+        // usable range, which nobody uses; DONTNEED only drops its pages
+        // (they read back as zeros).
+        unsafe {
+            libc::madvise(stack.bottom.cast(), self.size - keep, libc::MADV_DONTNEED);
+        }
+        keep
     }
 
     /// Records `stack`'s resident extent in `hist` and returns it (the
@@ -378,6 +418,14 @@ impl StackPool {
             ptr: ptr.cast(),
             len,
         });
+        // No transparent huge pages (module doc): a hint, so an error (a
+        // kernel without THP) changes nothing.
+        #[cfg(target_os = "linux")]
+        // SAFETY: the mapping just made, which nothing uses yet; the advice
+        // only changes how its pages will be backed.
+        unsafe {
+            libc::madvise(ptr, len, libc::MADV_NOHUGEPAGE);
+        }
         for i in 0..CHUNK {
             // SAFETY: within the mapping just made.
             let guard = unsafe { mapping.ptr.add(i * stride) };
@@ -541,6 +589,87 @@ mod tests {
         let s = pool.alloc().unwrap();
         assert!(pool.accepts(&s));
         assert!(!other.accepts(&s));
+        pool.free(s);
+    }
+
+    /// Touches `bytes` of `stack` from its top down.
+    fn touch(stack: &Stack, bytes: usize) {
+        // SAFETY: within the stack's usable range, which the test owns.
+        unsafe { std::ptr::write_bytes(stack.top().sub(bytes), 1, bytes) };
+    }
+
+    /// A warm stack's measurement is of the fibers since the last one: a
+    /// deep user early on is not measured again for every later one.
+    #[test]
+    fn a_warm_stack_is_measured_afresh_each_time() {
+        let mut pool = StackPool::new(256 * 1024, 8);
+        let hist = StackHistogram::default();
+        let keep = KEEP_WARM.max(pool.page_size());
+        let s = pool.alloc().unwrap();
+        touch(&s, 200 * 1024);
+        pool.free(s);
+        pool.trim(&hist);
+        let (buckets, max) = hist.snapshot();
+        assert_eq!(buckets.iter().sum::<u64>(), 1);
+        assert!(max >= 200 * 1024, "{max}");
+        for round in 0..3 {
+            let s = pool.alloc().unwrap();
+            assert!(s.baseline() <= keep, "{}", s.baseline());
+            touch(&s, 64);
+            pool.free(s);
+            pool.trim(&hist);
+            let (buckets, _) = hist.snapshot();
+            assert_eq!(buckets.iter().sum::<u64>(), 2 + round);
+            let deep: u64 = (0..STACK_BUCKETS)
+                .filter(|&i| stack_bucket_bound(i) > 64 * 1024)
+                .map(|i| buckets[i])
+                .sum();
+            assert_eq!(deep, 1, "the deep mark repeats: {buckets:?}");
+            let small: u64 = (0..STACK_BUCKETS)
+                .filter(|&i| stack_bucket_bound(i) <= keep)
+                .map(|i| buckets[i])
+                .sum();
+            assert_eq!(small, 1 + round, "{buckets:?}");
+        }
+        // A deeper user again is measured as deep as it went.
+        let s = pool.alloc().unwrap();
+        touch(&s, 100 * 1024);
+        pool.free(s);
+        pool.trim(&hist);
+        let (buckets, _) = hist.snapshot();
+        let i = (0..STACK_BUCKETS)
+            .find(|&i| 100 * 1024 <= stack_bucket_bound(i))
+            .unwrap();
+        assert_eq!(buckets[i], 1, "{buckets:?}");
+    }
+
+    /// Stack chunks are mapped without transparent huge pages (on Linux
+    /// 6.7+ `MAP_STACK` implies it; this checks the `madvise` on older
+    /// kernels).
+    #[test]
+    fn stack_chunks_are_not_backed_by_huge_pages() {
+        let mut pool = StackPool::new(64 * 1024, 4);
+        let s = pool.alloc().unwrap();
+        let at = s.bottom() as usize;
+        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let mut mine = false;
+        let mut flags = None;
+        for line in smaps.lines() {
+            let range = line.split_once(' ').map_or(line, |(r, _)| r);
+            if let Some((lo, hi)) = range.split_once('-') {
+                if let (Ok(lo), Ok(hi)) =
+                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+                {
+                    mine = (lo..hi).contains(&at);
+                    continue;
+                }
+            }
+            if let (true, Some(f)) = (mine, line.strip_prefix("VmFlags:")) {
+                flags = Some(f.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
+            }
+        }
+        let flags = flags.expect("the stack's mapping is in /proc/self/smaps");
+        assert!(flags.iter().any(|f| f == "nh"), "VmFlags: {flags:?}");
         pool.free(s);
     }
 

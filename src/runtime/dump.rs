@@ -33,15 +33,21 @@ use std::time::{Duration, Instant};
 /// and says so ([`WorkerDump::status`]), and that worker's fibers are
 /// listed without backtraces. A worker that took the request up is
 /// walking (no user code runs meanwhile) and is waited for up to 10 s; it
-/// walks at most 10,000 fibers per dump (about 20 µs each, symbols
-/// included), listing the others without backtraces. Taking a dump never
+/// walks at most 10,000 fibers per dump (tens of µs each in release
+/// builds, symbols included, and several times that in debug builds),
+/// listing the others without backtraces. Taking a dump never
 /// deadlocks and costs the runtime nothing while none is taken; while a
 /// worker walks its fibers, it runs no tasks.
 ///
 /// Inside a task or fiber of the runtime, a dump walks the fibers of its
 /// own worker itself (a fiber taking one sees itself running, with the
-/// backtrace of the call), and blocks that worker while it waits for the
-/// others, as any blocking call would. Blocking closures of
+/// backtrace of the call), and blocks that worker's thread while it waits
+/// for the others (see [`Handle::dump`](crate::Handle::dump), "Blocking":
+/// from async code, take it on [`spawn_blocking`](crate::spawn_blocking)).
+/// A fiber taking a dump walks and symbolises its own backtrace on its own
+/// stack: those pages then count in its stack's high-water mark (in later
+/// dumps, and in the histogram's sample when its stack is measured), by
+/// some tens of KiB, more in debug builds. Blocking closures of
 /// [`spawn_blocking`](crate::spawn_blocking) are not listed (the summary
 /// counts their threads).
 ///
@@ -72,12 +78,14 @@ use std::time::{Duration, Instant};
 ///     .name("waiter")
 ///     .spawn(move || wait_for_lock(&l))
 ///     .unwrap();
-/// // Dump until the fiber is blocked on the lock.
+/// // Dump until the fiber is blocked on the lock (for 10 s at most).
+/// let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
 /// let dump = loop {
 ///     let dump = rt.handle().dump();
 ///     if dump.tasks().any(|t| t.name() == Some("waiter") && t.blocked_in().is_some()) {
 ///         break dump;
 ///     }
+///     assert!(std::time::Instant::now() < deadline, "the fiber never blocked:\n{dump}");
 ///     std::thread::yield_now();
 /// };
 /// let t = dump.tasks().find(|t| t.name() == Some("waiter")).unwrap();
@@ -202,7 +210,8 @@ pub struct Frame {
 /// stack. Fiber stacks are pooled and reused warm, so a page may have
 /// been touched by an earlier fiber on the same stack: when the runtime
 /// cannot tell this fiber's own mark apart, [`is_exact`](Self::is_exact)
-/// is `false` and the mark is an upper bound.
+/// is `false` and the mark is an upper bound. A fiber that took a dump
+/// itself also counts the pages of that dump's walk ([`Dump`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StackUsage {
     high_water: usize,

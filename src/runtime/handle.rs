@@ -264,6 +264,18 @@ impl Handle {
     /// stuck in a poll is waited for at most 250 ms (and reported as
     /// such), so the call returns whatever the workers are doing.
     ///
+    /// # Blocking
+    ///
+    /// This call blocks its thread until the workers answered: up to
+    /// 250 ms while a worker is stuck in a poll, and up to 10 s while
+    /// other workers walk many fibers. Called inside an async task **or a
+    /// fiber** of the runtime, it blocks that worker's thread for as long
+    /// (it does not yield or suspend: none of the worker's other tasks and
+    /// fibers run meanwhile). Where that matters, call it from a plain
+    /// thread or from [`spawn_blocking`](crate::spawn_blocking), as in the
+    /// second example; the worker the caller waits on is then free to
+    /// answer.
+    ///
     /// [`Dump`]: super::Dump
     ///
     /// # Examples
@@ -279,6 +291,17 @@ impl Handle {
     /// assert_eq!(dump.tasks().next().unwrap().name(), Some("idler"));
     /// println!("{dump}");
     /// # drop(idler);
+    /// ```
+    ///
+    /// From an async task, off the worker:
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// rt.block_on(async {
+    ///     let h = fiber_runtime::Handle::current();
+    ///     let dump = fiber_runtime::spawn_blocking(move || h.dump()).await.unwrap();
+    ///     println!("{dump}");
+    /// });
     /// ```
     pub fn dump(&self) -> super::Dump {
         super::Dump::take(&self.inner)

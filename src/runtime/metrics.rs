@@ -306,13 +306,26 @@ impl RuntimeMetrics {
     /// page tables: the deepest page touched), in power-of-two buckets
     /// from 4 KiB to 1 GiB.
     ///
-    /// Nothing is measured on the spawn or exit path: a worker about to
-    /// idle measures up to 32 of the stacks that fibers gave back since it
-    /// last did (one `mincore` each). Stacks are pooled, so one
-    /// measurement is the deepest of the fibers that used that stack since
-    /// it was last measured: each sample is an upper bound for the fibers
-    /// it covers, and fibers still running are not counted (see
-    /// [`Handle::dump`](crate::Handle::dump) for those).
+    /// Nothing is measured on the spawn or exit path: a thread about to
+    /// idle measures up to 32 of the stacks that fibers gave back to it
+    /// since it last did (one `mincore` each), then gives back each
+    /// measured stack's pages below its top 8 KiB. Stacks are pooled and
+    /// reused, so one sample is one stack's measurement: how deep the
+    /// deepest of the fibers that used it since its previous measurement
+    /// went (one sample may cover several fibers that ran on it in turn
+    /// before the thread idled), or 8 KiB if that is more and an earlier
+    /// fiber went that deep. It is thus an upper bound for each fiber it
+    /// covers, never a repeat of an earlier, deeper mark. Fibers still
+    /// running are not counted (see [`Handle::dump`](crate::Handle::dump)
+    /// for those), nor are fibers whose stacks are dropped rather than
+    /// pooled, or given back unmeasured (after a burst that leaves more
+    /// free stacks than the 1024 a thread keeps warm, those beyond the 32
+    /// measured).
+    ///
+    /// Stack pools are per thread: a stack is measured by the thread its
+    /// fiber ran on, when that thread idles, into the histogram of the
+    /// runtime it idles for (for a current-thread runtime: the thread
+    /// that drove it, when it parks in `block_on`).
     ///
     /// # Examples
     ///

@@ -34,6 +34,7 @@
 use crate::fiber::pool::{self, FiberReport};
 use crate::loom::{AtomicBool, Condvar, Mutex, Ordering::*};
 use crate::task_core::list::{Kind, OwnedTasks, TaskRef};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -44,8 +45,9 @@ pub(crate) const WAIT: Duration = Duration::from_millis(250);
 /// walks its fibers.
 const WALK_WAIT: Duration = Duration::from_secs(10);
 
-/// The most fibers a worker captures backtraces of for one dump (about
-/// 10 µs each); the others are reported without.
+/// The most fibers a worker captures backtraces of for one dump (tens of
+/// µs each in release builds, more in debug builds); the others are
+/// reported without.
 pub(crate) const MAX_WALKED: usize = 10_000;
 
 /// While the dumping thread is itself a worker: how often it looks at
@@ -344,6 +346,20 @@ pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
             }
         })
         .collect();
+    // Per walked worker: its fibers' reports by task id (one lookup per
+    // fiber task, not a scan of the worker's answer).
+    let by_id: Vec<HashMap<u64, usize>> = workers
+        .iter()
+        .map(|w| match w {
+            WorkerState::Walked(a) => a
+                .fibers
+                .iter()
+                .enumerate()
+                .map(|(i, f)| (f.id, i))
+                .collect(),
+            _ => HashMap::new(),
+        })
+        .collect();
     let tasks = tasks
         .into_iter()
         .map(|(task, kind)| {
@@ -353,11 +369,7 @@ pub(crate) fn collect(target: &dyn Target, wait: Duration) -> Raw {
             };
             let id = task.raw().id().as_u64();
             let report = worker.and_then(|w| match workers.get(w) {
-                Some(WorkerState::Walked(a)) => a
-                    .fibers
-                    .iter()
-                    .position(|f| f.id == id)
-                    .map(|i| (a.clone(), i)),
+                Some(WorkerState::Walked(a)) => by_id[w].get(&id).map(|&i| (a.clone(), i)),
                 _ => None,
             });
             RawEntry {
