@@ -643,36 +643,6 @@ mod tests {
         assert_eq!(buckets[i], 1, "{buckets:?}");
     }
 
-    /// Stack chunks are mapped without transparent huge pages (on Linux
-    /// 6.7+ `MAP_STACK` implies it; this checks the `madvise` on older
-    /// kernels).
-    #[test]
-    fn stack_chunks_are_not_backed_by_huge_pages() {
-        let mut pool = StackPool::new(64 * 1024, 4);
-        let s = pool.alloc().unwrap();
-        let at = s.bottom() as usize;
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
-        let mut mine = false;
-        let mut flags = None;
-        for line in smaps.lines() {
-            let range = line.split_once(' ').map_or(line, |(r, _)| r);
-            if let Some((lo, hi)) = range.split_once('-') {
-                if let (Ok(lo), Ok(hi)) =
-                    (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
-                {
-                    mine = (lo..hi).contains(&at);
-                    continue;
-                }
-            }
-            if let (true, Some(f)) = (mine, line.strip_prefix("VmFlags:")) {
-                flags = Some(f.split_whitespace().map(str::to_owned).collect::<Vec<_>>());
-            }
-        }
-        let flags = flags.expect("the stack's mapping is in /proc/self/smaps");
-        assert!(flags.iter().any(|f| f == "nh"), "VmFlags: {flags:?}");
-        pool.free(s);
-    }
-
     /// On Linux 6.13+ guard pages are installed without extra mappings.
     #[test]
     fn guard_pages_use_madvise_on_new_kernels() {
