@@ -409,11 +409,15 @@ fn dropping_the_runtime_while_a_worker_is_handed_off() {
         unreachable!("polled after shutdown");
     }));
     rx.recv_timeout(TIMEOUT).unwrap();
+    let handle = rt.handle().clone();
     let (done_tx, done_rx) = mpsc::channel();
     let dropper = thread::spawn(move || {
         drop(rt);
         done_tx.send(()).unwrap();
     });
+    // Release the poll only once the shutdown is under way (the hand-off
+    // refuses from then on), so that the drop meets a handed-off worker.
+    wait_until("the runtime's shutdown began", || !handle.__worker_stuck(0));
     // The drop waits for the stuck worker, as it would without the
     // hand-off; it ends once the poll returns.
     stuck.latch.release();
@@ -647,15 +651,23 @@ fn the_detector_hands_a_stuck_worker_off_and_reports_it() {
         thread::current().id()
     });
     assert_ne!(on, stuck.thread);
-    let report = reports.recv_timeout(TIMEOUT).expect("a long-poll report");
+    // (On a loaded machine another poll may be preempted past 20 ms and
+    // be reported too: look for the stuck task's report.)
+    let id = stuck.handle.id();
+    let report = loop {
+        let r = reports.recv_timeout(TIMEOUT).expect("a long-poll report");
+        if r.task_id() == Some(id) {
+            break r;
+        }
+    };
     assert!(report.handed_off(), "{report:?}");
     assert_eq!(report.worker(), 0);
     assert!(report.to_string().contains("handed"), "{report}");
-    assert_eq!(rt.metrics().handoff_count(), 1);
-    assert_eq!(rt.metrics().long_poll_count(), 1);
+    assert!(rt.metrics().handoff_count() >= 1);
+    assert!(rt.metrics().long_poll_count() >= 1);
     stuck.release();
     wait_for_no_replacement(&rt);
     drop(rt);
-    // Exactly one report for the one long poll.
-    assert!(reports.try_recv().is_err());
+    // Exactly one report for the one long poll of the stuck task.
+    assert!(reports.try_iter().all(|r| r.task_id() != Some(id)));
 }

@@ -416,7 +416,11 @@ impl Builder {
     /// `!Send` values stay sound). Those woken meanwhile wait until the
     /// stuck poll returns; fibers not started yet start on any thread,
     /// the replacement's too. A replacement thread that started fibers
-    /// retires only once they have finished. Outside Linux (where the
+    /// retires only once they have finished, and until then still counts
+    /// against [`max_handoff_threads`](Self::max_handoff_threads): a
+    /// long-lived fiber started there keeps that slot from serving another
+    /// hand-off (the report of a stuck worker then says it was not handed
+    /// off). Outside Linux (where the
     /// LIFO slot is taken over with `membarrier(2)`), the one task the
     /// stuck poll woke last also waits for it.
     ///

@@ -85,7 +85,9 @@ impl LongPoll {
 
     /// The index of the worker running the poll (0 on a current-thread
     /// runtime: the thread driving it), as in
-    /// [`RuntimeMetrics`](crate::RuntimeMetrics).
+    /// [`RuntimeMetrics`](crate::RuntimeMetrics). A replacement thread of
+    /// the worker hand-off (itself stuck in a poll) has an index from
+    /// `num_workers()` up, which `RuntimeMetrics` does not list.
     ///
     /// # Examples
     ///

@@ -222,16 +222,21 @@ impl Handoff {
 }
 
 impl Synced {
-    /// Joins the replacement threads that have exited.
-    fn reap(&mut self) {
+    /// Takes out the replacement threads that have exited, for the
+    /// caller to join once it has let go of the lock (a thread is
+    /// "finished" before its thread-local destructors have run: joining
+    /// may wait for them, and they may call into the runtime).
+    fn take_finished(&mut self) -> Vec<std::thread::JoinHandle<()>> {
+        let mut finished = Vec::new();
         let mut i = 0;
         while i < self.threads.len() {
             if self.threads[i].is_finished() {
-                let _ = self.threads.swap_remove(i).join();
+                finished.push(self.threads.swap_remove(i));
             } else {
                 i += 1;
             }
         }
+        finished
     }
 
     /// A spare slot with no thread in it (its index among the spares).
@@ -255,8 +260,11 @@ impl Handle {
         if handoff.config.max_threads == 0 {
             return false;
         }
+        let finished = handoff.synced.lock().take_finished();
+        for t in finished {
+            let _ = t.join();
+        }
         let mut synced = handoff.synced.lock();
-        synced.reap();
         if synced.closed || shared.is_shutdown.load(Acquire) {
             return false;
         }
