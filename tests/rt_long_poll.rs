@@ -137,6 +137,9 @@ fn long_fiber_run_between_suspensions_is_reported(flavor: Flavor) {
                 fiber::yield_now();
             }
             l.wait(); // a std blocking call: one long run
+            // ... which ends by suspending here: the second report's
+            // backtrace shows this function.
+            suspends_after_the_long_run();
             7
         };
         let b = fiber::Builder::new().name("stuck-fiber");
@@ -157,10 +160,34 @@ fn long_fiber_run_between_suspensions_is_reported(flavor: Flavor) {
             .contains(&format!("fiber {id} \"stuck-fiber\"")),
         "{r}"
     );
+    assert!(!r.ended() && r.backtrace().is_none(), "{r:?}");
     latch.release();
+    // The second report: the run ended, walked where it suspended.
+    let end = next_report(&reports);
+    assert!(end.ended(), "{end:?}");
+    assert_eq!(end.task_id(), Some(id));
+    assert!(end.elapsed() >= r.elapsed(), "{end:?} after {r:?}");
+    let frames = end.backtrace().expect("a backtrace of where it suspended");
+    assert!(
+        frames
+            .iter()
+            .any(|f| f.function().ends_with("suspends_after_the_long_run")),
+        "{end}"
+    );
+    assert!(
+        end.to_string().contains("suspends_after_the_long_run"),
+        "{end}"
+    );
     assert_eq!(join(driver), 7);
     drop(Arc::into_inner(rt).unwrap());
-    assert_eq!(reports.try_iter().count(), 0, "a second report");
+    assert_eq!(reports.try_iter().count(), 0, "a third report");
+}
+
+/// Where the stuck fiber suspends once its long run is over.
+#[inline(never)]
+fn suspends_after_the_long_run() {
+    fiber::yield_now();
+    std::hint::black_box(());
 }
 
 #[test]
@@ -453,7 +480,10 @@ fn runtime_dropped_while_a_poll_is_blocked() {
                     }
                 };
                 next_report(&reports);
-                assert_eq!(monitor_threads(), 1);
+                // (Waited for, not asserted: a replacement thread the
+                // monitor just started for the hand-off carries the
+                // monitor's name until it has set its own.)
+                wait_until("one monitor thread", || monitor_threads() == 1);
                 let dropper = std::thread::spawn(move || drop(rt));
                 wait_until("the drop joined the monitor", || monitor_threads() == 0);
                 assert!(

@@ -167,6 +167,30 @@ pub(crate) fn report_started(runtime_id: usize, max: usize) -> Vec<FiberReport> 
         .collect()
 }
 
+/// The report of the fiber of task `id`, if this thread started it and it
+/// has not finished: as [`report_started`] for that one fiber (captured on
+/// its own stack if it is suspended). For the long-poll report of a
+/// fiber, taken after its long run (a running stack cannot be walked from
+/// another thread).
+pub(crate) fn report_fiber(id: u64) -> Option<FiberReport> {
+    let fiber = STARTED
+        .try_with(|s| {
+            s.borrow()
+                .list
+                .iter()
+                .copied()
+                // SAFETY: registered fibers are alive (`cancel_all`).
+                .find(|&f| unsafe { (*f).id } == id)
+        })
+        .ok()
+        .flatten()?;
+    let current = context::with_current(|c| c.map_or(std::ptr::null(), |c| c as *const _));
+    // SAFETY: registered, so alive; nothing below runs fiber code (only a
+    // capture), so it stays registered and alive meanwhile.
+    let cb = unsafe { &*fiber };
+    Some(report(cb, std::ptr::eq(fiber, current), true))
+}
+
 /// The report of one registered fiber; `running`: it is the one running
 /// this code; `walk`: capture its backtrace.
 fn report(cb: &ControlBlock, running: bool, walk: bool) -> FiberReport {

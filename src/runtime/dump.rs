@@ -497,6 +497,12 @@ fn fiber_state(r: &FiberReport, notified: bool) -> TaskState {
     }
 }
 
+/// The frames of a fiber's backtrace as dumps show them (trimmed to the
+/// user's code and the runtime call it made).
+pub(crate) fn frames(bt: &std::backtrace::Backtrace) -> Vec<Frame> {
+    trim(parse(bt))
+}
+
 /// The frames of a std backtrace, from its `Display` (std gives no
 /// stable access to them): `N: function` lines, each followed by
 /// `at file:line:col` lines when debug info says.

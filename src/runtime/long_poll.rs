@@ -76,11 +76,14 @@ pub enum LongPollKind {
 #[derive(Clone, Debug)]
 pub struct LongPoll {
     inner: Report,
+    /// The frames of `inner.backtrace`, trimmed as in dumps.
+    frames: Option<Vec<super::dump::Frame>>,
 }
 
 impl LongPoll {
     pub(crate) fn new(inner: Report) -> LongPoll {
-        LongPoll { inner }
+        let frames = inner.backtrace.as_deref().map(super::dump::frames);
+        LongPoll { inner, frames }
     }
 
     /// The index of the worker running the poll (0 on a current-thread
@@ -194,6 +197,48 @@ impl LongPoll {
     pub fn handed_off(&self) -> bool {
         self.inner.handed_off
     }
+
+    /// Whether this is the second report of a fiber's long run: the run
+    /// has ended (the fiber suspended or finished), [`elapsed`] is the
+    /// whole run, and [`backtrace`] says where it suspended.
+    ///
+    /// A running stack cannot be walked from another thread, so a
+    /// fiber's backtrace is taken after the fact: the callback is called
+    /// once when the run passes the threshold (as for a task), and once
+    /// more when it ends, if it does. (If the run ends at the very moment
+    /// it is reported, the second report may be missed.)
+    ///
+    /// [`elapsed`]: Self::elapsed
+    /// [`backtrace`]: Self::backtrace
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # fn f(poll: fiber_runtime::LongPoll) {
+    /// if let Some(frames) = poll.backtrace() {
+    ///     eprintln!("fiber {:?} ran {:?}, then suspended in:", poll.task_id(), poll.elapsed());
+    ///     for frame in frames {
+    ///         eprintln!("    {}", frame.function());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn ended(&self) -> bool {
+        self.inner.ended
+    }
+
+    /// For the [second report](Self::ended) of a fiber's long run, the
+    /// backtrace of where it suspended, walked on its own stack and
+    /// trimmed as in a [`Dump`](crate::runtime::Dump) (`None` for the
+    /// first report, for tasks, and for a fiber that finished instead of
+    /// suspending).
+    ///
+    /// # Examples
+    ///
+    /// See [`ended`](Self::ended).
+    pub fn backtrace(&self) -> Option<&[super::dump::Frame]> {
+        self.frames.as_deref()
+    }
 }
 
 /// A duration as people read it: `104.2 ms`, `4.01 s`.
@@ -214,10 +259,39 @@ impl fmt::Display for Human {
 
 /// One line: what ran, where it was spawned, for how long, on which
 /// worker, and what to do about it.
+///
+/// The second report of a fiber's long run ([`LongPoll::ended`]) names
+/// the fiber and the whole run, then lists where it suspended, one
+/// frame per line.
 impl fmt::Display for LongPoll {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let r = &self.inner;
         let (elapsed, threshold) = (Human(r.elapsed), Human(r.threshold));
+        if let (true, Polled::Task(t)) = (r.ended, &r.polled) {
+            write!(f, "fiber-runtime: long poll ended: fiber {}", t.id)?;
+            if let Some(name) = &t.name {
+                write!(f, " {name:?}")?;
+            }
+            write!(
+                f,
+                " (spawned at {}) ran for {elapsed} without suspending on worker {} (threshold \
+                 {threshold})",
+                t.location, r.worker
+            )?;
+            match &self.frames {
+                Some(frames) => {
+                    f.write_str("; then it suspended in:")?;
+                    for fr in frames {
+                        write!(f, "\n    {}", fr.function())?;
+                        if let (Some(file), Some(line)) = (fr.file(), fr.line()) {
+                            write!(f, "\n        at {file}:{line}")?;
+                        }
+                    }
+                }
+                None => f.write_str("; no backtrace (it finished, or could not be walked)")?,
+            }
+            return Ok(());
+        }
         f.write_str("fiber-runtime: long poll: ")?;
         match &r.polled {
             Polled::Task(t) => {
@@ -272,6 +346,8 @@ mod tests {
             elapsed: Duration::from_micros(104_250),
             threshold: Duration::from_millis(100),
             handed_off: false,
+            ended: false,
+            backtrace: None,
         })
     }
 

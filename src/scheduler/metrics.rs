@@ -324,6 +324,13 @@ impl LocalMetrics {
         let now = Instant::now();
         let timed = self.sample_start.take();
         let mark = self.shared.heartbeat.take_mark(self.polls);
+        if let Some(since) = mark {
+            // A fiber's run the monitor reported: walk it where it
+            // suspended, for the report's second half.
+            self.shared
+                .heartbeat
+                .end_of_marked_poll(self.polls, since, now);
+        }
         let Some(config) = self.shared.histogram else {
             return;
         };

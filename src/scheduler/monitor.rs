@@ -97,6 +97,24 @@ pub(crate) struct Heartbeat {
     mark_since: AtomicU64,
     /// Long polls reported on this worker.
     long_polls: AtomicU64,
+    /// A reported fiber's run whose end the worker is to capture: the
+    /// poll's `seq` (0: none) and the fiber's task id (monitor writes;
+    /// the worker reads when the marked poll ends).
+    capture_seq: AtomicU64,
+    capture_id: AtomicU64,
+    /// The ends of reported fibers' runs, for the monitor to report
+    /// (worker pushes, monitor drains; rare).
+    ended: std::sync::Mutex<Vec<Ended>>,
+}
+
+/// The end of a reported fiber's long run, as its worker saw it.
+pub(crate) struct Ended {
+    id: u64,
+    /// From the monitor's first sighting to the end of the poll.
+    elapsed: Duration,
+    /// Where it suspended, walked on its own stack (`None`: it finished,
+    /// or could not be walked).
+    backtrace: Option<std::backtrace::Backtrace>,
 }
 
 impl Heartbeat {
@@ -107,6 +125,9 @@ impl Heartbeat {
             mark: AtomicU64::new(0),
             mark_since: AtomicU64::new(0),
             long_polls: AtomicU64::new(0),
+            capture_seq: AtomicU64::new(0),
+            capture_id: AtomicU64::new(0),
+            ended: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -146,6 +167,29 @@ impl Heartbeat {
         (mark == seq).then(|| self.mark_since.load(Relaxed))
     }
 
+    /// A marked poll `seq`, first seen at `since` (`nanos`), ended at
+    /// `now` (worker, on the cold path): if the monitor reported it as a
+    /// fiber's long run, walks that fiber where it suspended (on this, its
+    /// thread) for the monitor's second report.
+    #[cold]
+    pub(crate) fn end_of_marked_poll(&self, seq: u64, since: u64, now: Instant) {
+        if self.capture_seq.load(Acquire) != seq {
+            return;
+        }
+        self.capture_seq.store(0, Relaxed);
+        let id = self.capture_id.load(Relaxed);
+        let backtrace = crate::fiber::pool::report_fiber(id).and_then(|r| r.backtrace.ok());
+        let ended = Ended {
+            id,
+            elapsed: Duration::from_nanos(nanos_since(since, now)),
+            backtrace,
+        };
+        self.ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(ended);
+    }
+
     /// Long polls reported on this worker.
     pub(crate) fn long_polls(&self) -> u64 {
         self.long_polls.load(Relaxed)
@@ -153,6 +197,17 @@ impl Heartbeat {
 
     fn read(&self) -> (u64, usize) {
         (self.seq.load(Acquire), self.task.load(Acquire))
+    }
+
+    /// Asks the worker to walk fiber `id` when its poll `seq` (reported
+    /// long) ends (monitor). Marks the poll if it is not yet, so that its
+    /// end takes the cold path.
+    fn capture_at_end(&self, seq: u64, id: u64, since: Instant, marked: bool) {
+        self.capture_id.store(id, Relaxed);
+        self.capture_seq.store(seq, Release);
+        if !marked {
+            self.mark(seq, since);
+        }
     }
 
     /// Marks poll `seq`, first seen at `since` (monitor).
@@ -218,6 +273,10 @@ pub(crate) struct Report {
     pub(crate) threshold: Duration,
     /// The worker's queues were handed to a replacement thread.
     pub(crate) handed_off: bool,
+    /// The second report of a fiber's long run: it has ended (`elapsed`
+    /// is the whole run, from the first sighting), and where it suspended.
+    pub(crate) ended: bool,
+    pub(crate) backtrace: Option<Arc<std::backtrace::Backtrace>>,
 }
 
 /// The monitor thread's handle, kept in the scheduler's `Common`.
@@ -308,6 +367,7 @@ fn run(handle: super::Handle) {
     let interval = config.interval();
     let signal = common.monitor.signal.clone();
     let mut watches: Vec<Option<Watch>> = Vec::new();
+    let mut pending: Vec<Option<Report>> = Vec::new();
     let mut stopped = signal.stopped.lock().unwrap_or_else(|e| e.into_inner());
     loop {
         if *stopped {
@@ -326,7 +386,7 @@ fn run(handle: super::Handle) {
         let now = Instant::now();
         // Keeps the coarse clock (spawn stamps, dump ages) current.
         crate::util::clock::advance(now);
-        check(&handle, &mut watches, now);
+        check(&handle, &mut watches, &mut pending, now);
         stopped = signal.stopped.lock().unwrap_or_else(|e| e.into_inner());
     }
 }
@@ -340,14 +400,41 @@ fn parts(handle: &super::Handle) -> (Vec<&WorkerMetrics>, &OwnedTasks) {
 }
 
 /// One check of every worker (module doc).
-fn check(handle: &super::Handle, watches: &mut Vec<Option<Watch>>, now: Instant) {
+///
+/// `pending`: per worker, the report of the fiber whose long run's end
+/// that worker is to capture (at most one: a new one replaces it).
+fn check(
+    handle: &super::Handle,
+    watches: &mut Vec<Option<Watch>>,
+    pending: &mut Vec<Option<Report>>,
+    now: Instant,
+) {
     let common = handle.common();
     let config = &common.config.monitor;
     let histogram = common.config.histogram.is_some();
     let (workers, owned) = parts(handle);
     watches.resize(workers.len(), None);
+    pending.resize(workers.len(), None);
     for (i, (worker, watch)) in workers.iter().zip(watches.iter_mut()).enumerate() {
         let hb = &worker.heartbeat;
+        // The ends of fibers' long runs reported earlier: the second
+        // report, with where each suspended.
+        let ended = std::mem::take(&mut *hb.ended.lock().unwrap_or_else(|e| e.into_inner()));
+        for e in ended {
+            let Some(first) = pending[i].take_if(|r| match &r.polled {
+                Polled::Task(t) => t.id.as_u64() == e.id,
+                Polled::BlockOn => false,
+            }) else {
+                continue;
+            };
+            let report = Report {
+                elapsed: e.elapsed.max(first.elapsed),
+                ended: true,
+                backtrace: e.backtrace.map(Arc::new),
+                ..first
+            };
+            let _ = catch_unwind(AssertUnwindSafe(|| (config.on_long_poll)(report)));
+        }
         let (seq, task) = hb.read();
         if task == IDLE {
             *watch = None;
@@ -399,13 +486,27 @@ fn check(handle: &super::Handle, watches: &mut Vec<Option<Watch>>, now: Instant)
             super::Handle::MultiThread(h) => h.on_worker_stuck(i),
             _ => false,
         };
+        if let Polled::Task(t) = &polled {
+            if t.kind == crate::task_core::list::Kind::Fiber {
+                // Its backtrace can only be taken after the fact, on its
+                // own thread: ask the worker for it when the run ends.
+                hb.capture_at_end(seq, t.id.as_u64(), w.first_seen, w.marked);
+                w.marked = true;
+            }
+        }
         let report = Report {
             worker: i,
             polled,
             elapsed,
             threshold,
             handed_off,
+            ended: false,
+            backtrace: None,
         };
+        if matches!(&report.polled, Polled::Task(t) if t.kind == crate::task_core::list::Kind::Fiber)
+        {
+            pending[i] = Some(report.clone());
+        }
         // No lock is held here. The panic hook has printed a panic; the
         // monitor goes on.
         let _ = catch_unwind(AssertUnwindSafe(|| (config.on_long_poll)(report)));
