@@ -318,6 +318,14 @@ impl Handle {
             scheduler::Handle::CurrentThread(_) => false,
         }
     }
+
+    /// Not public API: for the worker hand-off's tests, whether a hand-off
+    /// takes the stuck worker's LIFO-slot task over on this machine (the
+    /// kernel's `membarrier(2)` works here).
+    #[doc(hidden)]
+    pub fn __handoff_moves_lifo() -> bool {
+        scheduler::multi_thread::moves_lifo_slots()
+    }
 }
 
 impl fmt::Debug for Handle {

@@ -8,5 +8,5 @@ pub(crate) mod queue;
 mod stuck;
 mod worker;
 
-pub(crate) use stuck::HandoffConfig;
+pub(crate) use stuck::{HandoffConfig, moves_lifo_slots};
 pub(crate) use worker::{Context, Handle, create, run};

@@ -665,6 +665,13 @@ fn light_barrier() {
     crate::loom::fence(SeqCst);
 }
 
+/// Whether a hand-off can take the LIFO slot's task over here (the
+/// heavy barrier works: not refused by the kernel or a seccomp filter).
+/// Issues one barrier. For the tests.
+pub(crate) fn moves_lifo_slots() -> bool {
+    heavy_barrier()
+}
+
 /// The thief's side: every thread of the process runs a full fence before
 /// this returns `true`; `false` if the platform offers no such barrier.
 fn heavy_barrier() -> bool {
