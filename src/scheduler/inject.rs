@@ -10,7 +10,7 @@ pub(crate) struct Inject {
     /// Mirror of `synced.queue.len()` so that workers can skip the lock
     /// when the queue is empty.
     len: AtomicUsize,
-    /// Tasks pushed by `push_remote` (metrics), written under the lock.
+    /// Tasks pushed by `push_remote` (metrics).
     remote_pushes: AtomicU64,
 }
 
@@ -58,16 +58,11 @@ impl Inject {
     /// counts it (`RuntimeMetrics::remote_schedule_count`); returns
     /// `false` (dropping the entry) once closed.
     pub(crate) fn push_remote(&self, task: Notified) -> bool {
-        let mut synced = self.synced.lock();
-        if synced.closed {
-            drop(synced);
-            drop(task);
-            return false;
+        let pushed = self.push(task);
+        if pushed {
+            self.remote_pushes.fetch_add(1, Relaxed);
         }
-        synced.queue.push_back(task);
-        self.len.store(synced.queue.len(), Release);
-        self.remote_pushes.fetch_add(1, Relaxed);
-        true
+        pushed
     }
 
     /// Tasks pushed by `push_remote` so far.
