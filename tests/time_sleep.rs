@@ -42,7 +42,10 @@ where
 
 #[test]
 fn timers_complete_in_deadline_order() {
-    for flavor in Flavor::ALL {
+    // On one worker thread: with two, timers that one late driver turn
+    // fires together (seen under ASan in CI) wake tasks that two workers
+    // then run in either order, which says nothing of the wheel's order.
+    for flavor in [Flavor::CurrentThread, Flavor::MultiThread(1)] {
         let order = run(flavor, "timer ordering", || async {
             let order = Arc::new(Mutex::new(Vec::new()));
             let handles: Vec<_> = [30, 10, 20]
