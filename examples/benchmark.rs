@@ -47,6 +47,8 @@
 //! `yield_many`, `ping_pong` and `skynet`). The memory children always
 //! run with the defaults (the detector adds no per-task memory).
 
+#[path = "shared/fiber_workloads.rs"]
+mod fiber_workloads;
 #[allow(dead_code)] // only bytes_per_task is used here
 #[path = "shared/memory.rs"]
 mod memory;
@@ -190,6 +192,37 @@ const WORKLOADS: &[Workload] = &[
         better: Better::Lower,
         target: 0.25,
         fiber: |rt| timer_overhead(|| rt.block_on(fiber::timers(TIMERS_N))),
+        tokio: |rt| timer_overhead(|| rt.block_on(tokio_rt::timers(TIMERS_N))),
+    },
+    // Fibers (blocking style) against tokio's tasks (tokio has no fibers).
+    Workload {
+        name: "fiber_spawn",
+        size: "100k fibers, from a task",
+        unit: "ms",
+        better: Better::Lower,
+        // Go's goroutines (issue 13's harness: 0.31 x tokio's tasks).
+        target: 0.31,
+        fiber: |rt| ms(|| rt.block_on(fiber_workloads::spawn_many(SPAWN_N))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::spawn_many(SPAWN_N))),
+    },
+    Workload {
+        name: "fiber_yield",
+        size: "200 fibers x 1000 yields",
+        unit: "ms",
+        better: Better::Lower,
+        target: 0.8,
+        fiber: |rt| ms(|| rt.block_on(fiber_workloads::yield_many(YIELD_TASKS, YIELD_N))),
+        tokio: |rt| ms(|| rt.block_on(tokio_rt::yield_many(YIELD_TASKS, YIELD_N))),
+    },
+    Workload {
+        name: "fiber_timers",
+        size: "100k fibers x 1-100 ms, overhead",
+        unit: "ms",
+        better: Better::Lower,
+        target: 0.5,
+        fiber: |rt| {
+            timer_overhead(|| rt.block_on(fiber_workloads::timers(TIMERS_N, TIMERS_MAX_MS)))
+        },
         tokio: |rt| timer_overhead(|| rt.block_on(tokio_rt::timers(TIMERS_N))),
     },
 ];

@@ -14,6 +14,8 @@
 //!   out and one back in: reported per yield). tokio current-thread
 //!   `yield_now().await` in two tasks, and may's `coroutine::yield_now` in
 //!   two coroutines on one may worker, same count, for comparison.
+//!   The same two fibers on a multi-thread runtime with one worker (the
+//!   pinned-queue path fibers take there).
 //! - spawn+join: spawn a fiber on a pooled stack and join it, ns per pair;
 //!   the same with a may coroutine.
 //! - memory: N fibers (default 100k) suspended in `fiber::wait`, RSS growth
@@ -72,6 +74,20 @@ fn fiber_yield_ns(n: u64) -> f64 {
     let rt = fiber_runtime::Builder::new_current_thread()
         .build()
         .unwrap();
+    fiber_yield_on(&rt, n)
+}
+
+/// The same on a multi-thread runtime with one worker: both fibers are
+/// pinned to it, so this times the pinned-queue path.
+fn fiber_yield_mt_ns(n: u64) -> f64 {
+    let rt = fiber_runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    fiber_yield_on(&rt, n)
+}
+
+fn fiber_yield_on(rt: &fiber_runtime::Runtime, n: u64) -> f64 {
     rt.block_on(async {
         let start = Instant::now();
         let a = fiber::spawn(move || (0..n).for_each(|_| fiber::yield_now()));
@@ -171,9 +187,11 @@ fn main() {
     }
     const N: u64 = 200_000;
     let (mut fy, mut ty, mut sj) = (Vec::new(), Vec::new(), Vec::new());
+    let mut fy_mt = Vec::new();
     let (mut my, mut msj) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         fy.push(fiber_yield_ns(N));
+        fy_mt.push(fiber_yield_mt_ns(N));
         ty.push(tokio_yield_ns(N));
         my.push(may_yield_ns(N));
         sj.push(spawn_join_ns(N / 4));
@@ -183,6 +201,10 @@ fn main() {
     println!(
         "fiber yield_now, 2 fibers, current-thread:    {:6.1} ns per yield",
         median(fy.clone())
+    );
+    println!(
+        "fiber yield_now, 2 fibers, multi-thread(1):  {:6.1} ns per yield",
+        median(fy_mt)
     );
     println!(
         "tokio yield_now().await, 2 tasks, current:    {:6.1} ns per yield",

@@ -244,6 +244,7 @@ pub(crate) fn worker_index() -> Option<usize> {
 }
 
 /// Calls `f` with this thread's scheduler context, if any.
+#[inline]
 pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&scheduler::Context>) -> R) -> R {
     let ptr = CONTEXT
         .try_with(|c| c.scheduler.get())

@@ -449,6 +449,7 @@ impl Core {
     }
 
     /// Moves the pinned tasks woken from other threads into `pinned`.
+    #[inline]
     pub(super) fn take_inbox(&mut self, handle: &Handle) {
         let remote = &handle.shared.remotes[self.index];
         if remote.inbox_len.load(Acquire) != 0 {
@@ -886,6 +887,7 @@ impl Schedule for PinnedSchedule {
         }
     }
 
+    #[inline]
     fn before_poll(&self) {
         if self.owner.load(Relaxed) != NO_OWNER {
             return;
