@@ -113,9 +113,11 @@ struct Shard {
     /// Taken by inserters (and shutdown) only.
     synced: Mutex<Synced>,
     segments: Box<[AtomicPtr<AtomicUsize>]>,
-    /// Empty slots below `synced.used` (may briefly lag a removal).
-    vacant: AtomicIsize,
-    /// Live tasks, for metrics.
+    /// Live tasks (metrics; and `synced.used` minus this is how many
+    /// slots below `used` are empty, for the inserters). Updated after
+    /// the slot on removal, so it may briefly count one that is gone,
+    /// never one that is not there yet: the empty slots an inserter
+    /// counts are there to be found.
     live: AtomicIsize,
 }
 
@@ -142,7 +144,6 @@ impl Shard {
             segments: (0..MAX_SEGMENTS)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
-            vacant: AtomicIsize::new(0),
             live: AtomicIsize::new(0),
         }
     }
@@ -245,7 +246,10 @@ impl OwnedTasks {
             return Err(Closed);
         }
         synced.inserted += 1;
-        let index = if synced.used > 0 && shard.vacant.load(Relaxed) * 4 > synced.used as isize {
+        // Inserts update `live` under this lock, so it counts every task
+        // inserted; removals update it after emptying their slot.
+        let vacant = synced.used as isize - shard.live.load(Relaxed);
+        let index = if synced.used > 0 && vacant * 4 > synced.used as isize {
             // Reuse: at least a quarter of the slots are empty, so the scan
             // is short on average.
             let i = loop {
@@ -255,7 +259,6 @@ impl OwnedTasks {
                     break i;
                 }
             };
-            shard.vacant.fetch_sub(1, Relaxed);
             i
         } else {
             let i = synced.used;
@@ -320,7 +323,6 @@ impl OwnedTasks {
             return false;
         }
         shard.live.fetch_sub(1, Relaxed);
-        shard.vacant.fetch_add(1, Relaxed);
         true
     }
 
