@@ -20,6 +20,12 @@
 //!   1..=100 ms, all joined: the total time minus the 100 ms that the
 //!   longest sleep takes by itself.
 //!
+//! Three rows run fibers of fiber-runtime (blocking style) against
+//! tokio's *tasks* doing the same (tokio has no fibers): `fiber_spawn`
+//! (100k fibers spawned from a task, all joined), `fiber_yield` (200
+//! fibers x 1000 `fiber::yield_now`) and `fiber_timers` (100k fibers each
+//! `fiber::sleep`ing 1..=100 ms: the overhead, as `timers`).
+//!
 //! Memory is measured in child processes (one runtime per process, since
 //! RSS would mix them): this binary re-runs itself with the hidden flag
 //! `--memory-child RUNTIME:ROW` (see `examples/shared/memory.rs`). The
@@ -137,7 +143,8 @@ const WORKLOADS: &[Workload] = &[
         size: "200 tasks x 1000 yields",
         unit: "ms",
         better: Better::Lower,
-        target: 0.8,
+        // Issue 13's (issue 2 asked for 0.8).
+        target: 0.7,
         fiber: |rt| ms(|| rt.block_on(fiber::yield_many(YIELD_TASKS, YIELD_N))),
         tokio: |rt| ms(|| rt.block_on(tokio_rt::yield_many(YIELD_TASKS, YIELD_N))),
     },
