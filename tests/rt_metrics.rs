@@ -64,6 +64,63 @@ fn num_alive_tasks_counts_pending_tasks_until_they_finish() {
     }
 }
 
+/// Fibers count in both numbers from their spawn (queued or started, from
+/// a task or from outside, on any owned-list shard), and leave both when
+/// they finish or are aborted.
+#[test]
+fn num_alive_fibers_counts_fibers_until_they_finish() {
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let _guard = rt.enter();
+        let (senders, handles): (Vec<_>, Vec<_>) = (0..12u32)
+            .map(|i| {
+                let (tx, rx) = oneshot::channel::<u32>();
+                let h = fiber_runtime::fiber::spawn(move || {
+                    fiber_runtime::fiber::wait(rx).ok().map(|v| v + i)
+                });
+                (tx, h)
+            })
+            .unzip();
+        let (_keep, task) = oneshot::channel::<()>();
+        let task = rt.spawn(async move {
+            let _ = task.await;
+        });
+        assert_eq!(rt.metrics().num_alive_fibers(), 12, "{flavor:?}");
+        assert_eq!(rt.metrics().num_alive_tasks(), 13, "{flavor:?}");
+        let mut senders = senders.into_iter();
+        let mut handles = handles.into_iter();
+        // Half finish, one is aborted, the rest stay suspended.
+        for _ in 0..6 {
+            senders.next().unwrap().send(1).unwrap();
+        }
+        let done: Vec<_> = handles.by_ref().take(6).collect();
+        let aborted = handles.next().unwrap();
+        aborted.abort();
+        rt.block_on(async {
+            for (i, h) in (0..).zip(done) {
+                assert_eq!(h.await.unwrap(), Some(1 + i));
+            }
+            assert!(aborted.await.unwrap_err().is_cancelled());
+        });
+        drive_until(&rt, "five fibers and the task are alive", || {
+            let m = rt.metrics();
+            m.num_alive_fibers() == 5 && m.num_alive_tasks() == 6
+        });
+        task.abort();
+        drop(senders);
+        rt.block_on(async {
+            for h in handles {
+                // Their senders are gone: each fiber's `wait` gets `Canceled`.
+                assert_eq!(h.await.unwrap(), None);
+            }
+        });
+        drive_until(&rt, "nothing is alive", || {
+            let m = rt.metrics();
+            m.num_alive_fibers() == 0 && m.num_alive_tasks() == 0
+        });
+    }
+}
+
 #[test]
 fn current_thread_num_alive_tasks_is_zero_when_block_on_returns() {
     let rt = util::current_thread();

@@ -27,13 +27,11 @@
 use super::context::{self, Cancel, ControlBlock, Init, Phase};
 use super::pool;
 use super::stack::Stack;
-use crate::loom::{AtomicUsize, Ordering::Relaxed};
 use crate::scheduler::context::{self as thread_context, FiberView};
 use crate::util::thread_token;
 use std::any::Any;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// What a finished fiber leaves on its stack.
@@ -54,8 +52,6 @@ pub(crate) struct FiberFuture<F, T> {
     /// For the stack overflow message.
     name: Option<String>,
     runtime_id: usize,
-    /// The runtime's count of live fibers, decremented on drop.
-    alive: Arc<AtomicUsize>,
     /// The fiber's own current runtime while it is suspended, if it set
     /// another (`scheduler/context.rs`, "Fibers").
     view: FiberView,
@@ -107,9 +103,7 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
         stack_size: usize,
         name: Option<String>,
         runtime_id: usize,
-        alive: Arc<AtomicUsize>,
     ) -> FiberFuture<F, T> {
-        alive.fetch_add(1, Relaxed);
         FiberFuture {
             func: Some(func),
             cb: std::ptr::null(),
@@ -117,7 +111,6 @@ impl<F: FnOnce() -> T + Send + 'static, T: Send + 'static> FiberFuture<F, T> {
             stack_size,
             name,
             runtime_id,
-            alive,
             view: FiberView::default(),
             _result: std::marker::PhantomData,
         }
@@ -287,7 +280,6 @@ impl<F, T> Drop for FiberFuture<F, T> {
         if let Some(stack) = self.stack.take() {
             pool::free_stack(stack);
         }
-        self.alive.fetch_sub(1, Relaxed);
         // A closure never run drops with the fields.
     }
 }

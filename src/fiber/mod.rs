@@ -289,13 +289,7 @@ impl Builder {
             )?;
             // The fiber keeps a copy for its overflow message: its control
             // block may outlive the task (a leaked stack).
-            let fut = future::FiberFuture::new(
-                f,
-                size,
-                self.name,
-                handle.id(),
-                common.alive_fibers.clone(),
-            );
+            let fut = future::FiberFuture::new(f, size, self.name, handle.id());
             Ok(handle.spawn_fiber(fut, meta))
         })
         .map_err(|kind| crate::runtime::TryCurrentError::no_runtime(kind, "spawning a fiber"))?

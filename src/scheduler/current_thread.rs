@@ -503,7 +503,7 @@ impl Handle {
         Snapshot {
             workers: vec![self.shared.metrics.snapshot()],
             alive_tasks: self.shared.owned.len(),
-            alive_fibers: self.common.alive_fibers.load(Relaxed),
+            alive_fibers: self.shared.owned.fiber_len(),
             global_queue_depth: self.shared.inject.len(),
             blocking_threads: self.common.blocking.num_threads(),
             spawned_tasks: self.shared.owned.inserted_count(),

@@ -16,7 +16,6 @@ pub(crate) mod multi_thread;
 pub(crate) mod park;
 
 use crate::driver;
-use crate::loom::AtomicUsize;
 use crate::task_core::{JoinHandle, SpawnMeta};
 use park::DriverSlot;
 use std::future::Future;
@@ -44,9 +43,6 @@ pub(crate) struct Common {
     pub(crate) driver: driver::Handle,
     /// The driver itself, turned by whichever thread parks first.
     pub(crate) driver_slot: Arc<DriverSlot>,
-    /// Fibers spawned and not yet dropped (each `FiberFuture` holds a
-    /// clone and decrements it when dropped).
-    pub(crate) alive_fibers: Arc<AtomicUsize>,
     /// The long-poll monitor thread, if started.
     pub(crate) monitor: monitor::Monitor,
     /// High-water marks of the fiber stacks its threads measured
@@ -68,7 +64,6 @@ impl Common {
             blocking,
             driver: driver_slot.handle().clone(),
             driver_slot,
-            alive_fibers: Arc::new(AtomicUsize::new(0)),
             monitor: monitor::Monitor::default(),
             fiber_stacks: Default::default(),
         }

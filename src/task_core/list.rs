@@ -119,6 +119,9 @@ struct Shard {
     /// never one that is not there yet: the empty slots an inserter
     /// counts are there to be found.
     live: AtomicIsize,
+    /// Live fibers' tasks among them (`RuntimeMetrics::num_alive_fibers`;
+    /// on the same cache line, which a removal holds already).
+    fibers: AtomicIsize,
 }
 
 /// The fields behind the inserters' lock.
@@ -145,6 +148,7 @@ impl Shard {
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
             live: AtomicIsize::new(0),
+            fibers: AtomicIsize::new(0),
         }
     }
 
@@ -279,6 +283,9 @@ impl OwnedTasks {
         debug_assert_eq!(ptr & TAG_BITS, 0, "tasks are aligned");
         shard.slot(index).store(ptr | kind.bit(), Release);
         shard.live.fetch_add(1, Relaxed);
+        if kind == Kind::Fiber {
+            shard.fibers.fetch_add(1, Relaxed);
+        }
         Ok(())
     }
 
@@ -303,7 +310,7 @@ impl OwnedTasks {
         let mut spins = 0u32;
         let taken = loop {
             match slot.compare_exchange(expected, EMPTY, AcqRel, Acquire) {
-                Ok(_) => break true,
+                Ok(val) => break Some(val),
                 Err(val) if val & !TAG_BITS == ptr => {
                     if val & PIN_BIT != 0 {
                         // A snapshot holds the slot for a moment.
@@ -316,13 +323,16 @@ impl OwnedTasks {
                     }
                     expected = val & !PIN_BIT;
                 }
-                Err(_) => break false,
+                Err(_) => break None,
             }
         };
-        if !taken {
+        let Some(val) = taken else {
             return false;
-        }
+        };
         shard.live.fetch_sub(1, Relaxed);
+        if val & FIBER_BIT != 0 {
+            shard.fibers.fetch_sub(1, Relaxed);
+        }
         true
     }
 
@@ -358,6 +368,9 @@ impl OwnedTasks {
                     .collect()
             };
             shard.live.fetch_sub(tasks.len() as isize, Relaxed);
+            if kind == Kind::Fiber {
+                shard.fibers.fetch_sub(tasks.len() as isize, Relaxed);
+            }
             for p in tasks {
                 // SAFETY: a non-empty slot holds a live task's pointer (the
                 // list holds a reference to it).
@@ -431,6 +444,14 @@ impl OwnedTasks {
         self.shards
             .iter()
             .map(|s| s.live.load(Relaxed).max(0) as usize)
+            .sum()
+    }
+
+    /// Number of fibers' tasks in the list (a snapshot).
+    pub(crate) fn fiber_len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.fibers.load(Relaxed).max(0) as usize)
             .sum()
     }
 
