@@ -256,14 +256,13 @@ impl OwnedTasks {
         let index = if synced.used > 0 && vacant * 4 > synced.used as isize {
             // Reuse: at least a quarter of the slots are empty, so the scan
             // is short on average.
-            let i = loop {
+            loop {
                 let i = synced.cursor;
                 synced.cursor = (i + 1) % synced.used;
                 if shard.slot(i).load(Relaxed) == EMPTY {
                     break i;
                 }
-            };
-            i
+            }
         } else {
             let i = synced.used;
             assert!(
