@@ -215,6 +215,9 @@ fn process(markdown: &str) -> Result<Output, String> {
     let lines: Vec<&str> = markdown.split('\n').collect();
     let mut out: Vec<String> = Vec::new();
     let mut links = Vec::new(); // indices in `out` of the managed link lines
+    // The input line number of each line of `out` copied from the input
+    // (0: a line the tool wrote), for errors found in `out`.
+    let mut source: Vec<usize> = Vec::new();
     let mut charts: Vec<(String, String)> = Vec::new();
     let mut fenced = false;
     let mut i = 0;
@@ -223,7 +226,13 @@ fn process(markdown: &str) -> Result<Output, String> {
         if line.trim_start().starts_with("```") {
             fenced = !fenced;
         }
-        if fenced || !line.trim_start().starts_with("<!-- chart") {
+        // As `parse_marker` reads it, so that no marker is skipped.
+        let is_marker = line
+            .trim()
+            .strip_prefix("<!--")
+            .is_some_and(|s| s.trim_start().starts_with("chart"));
+        if fenced || !is_marker {
+            source.push(i + 1);
             out.push(line.to_string());
             i += 1;
             continue;
@@ -237,6 +246,7 @@ fn process(markdown: &str) -> Result<Output, String> {
         let chart = build(&marker, &table).map_err(at)?;
         charts.push((marker.name.clone(), render(&chart)));
         out.extend(lines[i..=i + table.lines].iter().map(|l| l.to_string()));
+        source.extend(i + 1..=i + 1 + table.lines);
         i += 1 + table.lines;
         // Drop the link that is already there (right below the table, or
         // after one blank line), then write it as it should be.
@@ -253,8 +263,10 @@ fn process(markdown: &str) -> Result<Output, String> {
             "![{}]({CHART_DIR}/{}.svg)",
             marker.title, marker.name
         ));
+        source.extend([0, 0]);
         if i < lines.len() && !lines[i].trim().is_empty() {
             out.push(String::new());
+            source.push(0);
         }
     }
     // A chart link with no marker would point at a file that is removed.
@@ -266,7 +278,7 @@ fn process(markdown: &str) -> Result<Output, String> {
         if !fenced && line.contains(&format!("]({CHART_DIR}/")) && !links.contains(&n) {
             return Err(format!(
                 "{DOC}:{}: a link to {CHART_DIR}/ with no chart marker above its table: {line}",
-                n + 1
+                source[n]
             ));
         }
     }
@@ -467,7 +479,10 @@ fn numbers(s: &str) -> Vec<Value> {
         }
         // Both ends are at ASCII bytes, so on character boundaries.
         let text = &s[start..i];
-        if let Ok(v) = text.parse() {
+        // A finite value only (309 digits parse as infinity).
+        if let Ok(v) = text.parse::<f64>()
+            && v.is_finite()
+        {
             out.push(Value {
                 v,
                 text: text.to_string(),
@@ -975,6 +990,26 @@ After.
         );
         // Inside a fenced code block a marker is only text.
         assert!(process("```\n<!-- chart: broken\n```\n").is_ok());
+    }
+
+    #[test]
+    fn a_stray_link_names_its_own_line_and_markers_are_not_skipped() {
+        // The first chart's link is inserted (three lines), and the error
+        // still names the stray link's line in the input (line 7).
+        let doc = "<!-- chart: a column=\"v\" title=\"t\" -->\n| r | v |\n| - | - |\n| x | 1 |\n\
+                   text\n\n![old](docs/charts/gone.svg)\n";
+        let err = process(doc).unwrap_err();
+        assert!(err.contains(":7: a link to docs/charts/"), "{err}");
+        // A marker without the space is read, not skipped.
+        let doc = "<!--chart: b column=\"v\" title=\"t\" -->\n| r | v |\n| - | - |\n| x | 1 |\n";
+        assert_eq!(process(doc).unwrap().charts.len(), 1);
+        // A number too large for a bar is no value (the row is skipped).
+        let huge = "9".repeat(400);
+        let doc = format!(
+            "<!-- chart: c column=\"v\" title=\"t\" -->\n| r | v |\n| - | - |\n| x | {huge} |\n| y | 1 |\n"
+        );
+        let out = process(&doc).unwrap();
+        assert!(!out.charts[0].1.contains("NaN"));
     }
 
     #[test]

@@ -476,3 +476,37 @@ fn the_next_fiber_reuses_a_finished_fibers_stack() {
         );
     });
 }
+
+/// A refused spawn drops what its closure captured: a runtime dropped
+/// there (which sets the thread's current runtime while it unwinds its
+/// fibers) must not meet the spawn still holding that context.
+#[test]
+fn a_refused_spawn_may_drop_a_runtime_its_closure_captured() {
+    // No runtime here.
+    let rt = util::current_thread();
+    let err = fiber::Builder::new().spawn(move || drop(rt)).unwrap_err();
+    assert!(
+        err.to_string().contains("no fiber-runtime runtime"),
+        "{err}"
+    );
+    let rt = util::current_thread();
+    let err = fiber_runtime::task::Builder::new()
+        .spawn(async move { drop(rt) })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no fiber-runtime runtime"),
+        "{err}"
+    );
+    // A bad stack size, on a runtime.
+    for flavor in Flavor::ALL {
+        let outer = flavor.build();
+        let inner = util::current_thread();
+        let err = outer.block_on(async move {
+            fiber::Builder::new()
+                .stack_size(1)
+                .spawn(move || drop(inner))
+                .unwrap_err()
+        });
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{flavor:?}");
+    }
+}

@@ -138,8 +138,18 @@ pub(crate) enum NoRuntime {
 }
 
 /// Calls `f` with the current runtime's handle, without cloning it.
+///
+/// `f` runs while the context is borrowed; if there is no runtime, `f` is
+/// dropped only after the borrow ends (what it captures may drop a
+/// runtime, which sets the context).
 pub(crate) fn with_current<R>(f: impl FnOnce(&scheduler::Handle) -> R) -> Result<R, NoRuntime> {
-    match CONTEXT.try_with(|c| c.current.borrow().handle.as_ref().map(f)) {
+    let mut f = Some(f);
+    let r = CONTEXT.try_with(|c| {
+        let current = c.current.borrow();
+        let h = current.handle.as_ref()?;
+        Some((f.take().expect("called once"))(h))
+    });
+    match r {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(NoRuntime::NoContext),
         Err(_) => Err(NoRuntime::ThreadLocalDestroyed),

@@ -252,7 +252,9 @@ impl OwnedTasks {
         synced.inserted += 1;
         // Inserts update `live` under this lock, so it counts every task
         // inserted; removals update it after emptying their slot.
-        let vacant = synced.used as isize - shard.live.load(Relaxed);
+        // (Acquire, with the removals' Release: a removal counted here
+        // emptied its slot before, so one pass of the scan finds it.)
+        let vacant = synced.used as isize - shard.live.load(Acquire);
         let index = if synced.used > 0 && vacant * 4 > synced.used as isize {
             // Reuse: at least a quarter of the slots are empty, so the scan
             // is short on average.
@@ -328,7 +330,7 @@ impl OwnedTasks {
         let Some(val) = taken else {
             return false;
         };
-        shard.live.fetch_sub(1, Relaxed);
+        shard.live.fetch_sub(1, Release);
         if val & FIBER_BIT != 0 {
             shard.fibers.fetch_sub(1, Relaxed);
         }
@@ -366,7 +368,7 @@ impl OwnedTasks {
                     })
                     .collect()
             };
-            shard.live.fetch_sub(tasks.len() as isize, Relaxed);
+            shard.live.fetch_sub(tasks.len() as isize, Release);
             if kind == Kind::Fiber {
                 shard.fibers.fetch_sub(tasks.len() as isize, Relaxed);
             }
@@ -539,6 +541,48 @@ mod tests {
     use crate::loom::{model, thread};
     use crate::task_core::test_util::TestSched;
     use std::sync::Arc;
+
+    /// Inserts that reuse slots (`used - live` says some are empty) racing
+    /// the removals that empty them: each insert finds an empty slot (the
+    /// scan ends), no two tasks share one, and the counts come back to 0.
+    #[test]
+    fn loom_insert_reusing_slots_racing_remove() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let list = Arc::new(OwnedTasks::new(1));
+            let spawn = |kind| {
+                let (notified, join) = sched.spawn(async {});
+                let raw = notified_raw(&notified);
+                raw.header().state.ref_inc();
+                list.insert(raw, 0, kind).unwrap();
+                (notified, join, raw)
+            };
+            // Two slots used, a fiber's and a task's.
+            let a = spawn(Kind::Fiber);
+            let b = spawn(Kind::Task);
+            let (ra, rb) = (a.2, b.2);
+            let th = {
+                let list = list.clone();
+                thread::spawn(move || {
+                    assert!(list.remove(ra));
+                    assert!(list.remove(rb));
+                })
+            };
+            // Reuses a slot if it counts one empty, else takes a new one.
+            let c = spawn(Kind::Fiber);
+            th.join().unwrap();
+            assert_eq!(list.len(), 1);
+            assert_eq!(list.fiber_len(), 1);
+            assert!(list.remove(c.2));
+            assert_eq!((list.len(), list.fiber_len()), (0, 0));
+            for (n, j, raw) in [a, b, c] {
+                // The list's references, given back by the removals.
+                assert!(!raw.header().state.ref_dec());
+                drop(n);
+                drop(j);
+            }
+        });
+    }
 
     /// A removal racing shutdown: exactly one of them takes the task, and
     /// its reference is released exactly once.
