@@ -110,8 +110,10 @@ pub(crate) struct OwnedTasks {
 }
 
 struct Shard {
-    /// Taken by inserters (and shutdown) only.
-    synced: Mutex<Synced>,
+    /// Taken by inserters (and shutdown) only; on lines of its own, which
+    /// the removers (usually another worker) never touch, so the lock
+    /// stays in the inserting core's cache.
+    synced: CachePadded<Mutex<Synced>>,
     segments: Box<[AtomicPtr<AtomicUsize>]>,
     /// Live tasks (metrics; and `synced.used` minus this is how many
     /// slots below `used` are empty, for the inserters). Updated after
@@ -138,12 +140,12 @@ struct Synced {
 impl Shard {
     fn new() -> Shard {
         Shard {
-            synced: Mutex::new(Synced {
+            synced: CachePadded::new(Mutex::new(Synced {
                 used: 0,
                 cursor: 0,
                 closed: false,
                 inserted: 0,
-            }),
+            })),
             segments: (0..MAX_SEGMENTS)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
