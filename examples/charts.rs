@@ -479,9 +479,10 @@ fn numbers(s: &str) -> Vec<Value> {
         }
         // Both ends are at ASCII bytes, so on character boundaries.
         let text = &s[start..i];
-        // A finite value only (309 digits parse as infinity).
+        // A value a chart can scale (309 digits parse as infinity, and
+        // the axis arithmetic overflows long before that).
         if let Ok(v) = text.parse::<f64>()
-            && v.is_finite()
+            && v.abs() <= 1e300
         {
             out.push(Value {
                 v,

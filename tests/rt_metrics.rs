@@ -96,24 +96,26 @@ fn num_alive_fibers_counts_fibers_until_they_finish() {
         let done: Vec<_> = handles.by_ref().take(6).collect();
         let aborted = handles.next().unwrap();
         aborted.abort();
-        rt.block_on(async {
+        let joined = rt.block_on(fiber_runtime::time::timeout(TIMEOUT, async {
             for (i, h) in (0..).zip(done) {
                 assert_eq!(h.await.unwrap(), Some(1 + i));
             }
             assert!(aborted.await.unwrap_err().is_cancelled());
-        });
+        }));
+        joined.expect("the finished and the aborted fibers were not joined in time");
         drive_until(&rt, "five fibers and the task are alive", || {
             let m = rt.metrics();
             m.num_alive_fibers() == 5 && m.num_alive_tasks() == 6
         });
         task.abort();
         drop(senders);
-        rt.block_on(async {
+        let joined = rt.block_on(fiber_runtime::time::timeout(TIMEOUT, async {
             for h in handles {
                 // Their senders are gone: each fiber's `wait` gets `Canceled`.
                 assert_eq!(h.await.unwrap(), None);
             }
-        });
+        }));
+        joined.expect("the fibers whose senders were dropped were not joined in time");
         drive_until(&rt, "nothing is alive", || {
             let m = rt.metrics();
             m.num_alive_fibers() == 0 && m.num_alive_tasks() == 0
