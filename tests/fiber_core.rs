@@ -497,6 +497,23 @@ fn a_refused_spawn_may_drop_a_runtime_its_closure_captured() {
         err.to_string().contains("no fiber-runtime runtime"),
         "{err}"
     );
+    // A runtime that is shutting down (dropped, its handle entered).
+    for flavor in Flavor::ALL {
+        let rt = flavor.build();
+        let handle = rt.handle().clone();
+        drop(rt);
+        let _enter = handle.enter();
+        let inner = util::current_thread();
+        let h = fiber::spawn(move || drop(inner));
+        let inner = util::current_thread();
+        let t = fiber_runtime::spawn(async move { drop(inner) });
+        // Cancelled before they ran: their closures (and the runtimes they
+        // owned) were dropped, on this thread, without a panic.
+        let outside = util::current_thread();
+        let (h, t) = outside.block_on(async move { (h.await, t.await) });
+        assert!(h.unwrap_err().is_cancelled(), "{flavor:?}");
+        assert!(t.unwrap_err().is_cancelled(), "{flavor:?}");
+    }
     // A bad stack size, on a runtime.
     for flavor in Flavor::ALL {
         let outer = flavor.build();

@@ -271,33 +271,34 @@ impl Builder {
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
     {
-        let no_runtime =
-            |kind| crate::runtime::TryCurrentError::no_runtime(kind, "spawning a fiber");
-        // Checked before the spawn: an error drops `f`, whose captures
-        // may drop a runtime, which must not happen inside `with_current`.
-        let default_size = scheduler::context::with_current(|h| h.common().config.fiber_stack_size)
-            .map_err(no_runtime)?;
-        let size = self.stack_size.unwrap_or(default_size);
-        stack::check_stack_size(
-            if self.stack_size.is_some() {
-                "fiber stack_size"
-            } else {
-                "fiber_stack_size"
-            },
-            size,
-        )?;
         // Here, not in the closure: the location is our caller's
         // (`#[track_caller]` passes on, but not into a closure).
         let meta = SpawnMeta::new(self.name.clone());
         // Spawned inside the closure: no clone of the handle (a shared
         // reference count, which both workers would bounce).
-        scheduler::context::with_current(|handle| {
+        let spawned = scheduler::context::with_current(|handle| {
+            let common = handle.common();
+            let size = self.stack_size.unwrap_or(common.config.fiber_stack_size);
+            let setting = if self.stack_size.is_some() {
+                "fiber stack_size"
+            } else {
+                "fiber_stack_size"
+            };
+            if let Err(e) = stack::check_stack_size(setting, size) {
+                // `f` goes back to be dropped after `with_current`: what
+                // it captured may drop a runtime, which sets the context.
+                return Err((e, f));
+            }
             // The fiber keeps a copy for its overflow message: its control
             // block may outlive the task (a leaked stack).
             let fut = future::FiberFuture::new(f, size, self.name, handle.id());
-            handle.spawn_fiber(fut, meta)
+            Ok(handle.spawn_fiber(fut, meta))
         })
-        .map_err(no_runtime)
+        .map_err(|kind| crate::runtime::TryCurrentError::no_runtime(kind, "spawning a fiber"))?;
+        spawned.map_err(|(e, f)| {
+            drop(f);
+            e
+        })
     }
 }
 

@@ -17,6 +17,7 @@
 
 use crate::fiber::context as fiber;
 use crate::scheduler;
+use crate::task_core::list::Refused;
 use crate::wait::{self, DrivingGuard};
 use std::cell::{Cell, RefCell};
 
@@ -42,6 +43,11 @@ struct Context {
     /// The scheduler context of a worker (or of a current-thread
     /// `block_on`) while it runs.
     scheduler: Cell<*const scheduler::Context>,
+    /// Inside `with_current`'s closure (which borrows `current`).
+    in_with_current: Cell<bool>,
+    /// Tasks refused meanwhile (`drop_refused`), dropped when the
+    /// outermost `with_current` has let go of `current`.
+    refused: RefCell<Vec<Refused>>,
 }
 
 impl Context {
@@ -73,6 +79,8 @@ thread_local! {
         Context {
             current: RefCell::new(Current { handle: None, depth: 0 }),
             scheduler: Cell::new(std::ptr::null()),
+            in_with_current: Cell::new(false),
+            refused: RefCell::new(Vec::new()),
         }
     };
 }
@@ -139,21 +147,64 @@ pub(crate) enum NoRuntime {
 
 /// Calls `f` with the current runtime's handle, without cloning it.
 ///
-/// `f` runs while the context is borrowed; if there is no runtime, `f` is
-/// dropped only after the borrow ends (what it captures may drop a
-/// runtime, which sets the context).
+/// `f` runs while the context is borrowed, so what is dropped in it must
+/// not set the context (dropping a runtime does): if there is no runtime,
+/// `f` is dropped after the borrow ends, and a task that `f` spawns onto a
+/// runtime that is shutting down is cancelled then too (`drop_refused`).
 pub(crate) fn with_current<R>(f: impl FnOnce(&scheduler::Handle) -> R) -> Result<R, NoRuntime> {
     let mut f = Some(f);
     let r = CONTEXT.try_with(|c| {
-        let current = c.current.borrow();
-        let h = current.handle.as_ref()?;
-        Some((f.take().expect("called once"))(h))
+        let outermost = !c.in_with_current.replace(true);
+        let r = {
+            // Declared before the borrow: resets after it ends, also on
+            // unwind.
+            let _reset = ResetFlag(&c.in_with_current, !outermost);
+            let current = c.current.borrow();
+            current
+                .handle
+                .as_ref()
+                .map(|h| (f.take().expect("called once"))(h))
+        };
+        if outermost {
+            // One at a time: a drop may spawn (and be refused) again.
+            loop {
+                let next = c.refused.borrow_mut().pop();
+                match next {
+                    Some(task) => drop(task),
+                    None => break,
+                }
+            }
+        }
+        r
     });
+    drop(f);
     match r {
         Ok(Some(r)) => Ok(r),
         Ok(None) => Err(NoRuntime::NoContext),
         Err(_) => Err(NoRuntime::ThreadLocalDestroyed),
     }
+}
+
+/// Sets a flag back to `.1` when dropped.
+struct ResetFlag<'a>(&'a Cell<bool>, bool);
+
+impl Drop for ResetFlag<'_> {
+    fn drop(&mut self) {
+        self.0.set(self.1);
+    }
+}
+
+/// Cancels a task its runtime refused (it shuts down): at once, or, inside
+/// `with_current` (whose borrow the drop of its future must not meet),
+/// when that returns.
+pub(crate) fn drop_refused(task: Refused) {
+    let mut task = Some(task);
+    let _ = CONTEXT.try_with(|c| {
+        if c.in_with_current.get() {
+            c.refused.borrow_mut().extend(task.take());
+        }
+    });
+    drop(task);
 }
 
 /// Restores the previous current handle when dropped.

@@ -246,8 +246,10 @@ impl Handle {
         F::Output: Send + 'static,
     {
         let (join, notified) = me.shared.owned.bind(future, me.clone(), 0, kind, meta);
-        if let Some(notified) = notified {
-            me.schedule(notified);
+        match notified {
+            Ok(notified) => me.schedule(notified),
+            // Shutting down: cancelled before it ever runs.
+            Err(refused) => context::drop_refused(refused),
         }
         join
     }

@@ -69,6 +69,25 @@ const TAG_BITS: usize = FIBER_BIT | PIN_BIT;
 /// Slots a snapshot pins per taking of a shard's lock.
 const SNAPSHOT_RUN: usize = 256;
 
+/// A new task the list refused (its runtime shuts down), with the
+/// reference the list would have held: dropping it shuts the task down,
+/// which drops its future (user code).
+pub(crate) struct Refused(RawTask);
+
+impl Drop for Refused {
+    fn drop(&mut self) {
+        // SAFETY: the task was never submitted or listed, so this is the
+        // only use of the reference `bind` handed over.
+        unsafe { self.0.shutdown() };
+    }
+}
+
+impl std::fmt::Debug for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Refused").field(&self.0.id()).finish()
+    }
+}
+
 /// What a task in the list is, for shutdown's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -206,9 +225,11 @@ impl OwnedTasks {
 
     /// The one spawn path: allocates a task for `future` under
     /// `scheduler` and adds it to shard `hint`. Returns its `JoinHandle`
-    /// and its first queue entry, for the caller to submit; `None` if the
-    /// list is closed (the runtime is shutting down), in which case the
-    /// task is already cancelled and its `JoinHandle` says so.
+    /// and its first queue entry, for the caller to submit; or, if the
+    /// list is closed (the runtime is shutting down), the task to cancel
+    /// (`Refused`: dropping it drops the future, which the caller may need
+    /// to do after letting go of what it holds; the `JoinHandle` then says
+    /// the task was cancelled).
     pub(crate) fn bind<F, S>(
         &self,
         future: F,
@@ -216,7 +237,7 @@ impl OwnedTasks {
         hint: usize,
         kind: Kind,
         meta: SpawnMeta,
-    ) -> (JoinHandle<F::Output>, Option<Notified>)
+    ) -> (JoinHandle<F::Output>, Result<Notified, Refused>)
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -228,13 +249,12 @@ impl OwnedTasks {
         };
         let (notified, join, raw) = new_task(future, scheduler, span_kind, meta);
         if self.insert(raw, hint, kind).is_err() {
+            // The list's reference (`raw`) keeps the task alive: this drop
+            // runs no user code.
             drop(notified);
-            // SAFETY: the list refused the task, so its reference is ours
-            // to give up; the task was never submitted.
-            unsafe { raw.shutdown() };
-            return (join, None);
+            return (join, Err(Refused(raw)));
         }
-        (join, Some(notified))
+        (join, Ok(notified))
     }
 
     /// Adds a new task to shard `hint` (modulo the shard count), taking

@@ -404,7 +404,7 @@ fn loom_a_task_awaiting_itself_is_freed_when_cancelled() {
             super::SpawnMeta::new(None),
         );
         *slot.lock() = Some(join);
-        first.unwrap().run();
+        first.expect("the list is open").run();
         // Shutdown, racing a stray wake of the task from another thread.
         let th = {
             let sched = sched.clone();

@@ -622,9 +622,10 @@ impl Handle {
             .shared
             .owned
             .bind(future, sched, me.spawn_shard(), kind, meta);
-        // `None`: shutting down, the task is cancelled before it ever runs.
-        if let Some(notified) = notified {
-            me.schedule_task(notified, false);
+        match notified {
+            Ok(notified) => me.schedule_task(notified, false),
+            // Shutting down: cancelled before it ever runs.
+            Err(refused) => context::drop_refused(refused),
         }
         join
     }
