@@ -21,7 +21,7 @@ import sys
 LAYERS = [
     (0, "loom"), (0, "util/"), (0, "macros"),
     (5, "task/join_set"), (5, "task/builder"),
-    (1, "task_core/"), (1, "wait"), (1, "reactor/"),
+    (1, "task_core/"), (1, "wait"), (1, "reactor/"), (1, "uring/"),
     (1, "fiber/arch/"), (1, "fiber/stack"), (1, "fiber/overflow"),
     (1, "fiber/context"), (1, "fiber/pool"), (1, "fiber/asan"),
     (2, "time/wheel"), (2, "time/driver"), (2, "driver"),

@@ -304,7 +304,7 @@ const OBSERVABILITY_TARGET: f64 = 1.03;
 fn usage(msg: &str) -> ! {
     eprintln!("error: {msg}");
     eprintln!(
-        "usage: benchmark [--rounds R] [--workers N] [--only NAME[,NAME...]] [--memory] [--no-memory] [--verbose] [--observability on|off|compare]"
+        "usage: benchmark [--rounds R] [--workers N] [--only NAME[,NAME...]] [--memory] [--no-memory] [--verbose] [--observability on|off|compare] [--io auto|epoll|uring]"
     );
     let names: Vec<_> = all_names().collect();
     eprintln!("workloads: {}", names.join(", "));
@@ -374,6 +374,15 @@ fn parse_args() -> Options {
                 };
                 println!("bytes_per_task={}", r.bytes_per_task());
                 std::process::exit(0);
+            }
+            "--io" => {
+                let v = value("--io");
+                if !matches!(v.as_str(), "auto" | "epoll" | "uring") {
+                    usage(&format!("--io takes auto, epoll or uring, not {v:?}"));
+                }
+                // SAFETY: no other thread runs yet (argument parsing comes
+                // first in `main`); memory children inherit it.
+                unsafe { std::env::set_var("FIBER_RUNTIME_IO", v) };
             }
             "--bench" => {} // passed by `cargo bench`-style runners; ignore
             _ => usage(&format!("unknown argument {a:?}")),
@@ -472,7 +481,7 @@ fn main() {
 
     println!(
         "fiber-runtime vs tokio: {} worker threads each ({} cores), {} rounds, interleaved; \
-         fiber-runtime observability {}",
+         fiber-runtime observability {}, io driver {:?}",
         o.workers,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         o.rounds,
@@ -480,7 +489,12 @@ fn main() {
             Observability::On => "on",
             Observability::Off => "off",
             Observability::Compare => "on, and off in an extra column",
-        }
+        },
+        fiber_runtime::Builder::new_current_thread()
+            .build()
+            .expect("failed to build fiber-runtime")
+            .handle()
+            .io_driver(),
     );
     let observability = o.observability != Observability::Off;
     let compare = o.observability == Observability::Compare;

@@ -14,20 +14,32 @@ pub(crate) struct Driver {
     handle: Handle,
 }
 
+/// Which I/O driver a runtime runs (`runtime::IoDriver` once resolved).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// mio on epoll: parked threads wait in `epoll_wait` or on a condvar.
+    Epoll,
+    /// A ring per worker (`uring`): parked threads wait in their ring,
+    /// the driver's holder with the epoll fd in it.
+    Uring,
+}
+
 /// What tasks and sockets use to reach the driver.
 #[derive(Clone, Debug)]
 pub(crate) struct Handle {
     pub(crate) io: Arc<reactor::Handle>,
     pub(crate) time: Arc<timer::Handle>,
+    pub(crate) kind: Kind,
 }
 
 impl Driver {
     /// `workers` timer wheels, one per worker.
-    pub(crate) fn new(workers: usize) -> io::Result<Driver> {
+    pub(crate) fn new(workers: usize, kind: Kind) -> io::Result<Driver> {
         let io = reactor::Driver::new()?;
         let handle = Handle {
             io: io.handle().clone(),
             time: Arc::new(timer::Handle::new(io.handle().clone(), workers)),
+            kind,
         };
         Ok(Driver { io, handle })
     }
@@ -41,6 +53,24 @@ impl Driver {
     pub(crate) fn park(&mut self, wakers: &mut Vec<Waker>) {
         let timeout = self.handle.time.prepare_park();
         self.io.turn(timeout, wakers);
+        self.handle.time.after_park(wakers);
+    }
+
+    /// Before a thread holding the driver waits in its ring: how long it
+    /// may wait (the next timer), and the epoll fd its ring must watch.
+    pub(crate) fn prepare_ring_park(&mut self) -> (Option<Duration>, std::os::fd::RawFd) {
+        (self.handle.time.prepare_park(), self.io.as_raw_fd())
+    }
+
+    /// After that wait (or instead of it, when a notification came
+    /// first): collects the I/O events if the epoll fd was readable, then
+    /// fires due timers.
+    pub(crate) fn after_ring_park(&mut self, epoll_ready: bool, wakers: &mut Vec<Waker>) {
+        if epoll_ready {
+            self.io.turn(Some(Duration::ZERO), wakers);
+        } else {
+            self.io.release();
+        }
         self.handle.time.after_park(wakers);
     }
 

@@ -193,6 +193,7 @@ mod scheduler;
 #[cfg(feature = "signal")]
 pub mod signal;
 mod task_core;
+mod uring;
 mod util;
 mod wait;
 
@@ -241,7 +242,7 @@ pub mod sync;
 pub mod time;
 
 pub use crate::runtime::{
-    Builder, EnterGuard, Handle, LongPoll, LongPollKind, PollTimeHistogram, Runtime,
+    Builder, EnterGuard, Handle, IoDriver, LongPoll, LongPollKind, PollTimeHistogram, Runtime,
     RuntimeMetrics, TryCurrentError,
 };
 pub use crate::task_core::{JoinError, JoinHandle};

@@ -89,6 +89,20 @@ impl Driver {
         &self.handle
     }
 
+    /// The epoll fd, for a ring to watch (`uring`): it is readable while
+    /// events wait for `turn`.
+    pub(crate) fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.poll)
+    }
+
+    /// Lets go of the sources deregistered since the last turn (a parker
+    /// that waited elsewhere and found no event calls it instead of
+    /// `turn`; module doc).
+    pub(crate) fn release(&mut self) {
+        let released = std::mem::take(&mut self.handle.synced.lock().pending_release);
+        drop(released);
+    }
+
     /// Waits for events up to `timeout` (`None`: until woken) and hands the
     /// wakers of the tasks they concern to `wakers`. Returns `true` if any
     /// source was ready.
@@ -98,8 +112,7 @@ impl Driver {
         wakers: &mut Vec<std::task::Waker>,
     ) -> bool {
         // Let go of sources deregistered before this turn (module doc).
-        let released = std::mem::take(&mut self.handle.synced.lock().pending_release);
-        drop(released);
+        self.release();
         match self.poll.poll(&mut self.events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return false,

@@ -1,7 +1,7 @@
 //! `Builder`: runtime configuration, validated by `build`.
 
-use super::{Handle, LongPoll, Runtime};
-use crate::driver::Driver;
+use super::{Handle, IoDriver, LongPoll, Runtime};
+use crate::driver::{self, Driver};
 use crate::fiber::stack::{DEFAULT_STACK_SIZE, check_stack_size};
 use crate::scheduler::metrics::{HistogramConfig, MAX_BUCKETS};
 use crate::scheduler::monitor::{Monitor, MonitorConfig};
@@ -69,6 +69,7 @@ pub struct Builder {
     /// Set up by the layers above the runtime (`Builder::dump_on_signal`
     /// lives with the signals): run once the runtime is up, by name.
     start_hooks: Vec<(&'static str, StartHook)>,
+    io_driver: IoDriver,
 }
 
 /// Starts something that lives as long as a runtime (a signal listener,
@@ -124,6 +125,7 @@ impl Builder {
             worker_handoff: true,
             max_handoff_threads: None,
             start_hooks: Vec::new(),
+            io_driver: IoDriver::Auto,
         }
     }
 
@@ -480,6 +482,37 @@ impl Builder {
         self
     }
 
+    /// Chooses the I/O driver (default [`IoDriver::Auto`]: the
+    /// `FIBER_RUNTIME_IO` environment variable, else epoll for now).
+    ///
+    /// # Errors
+    ///
+    /// [`build`](Self::build) fails if `FIBER_RUNTIME_IO` holds anything
+    /// but `auto`, `epoll` or `uring` ([`InvalidInput`](io::ErrorKind::InvalidInput))
+    /// while this is `Auto`, and, for [`IoDriver::Uring`] (asked for here
+    /// or by the variable), if the kernel refuses an io_uring (the OS
+    /// error's kind: PermissionDenied when seccomp or
+    /// `kernel.io_uring_disabled` forbids it, Unsupported before Linux
+    /// 6.1 or off Linux).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{Builder, IoDriver};
+    ///
+    /// let rt = Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .io_driver(IoDriver::Epoll)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 3 })).unwrap(), 3);
+    /// assert_eq!(rt.handle().io_driver(), IoDriver::Epoll);
+    /// ```
+    pub fn io_driver(&mut self, driver: IoDriver) -> &mut Builder {
+        self.io_driver = driver;
+        self
+    }
+
     fn validate(&self) -> io::Result<usize> {
         fn invalid(msg: String) -> io::Error {
             io::Error::new(io::ErrorKind::InvalidInput, msg)
@@ -587,7 +620,14 @@ impl Builder {
             blocking_name(self.thread_name.clone()),
             self.thread_stack_size,
         );
-        let driver = std::sync::Arc::new(DriverSlot::new(Driver::new(workers)?));
+        let io_kind = self.io_driver.resolve()?;
+        let mut rings = match io_kind {
+            driver::Kind::Epoll => Vec::new(),
+            // One ring per worker; the spare slots of the hand-off get none
+            // (their threads come and go).
+            driver::Kind::Uring => crate::uring::create(workers)?,
+        };
+        let driver = std::sync::Arc::new(DriverSlot::new(Driver::new(workers, io_kind)?));
         let on_long_poll = self
             .on_long_poll
             .clone()
@@ -612,7 +652,7 @@ impl Builder {
         let common = Common::new(config, blocking.clone(), driver);
         match self.kind {
             Kind::CurrentThread => {
-                let handle = current_thread::Handle::new(common);
+                let handle = current_thread::Handle::new(common, rings.pop());
                 let handle = scheduler::Handle::CurrentThread(handle);
                 blocking.set_handle(handle.clone());
                 let rt = Runtime::from_parts(handle.clone(), Vec::new(), blocking);
@@ -629,7 +669,7 @@ impl Builder {
                     thread_name: self.thread_name.clone(),
                     thread_stack_size: self.thread_stack_size,
                 };
-                let (handle, cores) = multi_thread::create(workers, handoff, common);
+                let (handle, cores) = multi_thread::create(workers, handoff, common, rings);
                 let sched = scheduler::Handle::MultiThread(handle.clone());
                 blocking.set_handle(sched.clone());
                 let mut threads = Vec::with_capacity(workers);
@@ -683,6 +723,7 @@ impl fmt::Debug for Builder {
             .field("poll_time_sample_interval", &self.poll_time_sample_interval)
             .field("worker_handoff", &self.worker_handoff)
             .field("max_handoff_threads", &self.max_handoff_threads)
+            .field("io_driver", &self.io_driver)
             .field(
                 "start_hooks",
                 &self.start_hooks.iter().map(|(n, _)| n).collect::<Vec<_>>(),

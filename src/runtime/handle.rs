@@ -244,6 +244,21 @@ impl Handle {
         }
     }
 
+    /// The I/O driver this runtime runs: [`IoDriver::Epoll`] or
+    /// [`IoDriver::Uring`], never `Auto` (see [`IoDriver`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{Builder, IoDriver};
+    ///
+    /// let rt = Builder::new_current_thread().io_driver(IoDriver::Epoll).build().unwrap();
+    /// assert_eq!(rt.handle().io_driver(), IoDriver::Epoll);
+    /// ```
+    pub fn io_driver(&self) -> super::IoDriver {
+        super::IoDriver::of(self.inner.common().driver.kind)
+    }
+
     /// Returns a snapshot of the runtime's metrics.
     ///
     /// # Examples

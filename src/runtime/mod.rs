@@ -14,6 +14,7 @@
 mod builder;
 mod dump;
 mod handle;
+mod io_driver;
 mod long_poll;
 mod metrics;
 #[allow(clippy::module_inception)]
@@ -25,6 +26,7 @@ pub use self::dump::{
     WorkerStatus,
 };
 pub use self::handle::{EnterGuard, Handle, TryCurrentError};
+pub use self::io_driver::IoDriver;
 pub use self::long_poll::{LongPoll, LongPollKind};
 pub use self::metrics::{PollTimeHistogram, RuntimeMetrics};
 pub use self::runtime::Runtime;

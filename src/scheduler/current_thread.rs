@@ -190,8 +190,9 @@ impl Wake for BlockOnWaker {
 }
 
 impl Handle {
-    pub(crate) fn new(common: Common) -> Arc<Handle> {
-        let park = Parker::with_driver(common.driver_slot.clone());
+    /// `ring`: the core's io_uring, under that driver.
+    pub(crate) fn new(common: Common, ring: Option<crate::uring::Setup>) -> Arc<Handle> {
+        let park = Parker::with_driver(common.driver_slot.clone(), ring);
         let metrics = Arc::new(WorkerMetrics::new(common.config.histogram));
         Arc::new(Handle {
             shared: Shared {

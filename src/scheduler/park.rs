@@ -8,9 +8,17 @@
 //! timeout), so I/O events and timers are handled without a thread of
 //! their own; the others block on a condition variable. `unpark` wakes
 //! either kind: a condvar notify, or the reactor's `mio::Waker`.
+//!
+//! Under the io_uring driver a parker has a ring (`uring`), and parks in
+//! it instead: the driver's holder with the epoll fd and the next timer
+//! in the same wait, the others until an `unpark` writes their eventfd.
+//! A parker whose ring is not its thread's (a current-thread core moved
+//! to another thread) makes a fresh one there; one without a ring (plain
+//! threads, hand-off replacements) parks as under epoll.
 
 use crate::driver::{self, Driver};
 use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering::SeqCst};
+use crate::uring;
 use std::task::Wake;
 
 const EMPTY: usize = 0;
@@ -19,12 +27,25 @@ const PARKED: usize = 1;
 /// Blocked in the driver (`epoll_wait`).
 const PARKED_DRIVER: usize = 2;
 const NOTIFIED: usize = 3;
+/// Blocked in its ring (`uring::Ring::wait`).
+const PARKED_RING: usize = 4;
 
 struct Inner {
     state: AtomicUsize,
     mutex: Mutex<()>,
     condvar: Condvar,
     driver: Option<std::sync::Arc<DriverSlot>>,
+    /// Ends a wait in the ring (`PARKED_RING`); `Some` iff the parker was
+    /// given a ring.
+    wake: Option<std::sync::Arc<uring::WakeFd>>,
+}
+
+/// The parker's ring, if the runtime runs the io_uring driver.
+enum RingSlot {
+    None,
+    /// Not enabled yet: the first thread to park takes it.
+    Setup(uring::Setup),
+    On(uring::Ring),
 }
 
 /// A runtime's driver, taken by whichever of its threads parks first.
@@ -61,6 +82,7 @@ pub(crate) struct Parker {
     /// left for the caller (`take_deferred`) to wake once it can schedule
     /// them into its own queue.
     deferred: Vec<std::task::Waker>,
+    ring: RingSlot,
 }
 
 /// Wakes the thread of the matching [`Parker`].
@@ -72,24 +94,42 @@ pub(crate) struct Unparker {
 impl Parker {
     /// A parker for a plain thread (no driver).
     pub(crate) fn new() -> Parker {
-        Parker::with_driver_slot(None)
+        Parker::with_driver_slot(None, None)
     }
 
-    /// A parker of a runtime thread, which may turn the runtime's driver.
-    pub(crate) fn with_driver(slot: std::sync::Arc<DriverSlot>) -> Parker {
-        Parker::with_driver_slot(Some(slot))
+    /// A parker of a runtime thread, which may turn the runtime's driver,
+    /// and parks in `ring` if given one.
+    pub(crate) fn with_driver(
+        slot: std::sync::Arc<DriverSlot>,
+        ring: Option<uring::Setup>,
+    ) -> Parker {
+        Parker::with_driver_slot(Some(slot), ring)
     }
 
-    fn with_driver_slot(driver: Option<std::sync::Arc<DriverSlot>>) -> Parker {
+    fn with_driver_slot(
+        driver: Option<std::sync::Arc<DriverSlot>>,
+        ring: Option<uring::Setup>,
+    ) -> Parker {
         Parker {
             inner: Arc::new(Inner {
                 state: AtomicUsize::new(EMPTY),
                 mutex: Mutex::new(()),
                 condvar: Condvar::new(),
                 driver,
+                wake: ring.as_ref().map(uring::Setup::wake),
             }),
             deferred: Vec::new(),
+            ring: ring.map_or(RingSlot::None, RingSlot::Setup),
         }
+    }
+
+    /// Cancels and reaps what the ring has in flight, on its thread, and
+    /// drops it (a worker about to exit); later parks use the condvar.
+    pub(crate) fn shutdown_ring(&mut self) {
+        if let RingSlot::On(r) = &mut self.ring {
+            r.shutdown();
+        }
+        self.ring = RingSlot::None;
     }
 
     /// Turns the driver without blocking, if no other thread holds it
@@ -134,6 +174,10 @@ impl Parker {
             .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
             .is_ok()
         {
+            return;
+        }
+        if let Some(ring) = ring_here(&mut self.ring, inner) {
+            park_in_ring(inner, ring, deferred);
             return;
         }
         if let Some(slot) = &inner.driver {
@@ -181,6 +225,69 @@ impl Parker {
     }
 }
 
+/// The ring this thread may park in, enabling it or making a fresh one
+/// for this thread if need be (module doc). `None` without a ring, or if
+/// the kernel refused one here (then never again).
+fn ring_here<'a>(slot: &'a mut RingSlot, inner: &Inner) -> Option<&'a mut uring::Ring> {
+    let here = match slot {
+        RingSlot::None => return None,
+        RingSlot::Setup(_) => false,
+        RingSlot::On(r) => r.is_owner(),
+    };
+    if !here {
+        let wake = inner.wake.clone()?;
+        // The old ring, if any, goes here (it abandons what its thread did
+        // not reap: `uring::Ring`'s drop).
+        *slot = match std::mem::replace(slot, RingSlot::None) {
+            RingSlot::Setup(s) => s.enable(),
+            _ => uring::Ring::for_this_thread(wake),
+        }
+        .map_or(RingSlot::None, RingSlot::On);
+    }
+    match slot {
+        RingSlot::On(r) => Some(r),
+        _ => None,
+    }
+}
+
+/// `Parker::park` in the ring: as the driver's holder (the epoll fd and
+/// the next timer in the wait) if the driver is free, else until unparked.
+fn park_in_ring(inner: &Inner, ring: &mut uring::Ring, deferred: &mut Vec<std::task::Waker>) {
+    let mut guard = inner
+        .driver
+        .as_ref()
+        .and_then(|slot| slot.driver.try_lock());
+    let mut driver = guard.as_mut().and_then(|g| g.as_mut());
+    let (timeout, epoll) = match driver.as_mut() {
+        Some(d) => {
+            let (timeout, fd) = d.prepare_ring_park();
+            (timeout, Some(fd))
+        }
+        None => (None, None),
+    };
+    let epoll_ready = match inner
+        .state
+        .compare_exchange(EMPTY, PARKED_RING, SeqCst, SeqCst)
+    {
+        Ok(_) => {
+            let turn = ring.wait(timeout, epoll);
+            // Consumes a notification that arrived meanwhile.
+            inner.state.store(EMPTY, SeqCst);
+            // A non-holder's poll left from when it held the driver may
+            // end its wait: a spurious return (the holder has the events).
+            turn.epoll
+        }
+        Err(NOTIFIED) => {
+            inner.state.store(EMPTY, SeqCst);
+            false
+        }
+        Err(s) => unreachable!("inconsistent park state {s}"),
+    };
+    if let Some(d) = driver {
+        d.after_ring_park(epoll_ready, deferred);
+    }
+}
+
 impl Unparker {
     /// Whether both wake the same parker.
     pub(crate) fn same_as(&self, other: &Unparker) -> bool {
@@ -194,6 +301,11 @@ impl Unparker {
             PARKED_DRIVER => {
                 if let Some(slot) = &inner.driver {
                     slot.handle.io.unpark();
+                }
+            }
+            PARKED_RING => {
+                if let Some(wake) = &inner.wake {
+                    wake.wake();
                 }
             }
             PARKED => {

@@ -162,13 +162,22 @@ pub(crate) fn create(
     num_workers: usize,
     handoff: HandoffConfig,
     common: Common,
+    rings: Vec<crate::uring::Setup>,
 ) -> (Arc<Handle>, Vec<Box<Core>>) {
     let slots = num_workers + handoff.max_threads;
     let mut cores = Vec::with_capacity(slots);
     let mut remotes = Vec::with_capacity(slots);
+    let mut rings = rings.into_iter();
     for index in 0..slots {
         let (steal, run_queue) = queue::local();
-        let park = Parker::with_driver(common.driver_slot.clone());
+        // Workers park in their ring (if the runtime runs io_uring); the
+        // spare slots, whose threads come and go, have none.
+        let ring = if index < num_workers {
+            rings.next()
+        } else {
+            None
+        };
+        let park = Parker::with_driver(common.driver_slot.clone(), ring);
         let metrics = Arc::new(WorkerMetrics::new(common.config.histogram));
         let lifo = Arc::new(CachePadded::new(LifoSlot::new()));
         remotes.push(Remote {
@@ -282,6 +291,8 @@ impl Context {
             .borrow_mut()
             .take()
             .expect("worker core lost while unwinding fibers");
+        // Only this thread can reap what its ring has in flight.
+        core.park.shutdown_ring();
         let mut cores = self.handle.shared.shutdown_cores.lock();
         if cores.finalized {
             // A task of ours dropped the runtime and `finalize` ran

@@ -1,0 +1,341 @@
+//! `Builder::io_driver`, `FIBER_RUNTIME_IO` and `Handle::io_driver`; the
+//! io_uring driver's parking (wakes, timers, a current-thread core moving
+//! between threads, shutdown); and a kernel that refuses io_uring.
+//!
+//! The tests that need a variable or a seccomp filter of their own run in
+//! a child process: this binary re-runs itself with one ignored test
+//! (`child`) selected, so nothing here changes the environment of the
+//! other tests.
+
+use fiber_runtime::{Builder, IoDriver, Runtime};
+use std::io;
+use std::process::Command;
+use std::time::Duration;
+
+/// What `FIBER_RUNTIME_IO` asks of this run (`None`: unset or `auto`).
+fn asked() -> Option<IoDriver> {
+    match std::env::var("FIBER_RUNTIME_IO")
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "" | "auto" => None,
+        "epoll" => Some(IoDriver::Epoll),
+        "uring" | "io_uring" => Some(IoDriver::Uring),
+        other => panic!("this run's FIBER_RUNTIME_IO is not valid: {other:?}"),
+    }
+}
+
+fn builders() -> [Builder; 3] {
+    let mut two = Builder::new_multi_thread();
+    two.worker_threads(2);
+    let mut one = Builder::new_multi_thread();
+    one.worker_threads(1);
+    [Builder::new_current_thread(), one, two]
+}
+
+/// Under `FIBER_RUNTIME_IO=uring` every runtime the suite builds with the
+/// default really runs io_uring (a CI pass that asks for it cannot
+/// silently test epoll), and `auto` is epoll for now.
+#[test]
+fn auto_runs_what_the_environment_asks_for() {
+    let want = asked().unwrap_or(IoDriver::Epoll);
+    for mut b in builders() {
+        let rt = b.build().unwrap();
+        assert_eq!(rt.handle().io_driver(), want, "{b:?}");
+    }
+}
+
+#[test]
+fn an_explicit_choice_wins_over_the_environment() {
+    for mut b in builders() {
+        let rt = b.io_driver(IoDriver::Epoll).build().unwrap();
+        assert_eq!(rt.handle().io_driver(), IoDriver::Epoll);
+        let rt = b.io_driver(IoDriver::Uring).build().unwrap();
+        assert_eq!(rt.handle().io_driver(), IoDriver::Uring);
+    }
+}
+
+fn uring(mut b: Builder) -> Runtime {
+    b.io_driver(IoDriver::Uring).build().unwrap()
+}
+
+/// Wakes from plain threads reach workers parked in their rings, in
+/// either order of the wake and the park, many times over.
+#[test]
+fn wakes_from_another_thread_reach_workers_parked_in_their_ring() {
+    for b in builders() {
+        let rt = uring(b);
+        for i in 0..200u32 {
+            let task = rt.spawn(async move {
+                let (tx, rx) = fiber_runtime::sync::oneshot::channel();
+                std::thread::spawn(move || tx.send(i).unwrap());
+                rx.await.unwrap()
+            });
+            assert_eq!(rt.block_on(task).unwrap(), i);
+        }
+    }
+}
+
+/// The thread holding the driver waits in its ring with the next timer as
+/// its timeout: sleeps and timeouts fire, on every flavor.
+#[test]
+fn timers_fire_while_the_workers_wait_in_their_rings() {
+    for b in builders() {
+        let rt = uring(b);
+        let fired = rt.block_on(async {
+            let mut tasks = Vec::new();
+            for ms in 1..=20u64 {
+                tasks.push(fiber_runtime::spawn(async move {
+                    fiber_runtime::time::sleep(Duration::from_millis(ms)).await;
+                    ms
+                }));
+            }
+            let mut sum = 0;
+            for t in tasks {
+                sum += t.await.unwrap();
+            }
+            sum
+        });
+        assert_eq!(fired, (1..=20).sum::<u64>());
+        let fiber = {
+            let _enter = rt.enter();
+            fiber_runtime::fiber::spawn(|| {
+                fiber_runtime::fiber::sleep(Duration::from_millis(2));
+                7
+            })
+        };
+        assert_eq!(rt.block_on(fiber).unwrap(), 7);
+    }
+}
+
+/// Sockets stay on epoll in this step: the driver's holder sees their
+/// events through the epoll fd it watches in its ring.
+#[test]
+fn sockets_on_epoll_are_served_by_the_ring_parked_holder() {
+    for b in builders() {
+        let rt = uring(b);
+        let echoed = rt.block_on(async {
+            use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
+            let listener = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = fiber_runtime::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let mut buf = [0u8; 5];
+                s.read_exact(&mut buf).await.unwrap();
+                s.write_all(&buf).await.unwrap();
+            });
+            let mut c = fiber_runtime::net::TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"hello").await.unwrap();
+            let mut buf = [0u8; 5];
+            c.read_exact(&mut buf).await.unwrap();
+            server.await.unwrap();
+            buf
+        });
+        assert_eq!(&echoed, b"hello");
+    }
+}
+
+/// A current-thread runtime's ring follows its core: `block_on` from one
+/// thread, then from others (each gets a ring of its own), with timers
+/// and wakes working on each.
+#[test]
+fn a_current_thread_ring_follows_the_core_to_each_driving_thread() {
+    let rt = std::sync::Arc::new(uring(Builder::new_current_thread()));
+    for i in 0..4u64 {
+        let rt = rt.clone();
+        let got = std::thread::spawn(move || {
+            rt.block_on(async move {
+                fiber_runtime::time::sleep(Duration::from_millis(1)).await;
+                let (tx, rx) = fiber_runtime::sync::oneshot::channel();
+                std::thread::spawn(move || tx.send(i).unwrap());
+                rx.await.unwrap()
+            })
+        })
+        .join()
+        .unwrap();
+        assert_eq!(got, i);
+    }
+    assert_eq!(rt.block_on(async { 5 }), 5);
+}
+
+/// Building and dropping runtimes leaves no ring or eventfd open, and
+/// dropping one mid-traffic hangs nothing (each worker reaps its ring on
+/// its own thread). Counted in a child: other tests open fds meanwhile.
+#[test]
+fn dropped_runtimes_close_their_rings() {
+    run_child("fds", &[]);
+}
+
+/// A bad `FIBER_RUNTIME_IO` fails `build` with the value named, when
+/// the builder leaves the choice to it.
+#[test]
+fn a_bad_environment_value_fails_the_build() {
+    run_child("bad-env", &[("FIBER_RUNTIME_IO", "kqueue")]);
+}
+
+/// A kernel that refuses io_uring (here: a seccomp filter failing
+/// `io_uring_setup` with EPERM): `Uring` fails the build with the reason,
+/// `Auto` and `Epoll` run epoll.
+#[test]
+fn a_refused_io_uring_fails_an_explicit_build_and_auto_runs_epoll() {
+    run_child("seccomp", &[("FIBER_RUNTIME_IO", "")]);
+}
+
+fn run_child(mode: &str, env: &[(&str, &str)]) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--ignored",
+        "--exact",
+        "child",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("RT_IO_DRIVER_CHILD", mode);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {mode} failed:\n{text}");
+    // The child really ran its mode (not zero tests).
+    assert!(
+        text.contains(&format!("child mode {mode} passed")),
+        "{text}"
+    );
+}
+
+#[test]
+#[ignore = "run by the other tests of this file as a child process"]
+fn child() {
+    let mode = std::env::var("RT_IO_DRIVER_CHILD").expect("run by run_child");
+    match mode.as_str() {
+        "fds" => child_fds(),
+        "bad-env" => child_bad_env(),
+        "seccomp" => child_seccomp(),
+        other => panic!("unknown child mode {other}"),
+    }
+    println!("child mode {mode} passed");
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").unwrap().count()
+}
+
+fn child_fds() {
+    // Warm up what stays (the blocking pool's statics, the test harness).
+    drop(uring(Builder::new_current_thread()));
+    let before = open_fds();
+    for _ in 0..20 {
+        for b in builders() {
+            let rt = uring(b);
+            // Traffic at the moment of the drop: tasks parked on timers
+            // and a channel nobody sends on.
+            for ms in 0..8u64 {
+                drop(rt.spawn(async move {
+                    fiber_runtime::time::sleep(Duration::from_millis(ms)).await;
+                }));
+            }
+            let (_tx, rx) = fiber_runtime::sync::oneshot::channel::<()>();
+            drop(rt.spawn(rx));
+            let _enter = rt.enter();
+            drop(fiber_runtime::fiber::spawn(|| {
+                fiber_runtime::fiber::sleep(Duration::from_millis(5));
+            }));
+            drop(_enter);
+            drop(rt);
+        }
+    }
+    assert_eq!(open_fds(), before, "fds leaked by dropped runtimes");
+}
+
+fn child_bad_env() {
+    for mut b in builders() {
+        let e = b.build().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            e.to_string(),
+            "FIBER_RUNTIME_IO must be auto, epoll or uring, got \"kqueue\""
+        );
+        // An explicit choice does not read it.
+        b.io_driver(IoDriver::Epoll).build().unwrap();
+    }
+}
+
+fn child_seccomp() {
+    deny_io_uring_setup();
+    for mut b in builders() {
+        let e = b.io_driver(IoDriver::Uring).build().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("io_driver(Uring): the kernel refused an io_uring"),
+            "{msg}"
+        );
+        assert!(msg.contains("Operation not permitted"), "{msg}");
+        for d in [IoDriver::Auto, IoDriver::Epoll] {
+            let rt = b.io_driver(d).build().unwrap();
+            assert_eq!(rt.handle().io_driver(), IoDriver::Epoll);
+            assert_eq!(rt.block_on(rt.spawn(async { 1 })).unwrap(), 1);
+        }
+    }
+}
+
+/// Installs a seccomp filter on this process that fails `io_uring_setup`
+/// with EPERM and allows every other system call.
+fn deny_io_uring_setup() {
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    let filter = [
+        // The system call number: offset 0 of `struct seccomp_data`.
+        libc::sock_filter {
+            code: LD_W_ABS,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: JEQ_K,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_io_uring_setup as u32,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        },
+        libc::sock_filter {
+            code: RET_K,
+            jt: 0,
+            jf: 0,
+            k: libc::SECCOMP_RET_ALLOW,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr().cast_mut(),
+    };
+    // SAFETY: plain prctl calls; `prog` and `filter` outlive them (the
+    // kernel copies the program).
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        assert_eq!(
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const prog
+            ),
+            0,
+            "seccomp: {}",
+            io::Error::last_os_error()
+        );
+    }
+}
