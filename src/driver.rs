@@ -30,16 +30,23 @@ pub(crate) struct Handle {
     pub(crate) io: Arc<reactor::Handle>,
     pub(crate) time: Arc<timer::Handle>,
     pub(crate) kind: Kind,
+    /// Waits in the rings (`uring::create` counts them here; metrics).
+    pub(crate) ring_waits: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Driver {
     /// `workers` timer wheels, one per worker.
-    pub(crate) fn new(workers: usize, kind: Kind) -> io::Result<Driver> {
+    pub(crate) fn new(
+        workers: usize,
+        kind: Kind,
+        ring_waits: Arc<std::sync::atomic::AtomicU64>,
+    ) -> io::Result<Driver> {
         let io = reactor::Driver::new()?;
         let handle = Handle {
             io: io.handle().clone(),
             time: Arc::new(timer::Handle::new(io.handle().clone(), workers)),
             kind,
+            ring_waits,
         };
         Ok(Driver { io, handle })
     }

@@ -47,18 +47,47 @@ fn auto_runs_what_the_environment_asks_for() {
     }
 }
 
+/// Under `FIBER_RUNTIME_IO=uring`, parks really go through the rings.
 #[test]
-fn an_explicit_choice_wins_over_the_environment() {
+fn under_uring_threads_park_in_their_rings() {
+    if asked() != Some(IoDriver::Uring) {
+        return;
+    }
     for mut b in builders() {
-        let rt = b.io_driver(IoDriver::Epoll).build().unwrap();
-        assert_eq!(rt.handle().io_driver(), IoDriver::Epoll);
-        let rt = b.io_driver(IoDriver::Uring).build().unwrap();
-        assert_eq!(rt.handle().io_driver(), IoDriver::Uring);
+        let rt = b.build().unwrap();
+        rt.block_on(rt.spawn(async {
+            fiber_runtime::time::sleep(Duration::from_millis(2)).await;
+        }))
+        .unwrap();
+        assert!(rt.metrics().io_uring_wait_count() > 0, "{b:?}");
     }
 }
 
-fn uring(mut b: Builder) -> Runtime {
-    b.io_driver(IoDriver::Uring).build().unwrap()
+/// An explicit `Epoll` or `Uring` wins over `FIBER_RUNTIME_IO` (the
+/// child runs with it set to the other driver each time).
+#[test]
+fn an_explicit_choice_wins_over_the_environment() {
+    run_child("explicit", &[("FIBER_RUNTIME_IO", "epoll")]);
+    run_child("explicit", &[("FIBER_RUNTIME_IO", "uring")]);
+}
+
+/// A runtime with the io_uring driver, or `None` where the kernel or a
+/// sandbox refuses it (Docker's default seccomp profile does) and this
+/// run did not ask for it: the README's `cargo test` must pass there.
+fn uring(mut b: Builder) -> Option<Runtime> {
+    match b.io_driver(IoDriver::Uring).build() {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            assert_ne!(
+                asked(),
+                Some(IoDriver::Uring),
+                "FIBER_RUNTIME_IO=uring: {e}"
+            );
+            assert!(e.to_string().contains("io_uring"), "{e}");
+            eprintln!("skipped: no io_uring here: {e}");
+            None
+        }
+    }
 }
 
 /// Wakes from plain threads reach workers parked in their rings, in
@@ -66,7 +95,7 @@ fn uring(mut b: Builder) -> Runtime {
 #[test]
 fn wakes_from_another_thread_reach_workers_parked_in_their_ring() {
     for b in builders() {
-        let rt = uring(b);
+        let Some(rt) = uring(b) else { return };
         for i in 0..200u32 {
             let task = rt.spawn(async move {
                 let (tx, rx) = fiber_runtime::sync::oneshot::channel();
@@ -83,7 +112,7 @@ fn wakes_from_another_thread_reach_workers_parked_in_their_ring() {
 #[test]
 fn timers_fire_while_the_workers_wait_in_their_rings() {
     for b in builders() {
-        let rt = uring(b);
+        let Some(rt) = uring(b) else { return };
         let fired = rt.block_on(async {
             let mut tasks = Vec::new();
             for ms in 1..=20u64 {
@@ -115,7 +144,7 @@ fn timers_fire_while_the_workers_wait_in_their_rings() {
 #[test]
 fn sockets_on_epoll_are_served_by_the_ring_parked_holder() {
     for b in builders() {
-        let rt = uring(b);
+        let Some(rt) = uring(b) else { return };
         let echoed = rt.block_on(async {
             use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
             let listener = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -138,24 +167,35 @@ fn sockets_on_epoll_are_served_by_the_ring_parked_holder() {
 }
 
 /// A current-thread runtime's ring follows its core: `block_on` from one
-/// thread, then from others (each gets a ring of its own), with timers
-/// and wakes working on each.
+/// thread, then from others (each makes a ring of its own and waits in
+/// it), with wakes and timers working on each. Each `block_on` ends on a
+/// timer, so the core moves while its last ring still had its wake-up
+/// read armed.
 #[test]
 fn a_current_thread_ring_follows_the_core_to_each_driving_thread() {
-    let rt = std::sync::Arc::new(uring(Builder::new_current_thread()));
-    for i in 0..4u64 {
-        let rt = rt.clone();
+    let Some(rt) = uring(Builder::new_current_thread()) else {
+        return;
+    };
+    let rt = std::sync::Arc::new(rt);
+    for i in 0..20u64 {
+        let rt2 = rt.clone();
+        let before = rt.metrics().io_uring_wait_count();
         let got = std::thread::spawn(move || {
-            rt.block_on(async move {
-                fiber_runtime::time::sleep(Duration::from_millis(1)).await;
+            rt2.block_on(async move {
                 let (tx, rx) = fiber_runtime::sync::oneshot::channel();
                 std::thread::spawn(move || tx.send(i).unwrap());
-                rx.await.unwrap()
+                let v = rx.await.unwrap();
+                fiber_runtime::time::sleep(Duration::from_millis(1)).await;
+                v
             })
         })
         .join()
         .unwrap();
         assert_eq!(got, i);
+        assert!(
+            rt.metrics().io_uring_wait_count() > before,
+            "thread {i} waited in a ring"
+        );
     }
     assert_eq!(rt.block_on(async { 5 }), 5);
 }
@@ -166,6 +206,14 @@ fn a_current_thread_ring_follows_the_core_to_each_driving_thread() {
 #[test]
 fn dropped_runtimes_close_their_rings() {
     run_child("fds", &[]);
+}
+
+/// A forked child that goes on using a current-thread runtime its parent
+/// drove does not touch the parent's ring (it has no maps of it): it makes
+/// its own, and timers fire there.
+#[test]
+fn a_forked_child_makes_a_ring_of_its_own() {
+    run_child("fork", &[]);
 }
 
 /// A bad `FIBER_RUNTIME_IO` fails `build` with the value named, when
@@ -215,7 +263,9 @@ fn run_child(mode: &str, env: &[(&str, &str)]) {
 fn child() {
     let mode = std::env::var("RT_IO_DRIVER_CHILD").expect("run by run_child");
     match mode.as_str() {
+        "explicit" => child_explicit(),
         "fds" => child_fds(),
+        "fork" => child_fork(),
         "bad-env" => child_bad_env(),
         "seccomp" => child_seccomp(),
         other => panic!("unknown child mode {other}"),
@@ -227,13 +277,33 @@ fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
+fn child_explicit() {
+    for mut b in builders() {
+        // The variable applies to `Auto`...
+        assert_eq!(Some(b.build().unwrap().handle().io_driver()), asked());
+        // ...and not to an explicit choice.
+        let rt = b.io_driver(IoDriver::Epoll).build().unwrap();
+        assert_eq!(rt.handle().io_driver(), IoDriver::Epoll);
+        if let Some(rt) = uring(b) {
+            assert_eq!(rt.handle().io_driver(), IoDriver::Uring);
+        }
+    }
+}
+
 fn child_fds() {
     // Warm up what stays (the blocking pool's statics, the test harness).
-    drop(uring(Builder::new_current_thread()));
+    let Some(rt) = uring(Builder::new_current_thread()) else {
+        return;
+    };
+    drop(rt);
     let before = open_fds();
     for _ in 0..20 {
+        // A driven current-thread runtime, dropped on another thread.
+        let rt = uring(Builder::new_current_thread()).unwrap();
+        rt.block_on(async { fiber_runtime::time::sleep(Duration::from_millis(1)).await });
+        std::thread::spawn(move || drop(rt)).join().unwrap();
         for b in builders() {
-            let rt = uring(b);
+            let rt = uring(b).unwrap();
             // Traffic at the moment of the drop: tasks parked on timers
             // and a channel nobody sends on.
             for ms in 0..8u64 {
@@ -252,6 +322,37 @@ fn child_fds() {
         }
     }
     assert_eq!(open_fds(), before, "fds leaked by dropped runtimes");
+}
+
+fn child_fork() {
+    let Some(rt) = uring(Builder::new_current_thread()) else {
+        return;
+    };
+    let nap = || async { fiber_runtime::time::sleep(Duration::from_millis(1)).await };
+    rt.block_on(nap());
+    // SAFETY: this child process runs one test on one thread (`run_child`
+    // passes --test-threads=1) and the runtime has no other thread, so
+    // the forked process has every thread it needs.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+    if pid == 0 {
+        let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let before = rt.metrics().io_uring_wait_count();
+            rt.block_on(nap());
+            rt.metrics().io_uring_wait_count() > before
+        }));
+        // SAFETY: leaves the forked process at once, running nothing of
+        // the parent's (no destructors, no atexit handlers).
+        unsafe { libc::_exit(if matches!(ok, Ok(true)) { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked; `status` is a valid int.
+    assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "status {status:#x}"
+    );
+    rt.block_on(nap());
 }
 
 fn child_bad_env() {

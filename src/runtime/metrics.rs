@@ -278,6 +278,24 @@ impl RuntimeMetrics {
         self.inner.io_ready
     }
 
+    /// Number of times a thread of this runtime waited in its io_uring
+    /// (one `io_uring_enter` each) under [`IoDriver::Uring`](crate::IoDriver);
+    /// always 0 under epoll. Busy workers' non-blocking turns are not
+    /// counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{Builder, IoDriver};
+    ///
+    /// let rt = Builder::new_current_thread().io_driver(IoDriver::Epoll).build().unwrap();
+    /// rt.block_on(async { fiber_runtime::time::sleep(std::time::Duration::from_millis(1)).await });
+    /// assert_eq!(rt.metrics().io_uring_wait_count(), 0);
+    /// ```
+    pub fn io_uring_wait_count(&self) -> u64 {
+        self.inner.io_uring_waits
+    }
+
     /// Number of tasks waiting in worker `i`'s local run queue now. On the
     /// multi-thread flavor this is its stealable ring, read at the time of
     /// the snapshot (the single-task LIFO slot and the fibers pinned to the

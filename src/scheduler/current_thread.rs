@@ -375,6 +375,9 @@ impl Handle {
         // No thread drives it now (also after a panicking `block_on`
         // future): the monitor must not see a poll running.
         core.metrics.set_idle();
+        // The next thread to drive the core may be another, which cannot
+        // reap this thread's ring: nothing may be in flight in it then.
+        core.park.quiesce_ring();
         core.bound = match fiber_pool::started_here(self.common.id) {
             0 => None,
             fibers => Some(Binding {
@@ -512,6 +515,11 @@ impl Handle {
             spawned_tasks: self.shared.owned.inserted_count(),
             remote_schedules: self.shared.inject.remote_count(),
             io_ready: self.common.driver.io.ready_count(),
+            io_uring_waits: self
+                .common
+                .driver
+                .ring_waits
+                .load(std::sync::atomic::Ordering::Relaxed),
             handoffs: 0,
             replacement_threads: 0,
         }

@@ -124,6 +124,16 @@ impl Parker {
     }
 
     /// Cancels and reaps what the ring has in flight, on its thread, and
+    /// keeps the ring (a current-thread core given back: the next thread
+    /// to drive it, if another, then drops it with nothing in flight and
+    /// makes its own; the same thread re-arms it at its next park).
+    pub(crate) fn quiesce_ring(&mut self) {
+        if let RingSlot::On(r) = &mut self.ring {
+            r.shutdown();
+        }
+    }
+
+    /// Cancels and reaps what the ring has in flight, on its thread, and
     /// drops it (a worker about to exit); later parks use the condvar.
     pub(crate) fn shutdown_ring(&mut self) {
         if let RingSlot::On(r) = &mut self.ring {
@@ -236,13 +246,28 @@ fn ring_here<'a>(slot: &'a mut RingSlot, inner: &Inner) -> Option<&'a mut uring:
     };
     if !here {
         let wake = inner.wake.clone()?;
-        // The old ring, if any, goes here (it abandons what its thread did
-        // not reap: `uring::Ring`'s drop).
+        // The old ring, if any, goes first (it abandons what its thread
+        // did not reap: `uring::Ring`'s drop), then the new one is made.
         *slot = match std::mem::replace(slot, RingSlot::None) {
             RingSlot::Setup(s) => s.enable(),
-            _ => uring::Ring::for_this_thread(wake),
+            old => {
+                drop(old);
+                uring::Ring::for_this_thread(wake)
+            }
         }
-        .map_or(RingSlot::None, RingSlot::On);
+        .map_or_else(
+            |e| {
+                // Rare (the build made this kind of ring already): say so
+                // rather than run epoll parking unnoticed.
+                eprintln!(
+                    "fiber-runtime: no io_uring for thread {:?}, which parks without one \
+                     from now on: {e}",
+                    std::thread::current().name().unwrap_or("<unnamed>")
+                );
+                RingSlot::None
+            },
+            RingSlot::On,
+        );
     }
     match slot {
         RingSlot::On(r) => Some(r),

@@ -5,7 +5,8 @@ use crate::util::thread_token;
 use io_uring::{IoUring, opcode, types};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 /// Submission queue entries: this step keeps at most two operations in
@@ -33,6 +34,24 @@ const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 #[allow(clippy::vec_box)] // the boxes' addresses are what the kernel holds
 static ABANDONED: Mutex<Vec<Box<u64>>> = Mutex::new(Vec::new());
 
+/// Bumped in every forked child (`pthread_atfork`).
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+/// This thread and fork generation: who may drive a ring made here.
+fn here() -> (u64, u64) {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        extern "C" fn child() {
+            FORKS.fetch_add(1, Relaxed);
+        }
+        // SAFETY: registers a handler that only bumps an atomic (async-
+        // signal-safe, as a fork child handler must be). If it fails, a
+        // forked child may mistake an inherited ring for its own.
+        unsafe { libc::pthread_atfork(None, None, Some(child)) };
+    });
+    (thread_token(), FORKS.load(Relaxed))
+}
+
 /// A ring created for a thread that has not yet taken it (`Send`).
 pub(crate) struct Setup {
     ring: IoUring,
@@ -47,12 +66,16 @@ pub(crate) struct Setup {
 /// PermissionDenied (EPERM: seccomp, `kernel.io_uring_disabled`),
 /// Unsupported (EINVAL, ENOSYS: a kernel before 6.1, or without
 /// io_uring), or the error as it came (ENOMEM, EMFILE).
-pub(crate) fn create(n: usize) -> io::Result<Vec<Setup>> {
+///
+/// `enters` counts every `io_uring_enter` the rings make.
+pub(crate) fn create(n: usize, enters: Arc<AtomicU64>) -> io::Result<Vec<Setup>> {
     (0..n)
         .map(|_| {
+            let wake = WakeFd::new(enters.clone())
+                .map_err(|e| io::Error::new(e.kind(), format!("io_driver(Uring): eventfd: {e}")))?;
             Ok(Setup {
                 ring: build(true)?,
-                wake: Arc::new(WakeFd::new()?),
+                wake: Arc::new(wake),
             })
         })
         .collect()
@@ -67,6 +90,7 @@ fn build(disabled: bool) -> io::Result<IoUring> {
     if disabled {
         b.setup_r_disabled();
     }
+    b.dontfork();
     b.build(SQ_ENTRIES).map_err(|e| {
         let kind = match e.raw_os_error() {
             Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => io::ErrorKind::Unsupported,
@@ -103,12 +127,13 @@ impl std::fmt::Debug for Setup {
     }
 }
 
-/// An eventfd that completes the wake read of a parked thread's ring.
+/// An eventfd that completes the wake read of a parked thread's ring,
+/// and the runtime's count of ring enters (`RuntimeMetrics`).
 #[derive(Debug)]
-pub(crate) struct WakeFd(OwnedFd);
+pub(crate) struct WakeFd(OwnedFd, Arc<AtomicU64>);
 
 impl WakeFd {
-    pub(crate) fn new() -> io::Result<WakeFd> {
+    pub(crate) fn new(enters: Arc<AtomicU64>) -> io::Result<WakeFd> {
         // Blocking on purpose: io_uring fails a read of an O_NONBLOCK file
         // with EAGAIN instead of waiting for it to become readable.
         // SAFETY: eventfd has no memory arguments.
@@ -117,7 +142,7 @@ impl WakeFd {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: `fd` was just created and is owned by nobody else.
-        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }))
+        Ok(WakeFd(unsafe { OwnedFd::from_raw_fd(fd) }, enters))
     }
 
     /// Completes the pending wake read (or the next one).
@@ -131,9 +156,13 @@ impl WakeFd {
 
 /// A ring enabled for, and driven only by, one thread.
 pub(crate) struct Ring {
-    ring: IoUring,
-    /// `util::thread_token` of the only thread that may drive it.
-    owner: u64,
+    /// Dropped by `Drop` (not at all in a forked child, which must not
+    /// unmap what it never had).
+    ring: std::mem::ManuallyDrop<IoUring>,
+    /// `util::thread_token` of the only thread that may drive it, and the
+    /// process's fork generation then (a forked child inherits the token
+    /// but not the ring: its maps are `MADV_DONTFORK`).
+    owner: (u64, u64),
     /// Kept open while a read names it.
     wake: Arc<WakeFd>,
     /// The wake read's target (module doc, "Soundness"); `None` once
@@ -146,8 +175,8 @@ pub(crate) struct Ring {
 impl Ring {
     fn new(ring: IoUring, wake: Arc<WakeFd>) -> Ring {
         Ring {
-            ring,
-            owner: thread_token(),
+            ring: std::mem::ManuallyDrop::new(ring),
+            owner: here(),
             wake,
             wake_buf: Some(Box::new(0)),
             wake_armed: false,
@@ -163,7 +192,7 @@ impl Ring {
 
     /// Whether the calling thread may drive this ring.
     pub(crate) fn is_owner(&self) -> bool {
-        self.owner == thread_token()
+        self.owner == here()
     }
 
     fn inflight(&self) -> usize {
@@ -215,6 +244,7 @@ impl Ring {
                 self.epoll_armed = true;
             }
         }
+        self.wake.1.fetch_add(1, Relaxed);
         let res = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(d) => {
@@ -239,14 +269,17 @@ impl Ring {
     fn reap(&mut self) -> Turn {
         let mut turn = Turn::default();
         for cqe in self.ring.completion() {
+            let res = cqe.result();
             match cqe.user_data() {
                 WAKE => {
                     self.wake_armed = false;
                     turn.woken = true;
+                    check("the wake-up read of its eventfd", res, 8);
                 }
                 EPOLL => {
                     self.epoll_armed = false;
                     turn.epoll = true;
+                    check("the poll of the reactor's epoll fd", res, res.max(0));
                 }
                 other => unreachable!("io_uring completion of an unknown operation {other}"),
             }
@@ -255,7 +288,8 @@ impl Ring {
     }
 
     /// Cancels every operation and reaps them all, so that the ring can go
-    /// with its memory freed. Only the owner can; on another thread (or
+    /// (or move to another thread) with nothing in flight; it stays usable
+    /// (the next wait re-arms). Only the owner can; on another thread (or
     /// past `SHUTDOWN_WAIT`) the memory is abandoned when the ring drops.
     pub(crate) fn shutdown(&mut self) {
         if !self.is_owner() || self.inflight() == 0 {
@@ -278,6 +312,20 @@ impl Ring {
     }
 }
 
+/// A completion of the ring's own operations is `want`, or a cancel;
+/// anything else (EINVAL, EBADF, an LSM refusing the operation) would
+/// make every park return at once, a silent spin: fail loudly instead.
+fn check(what: &str, res: i32, want: i32) {
+    if res != want && res != -libc::ECANCELED {
+        let e = if res < 0 {
+            io::Error::from_raw_os_error(-res).to_string()
+        } else {
+            format!("{res} bytes")
+        };
+        panic!("fiber-runtime: the io_uring driver failed: {what} completed with {e}");
+    }
+}
+
 impl Drop for Ring {
     fn drop(&mut self) {
         self.shutdown();
@@ -288,6 +336,17 @@ impl Drop for Ring {
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
                     .push(buf);
             }
+        }
+        if self.owner.1 == here().1 {
+            // SAFETY: dropped once, here; nothing uses the ring after.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.ring) };
+        } else {
+            // A forked child: the ring's maps were not inherited
+            // (`MADV_DONTFORK`), and whatever the child mapped since may
+            // sit at their addresses, so unmapping them could unmap that.
+            // Close the inherited fd only; the rest stays allocated.
+            // SAFETY: the fd is the ring's, closed once, never used again.
+            unsafe { libc::close(self.ring.as_raw_fd()) };
         }
     }
 }
@@ -316,7 +375,7 @@ mod tests {
     }
 
     fn ring() -> Option<(Ring, Arc<WakeFd>)> {
-        let wake = Arc::new(WakeFd::new().unwrap());
+        let wake = Arc::new(WakeFd::new(Arc::default()).unwrap());
         match Ring::for_this_thread(wake.clone()) {
             Ok(r) => Some((r, wake)),
             Err(e) => skip(e),
@@ -386,7 +445,7 @@ mod tests {
 
     #[test]
     fn a_disabled_ring_is_enabled_by_the_thread_that_takes_it() {
-        let setup = match create(1) {
+        let setup = match create(1, Arc::default()) {
             Ok(mut v) => v.pop().unwrap(),
             Err(e) => return skip(e).unwrap_or(()),
         };

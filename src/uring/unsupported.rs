@@ -10,7 +10,10 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) enum Setup {}
 
-pub(crate) fn create(_n: usize) -> io::Result<Vec<Setup>> {
+pub(crate) fn create(
+    _n: usize,
+    _waits: Arc<std::sync::atomic::AtomicU64>,
+) -> io::Result<Vec<Setup>> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "io_driver(Uring): io_uring exists on Linux only",
@@ -41,7 +44,7 @@ pub(crate) enum Ring {}
 
 impl Ring {
     pub(crate) fn for_this_thread(_wake: Arc<WakeFd>) -> io::Result<Ring> {
-        create(1).map(|_| unreachable!("create never succeeds here"))
+        create(1, Arc::default()).map(|_| unreachable!("create never succeeds here"))
     }
 
     pub(crate) fn is_owner(&self) -> bool {

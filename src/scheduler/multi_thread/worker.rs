@@ -857,6 +857,11 @@ impl Handle {
             spawned_tasks: self.shared.owned.inserted_count(),
             remote_schedules: self.shared.inject.remote_count(),
             io_ready: self.common.driver.io.ready_count(),
+            io_uring_waits: self
+                .common
+                .driver
+                .ring_waits
+                .load(std::sync::atomic::Ordering::Relaxed),
             handoffs: self.shared.handoff.count(),
             replacement_threads: self.shared.handoff.live(),
         }
