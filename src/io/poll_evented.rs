@@ -1,9 +1,20 @@
-//! `PollEvented<E>`: a mio source registered with the reactor, and the
-//! readiness loops socket operations go through.
+//! `PollEvented<E>`: a mio source registered with the reactor (or bound
+//! to a worker's io_uring), and the readiness loops socket operations go
+//! through.
+//!
+//! Under the io_uring driver a stream created on a worker of its runtime
+//! (inside a task or a fiber) is bound to that worker's ring: a multishot
+//! poll there reports its readiness, and reads and writes stay direct
+//! system calls ("epoll in the ring", `docs/design/io_uring.md` step 2).
+//! Listeners, datagram sockets and streams created elsewhere (a
+//! `block_on` future, a plain thread, a current-thread runtime) register
+//! with epoll as under the epoll driver.
 
-use crate::reactor::Registration;
-use crate::reactor::scheduled_io::Direction;
+use crate::driver::Kind;
+use crate::reactor::scheduled_io::{Direction, ScheduledIo};
+use crate::reactor::{Registration, poll_io_drained};
 use crate::scheduler::context;
+use crate::uring;
 use crate::wait::{self, Caller};
 use std::io;
 use std::task::{Context, Poll};
@@ -13,7 +24,56 @@ use std::task::{Context, Poll};
 pub(crate) struct PollEvented<E: mio::event::Source> {
     /// `None` only after `into_inner`.
     io: Option<E>,
-    registration: Registration,
+    registration: Bind,
+}
+
+/// Where a source's readiness comes from.
+enum Bind {
+    Epoll(Registration),
+    /// A worker's ring, of the runtime with this `Common::id`.
+    Ring(usize, uring::Bound),
+}
+
+impl Bind {
+    fn io(&self) -> &ScheduledIo {
+        match self {
+            Bind::Epoll(r) => r.io(),
+            Bind::Ring(_, b) => b.io(),
+        }
+    }
+
+    fn poll_io_drained<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        op: impl FnMut() -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
+    ) -> Poll<io::Result<R>> {
+        poll_io_drained(self.io(), cx, dir, op, drained)
+    }
+
+    fn poll_io<R>(
+        &self,
+        cx: &mut Context<'_>,
+        dir: Direction,
+        op: impl FnMut() -> io::Result<R>,
+    ) -> Poll<io::Result<R>> {
+        self.poll_io_drained(cx, dir, op, |_| false)
+    }
+
+    fn deregister(&self, source: &mut impl mio::event::Source) -> io::Result<()> {
+        match self {
+            Bind::Epoll(r) => r.deregister(source),
+            Bind::Ring(id, b) => {
+                // On the home worker the poll ends now; elsewhere its
+                // owner is asked to end it.
+                let wakers = context::with_ring(*id, |ring| b.close(Some(ring)))
+                    .unwrap_or_else(|| b.close(None));
+                wakers.into_iter().for_each(std::task::Waker::wake);
+                Ok(())
+            }
+        }
+    }
 }
 
 impl<E: mio::event::Source> PollEvented<E> {
@@ -22,11 +82,35 @@ impl<E: mio::event::Source> PollEvented<E> {
         let reactor = context::with_current(|h| h.common().driver.io.clone()).map_err(|kind| {
             crate::runtime::TryCurrentError::no_runtime(kind, "creating a socket")
         })?;
-        let registration = Registration::new(&mut io, reactor)?;
+        let registration = Bind::Epoll(Registration::new(&mut io, reactor)?);
         Ok(PollEvented {
             io: Some(io),
             registration,
         })
+    }
+
+    /// As `new`, for a stream: under the io_uring driver, on a worker of
+    /// the runtime, it binds to that worker's ring (module doc).
+    pub(crate) fn new_stream(io: E) -> io::Result<PollEvented<E>>
+    where
+        E: std::os::fd::AsRawFd,
+    {
+        let ring = context::with_current(|h| {
+            let c = h.common();
+            (c.driver.kind == Kind::Uring).then_some(c.id)
+        })
+        .ok()
+        .flatten();
+        if let Some(id) = ring {
+            let fd = io.as_raw_fd();
+            if let Some(bound) = context::with_ring(id, |ring| ring.bind(fd)) {
+                return Ok(PollEvented {
+                    io: Some(io),
+                    registration: Bind::Ring(id, bound?),
+                });
+            }
+        }
+        PollEvented::new(io)
     }
 
     pub(crate) fn get_ref(&self) -> &E {

@@ -18,7 +18,7 @@
 mod registration;
 pub(crate) mod scheduled_io;
 
-pub(crate) use registration::Registration;
+pub(crate) use registration::{Registration, poll_io_drained};
 
 use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
 use scheduled_io::{ERROR, READ_CLOSED, READABLE, ScheduledIo, WRITABLE, WRITE_CLOSED};

@@ -1,5 +1,6 @@
 //! `Registration`: a source's link to the reactor, with the readiness loop
-//! every socket operation uses (`poll_io`).
+//! every socket operation uses (`poll_io_drained`, also for sockets bound
+//! to an io_uring).
 
 use super::scheduled_io::{Direction, ReadyEvent, ScheduledIo};
 use super::{Handle, gone};
@@ -25,65 +26,57 @@ impl Registration {
         Ok(Registration { handle, shared })
     }
 
-    pub(crate) fn poll_ready(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-    ) -> Poll<io::Result<ReadyEvent>> {
-        // Readiness spends the task's budget so that an always-ready socket
-        // cannot monopolise its worker.
-        ready!(crate::task_core::coop::poll_proceed(cx));
-        match self.shared.poll_ready(cx, dir) {
-            Poll::Ready(Ok(ev)) => Poll::Ready(Ok(ev)),
-            Poll::Ready(Err(())) => Poll::Ready(Err(gone())),
-            Poll::Pending => {
-                crate::task_core::coop::refund();
-                Poll::Pending
-            }
-        }
-    }
-
-    /// Runs `op` when the source is ready in `dir`, retrying after
-    /// `WouldBlock` (edge-triggered: the readiness is cleared and the next
-    /// event awaited).
-    pub(crate) fn poll_io<R>(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-        op: impl FnMut() -> io::Result<R>,
-    ) -> Poll<io::Result<R>> {
-        self.poll_io_drained(cx, dir, op, |_| false)
-    }
-
-    /// As `poll_io`; in addition, when `drained` says a successful result
-    /// emptied the socket buffer (a stream read or write shorter than
-    /// asked), the readiness is cleared at once, saving the `WouldBlock`
-    /// system call the next operation would otherwise make to learn it.
-    pub(crate) fn poll_io_drained<R>(
-        &self,
-        cx: &mut Context<'_>,
-        dir: Direction,
-        mut op: impl FnMut() -> io::Result<R>,
-        drained: impl Fn(&R) -> bool,
-    ) -> Poll<io::Result<R>> {
-        loop {
-            let ev = ready!(self.poll_ready(cx, dir))?;
-            match op() {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.shared.clear_readiness(ev),
-                Ok(r) => {
-                    if drained(&r) {
-                        self.shared.clear_readiness(ev);
-                    }
-                    return Poll::Ready(Ok(r));
-                }
-                res => return Poll::Ready(res),
-            }
-        }
+    /// The source's readiness.
+    pub(crate) fn io(&self) -> &ScheduledIo {
+        &self.shared
     }
 
     /// Deregisters `source` (which must be the registered one).
     pub(crate) fn deregister(&self, source: &mut impl mio::event::Source) -> io::Result<()> {
         self.handle.deregister(source, &self.shared)
+    }
+}
+
+/// Readiness of `io` in `dir`, spending the task's coop budget; for any
+/// source, whichever driver reports its events (epoll or a ring).
+pub(crate) fn poll_ready(
+    io: &ScheduledIo,
+    cx: &mut Context<'_>,
+    dir: Direction,
+) -> Poll<io::Result<ReadyEvent>> {
+    // Readiness spends the task's budget so that an always-ready socket
+    // cannot monopolise its worker.
+    ready!(crate::task_core::coop::poll_proceed(cx));
+    match io.poll_ready(cx, dir) {
+        Poll::Ready(Ok(ev)) => Poll::Ready(Ok(ev)),
+        Poll::Ready(Err(())) => Poll::Ready(Err(gone())),
+        Poll::Pending => {
+            crate::task_core::coop::refund();
+            Poll::Pending
+        }
+    }
+}
+
+/// `Registration::poll_io_drained` on the readiness `io`.
+pub(crate) fn poll_io_drained<R>(
+    io: &ScheduledIo,
+    cx: &mut Context<'_>,
+    dir: Direction,
+    mut op: impl FnMut() -> io::Result<R>,
+    drained: impl Fn(&R) -> bool,
+) -> Poll<io::Result<R>> {
+    loop {
+        let ev = ready!(poll_ready(io, cx, dir))?;
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => io.clear_readiness(ev),
+            Ok(r) => {
+                if drained(&r) {
+                    io.clear_readiness(ev);
+                }
+                return Poll::Ready(Ok(r));
+            }
+            res => return Poll::Ready(res),
+        }
     }
 }
 

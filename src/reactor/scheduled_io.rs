@@ -70,6 +70,12 @@ impl ScheduledIo {
         }
     }
 
+    /// The readiness word's bits (tests).
+    #[cfg(test)]
+    pub(crate) fn readiness(&self) -> usize {
+        self.readiness.load(Acquire) & (READINESS_MASK | SHUTDOWN)
+    }
+
     /// Driver side: records an event's readiness and wakes the waiters it
     /// concerns.
     #[cfg(test)]

@@ -304,6 +304,21 @@ pub(crate) fn worker_index() -> Option<usize> {
     })
 }
 
+/// Calls `f` with the io_uring of the core this thread drives, if it is a
+/// worker of the multi-thread runtime `runtime_id` (`Common::id`) with
+/// its core installed (inside a task's poll or a fiber) and the runtime
+/// runs that driver. Current-thread cores keep their sockets on epoll for
+/// now: their ring follows the core from thread to thread.
+pub(crate) fn with_ring<R>(
+    runtime_id: usize,
+    f: impl FnOnce(&mut crate::uring::Ring) -> R,
+) -> Option<R> {
+    with_scheduler(|cx| match cx {
+        Some(scheduler::Context::MultiThread(cx)) => cx.with_ring(runtime_id, f),
+        _ => None,
+    })
+}
+
 /// Calls `f` with this thread's scheduler context, if any.
 #[inline]
 pub(crate) fn with_scheduler<R>(f: impl FnOnce(Option<&scheduler::Context>) -> R) -> R {

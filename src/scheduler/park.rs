@@ -123,6 +123,12 @@ impl Parker {
         }
     }
 
+    /// The ring this thread may use (enabling it if need be), for binding
+    /// sockets to it; `None` without one.
+    pub(crate) fn ring(&mut self) -> Option<&mut uring::Ring> {
+        ring_here(&mut self.ring, &self.inner)
+    }
+
     /// Cancels and reaps what the ring has in flight, on its thread, and
     /// keeps the ring (a current-thread core given back: the next thread
     /// to drive it, if another, then drops it with nothing in flight and
@@ -146,6 +152,11 @@ impl Parker {
     /// (busy workers call this now and then, so I/O and timers progress).
     /// The wakers are deferred, as for `park`.
     pub(crate) fn poll_driver(&mut self) {
+        if let RingSlot::On(ring) = &mut self.ring {
+            if ring.is_owner() {
+                ring.poll_now(&mut self.deferred);
+            }
+        }
         if let Some(slot) = &self.inner.driver {
             if let Some(mut guard) = slot.driver.try_lock() {
                 if let Some(d) = guard.as_mut() {
@@ -186,7 +197,7 @@ impl Parker {
         {
             return;
         }
-        if let Some(ring) = ring_here(&mut self.ring, inner) {
+        if let Some(ring) = ring_here(&mut self.ring, &self.inner) {
             park_in_ring(inner, ring, deferred);
             return;
         }
@@ -238,7 +249,7 @@ impl Parker {
 /// The ring this thread may park in, enabling it or making a fresh one
 /// for this thread if need be (module doc). `None` without a ring, or if
 /// the kernel refused one here (then never again).
-fn ring_here<'a>(slot: &'a mut RingSlot, inner: &Inner) -> Option<&'a mut uring::Ring> {
+fn ring_here<'a>(slot: &'a mut RingSlot, inner: &Arc<Inner>) -> Option<&'a mut uring::Ring> {
     let here = match slot {
         RingSlot::None => return None,
         RingSlot::Setup(_) => false,
@@ -266,7 +277,15 @@ fn ring_here<'a>(slot: &'a mut RingSlot, inner: &Inner) -> Option<&'a mut uring:
                 );
                 RingSlot::None
             },
-            RingSlot::On,
+            |ring| {
+                // Sockets closed on other threads wake us to cancel their
+                // polls.
+                let unparker = Unparker {
+                    inner: inner.clone(),
+                };
+                ring.set_unpark(std::task::Waker::from(std::sync::Arc::new(unparker)));
+                RingSlot::On(ring)
+            },
         );
     }
     match slot {
@@ -295,7 +314,7 @@ fn park_in_ring(inner: &Inner, ring: &mut uring::Ring, deferred: &mut Vec<std::t
         .compare_exchange(EMPTY, PARKED_RING, SeqCst, SeqCst)
     {
         Ok(_) => {
-            let turn = ring.wait(timeout, epoll);
+            let turn = ring.wait(timeout, epoll, deferred);
             // Consumes a notification that arrived meanwhile.
             inner.state.store(EMPTY, SeqCst);
             // A non-holder's poll left from when it held the driver may

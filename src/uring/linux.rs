@@ -1,24 +1,41 @@
 //! The rings themselves (Linux; module doc in `mod.rs`).
 
 use super::Turn;
+use crate::reactor::gone;
+use crate::reactor::scheduled_io::{
+    ERROR, READ_CLOSED, READABLE, ScheduledIo, WRITABLE, WRITE_CLOSED,
+};
 use crate::util::thread_token;
-use io_uring::{IoUring, opcode, types};
+use io_uring::{IoUring, cqueue, opcode, types};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+use std::task::Waker;
 use std::time::{Duration, Instant};
 
-/// Submission queue entries: this step keeps at most two operations in
-/// flight (the wake read and the epoll poll), and a small ring keeps the
-/// thousands of runtimes the tests build cheap (two pages of maps).
-const SQ_ENTRIES: u32 = 16;
-const CQ_ENTRIES: u32 = 64;
+/// Submission queue entries: every operation is submitted when it is
+/// queued, or at the next wait, so a few suffice; a small ring keeps the
+/// thousands of runtimes the tests build cheap.
+const SQ_ENTRIES: u32 = 32;
+/// Completions: one per readiness change of each bound socket between two
+/// reaps (the kernel keeps any overflow: `IORING_FEAT_NODROP`).
+const CQ_ENTRIES: u32 = 1024;
 
 /// `user_data` of the eventfd read.
 const WAKE: u64 = 1;
 /// `user_data` of the poll on the reactor's epoll fd.
 const EPOLL: u64 = 2;
+/// `user_data` of a cancel request (its own completion says nothing).
+const CANCEL: u64 = 3;
+/// The low bits of a bound socket's poll: its `user_data` is the address
+/// of its `PollState` (aligned to 8) with this tag.
+const TAG_POLL: u64 = 4;
+const TAG_MASK: u64 = 7;
+
+/// What a bound socket's multishot poll asks for (edge-triggered, as the
+/// epoll registrations are).
+const POLL_EVENTS: u32 = (libc::POLLIN | libc::POLLOUT | libc::POLLRDHUP | libc::POLLPRI) as u32;
 
 /// The longest single wait: longer timer waits are cut into such pieces
 /// (the kernel's timespec is signed; a spurious return is harmless).
@@ -56,6 +73,140 @@ fn here() -> (u64, u64) {
 pub(crate) struct Setup {
     ring: IoUring,
     wake: Arc<WakeFd>,
+}
+
+/// What other threads may reach of a ring: requests for its owner.
+pub(crate) struct RingShared {
+    /// Sockets dropped on other threads, whose polls the owner cancels.
+    /// Each entry keeps its `PollState`, so that the address the cancel
+    /// names is not reused before it ran.
+    remote: Mutex<Remote>,
+    remote_len: AtomicUsize,
+    /// Wakes the owner (installed when it enables the ring: the parker's
+    /// unparker).
+    unpark: OnceLock<Waker>,
+    /// Sockets bound to the ring and not closed yet.
+    live: AtomicUsize,
+}
+
+struct Remote {
+    /// Set by the owner's shutdown: no request is taken from then on.
+    is_shutdown: bool,
+    cancels: Vec<Arc<PollState>>,
+}
+
+/// A stream bound to a ring: its readiness comes from a multishot poll
+/// there (`Ring::bind`).
+pub(crate) struct Bound {
+    state: Arc<PollState>,
+}
+
+struct PollState {
+    io: ScheduledIo,
+    home: Arc<RingShared>,
+    fd: RawFd,
+    /// Set when the socket closes, before its fd does: from then on the
+    /// poll is never re-armed (a re-arm checks it and submits under this
+    /// lock, so it never names an fd number that was closed).
+    closed: Mutex<bool>,
+}
+
+impl Bound {
+    /// The socket's readiness (the reactor's readiness loop runs on it).
+    pub(crate) fn io(&self) -> &ScheduledIo {
+        &self.state.io
+    }
+
+    /// Whether `ring` is this socket's home.
+    pub(crate) fn is_home(&self, ring: &Ring) -> bool {
+        Arc::ptr_eq(&self.state.home, &ring.shared)
+    }
+
+    /// The socket is about to close its fd: ends its poll. `here` is the
+    /// home ring when the caller is its owner (the poll ends now and the
+    /// kernel lets go of the file); otherwise the owner is asked. Returns
+    /// the wakers of other sockets whose readiness the close reaped, for
+    /// the caller to wake.
+    pub(crate) fn close(&self, here: Option<&mut Ring>) -> Vec<Waker> {
+        {
+            let mut closed = lock(&self.state.closed);
+            if *closed {
+                return Vec::new();
+            }
+            *closed = true;
+        }
+        self.state.io.clear_wakers();
+        let home = &self.state.home;
+        home.live.fetch_sub(1, Relaxed);
+        let mut wakers = Vec::new();
+        match here {
+            Some(ring) if self.is_home(ring) => ring.cancel_here(&self.state, &mut wakers),
+            _ => {
+                let mut remote = lock(&home.remote);
+                if remote.is_shutdown {
+                    // Its shutdown cancelled every poll already.
+                    return wakers;
+                }
+                remote.cancels.push(self.state.clone());
+                home.remote_len.store(remote.cancels.len(), Release);
+                drop(remote);
+                if let Some(unpark) = home.unpark.get() {
+                    unpark.wake_by_ref();
+                }
+            }
+        }
+        wakers
+    }
+}
+
+impl Drop for Bound {
+    /// A socket closes through `close`; this only catches a path that
+    /// forgot to (the owner is asked to end the poll).
+    fn drop(&mut self) {
+        let wakers = self.close(None);
+        wakers.into_iter().for_each(Waker::wake);
+    }
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("uring::Bound")
+            .field("fd", &self.state.fd)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn fd_of(fd: RawFd) -> types::Fd {
+    types::Fd(fd)
+}
+
+/// A poll's revents as the reactor's readiness bits (as mio maps epoll's).
+fn readiness(revents: u32) -> usize {
+    let has = |bit: libc::c_short| revents & bit as u32 != 0;
+    let mut ready = 0;
+    if has(libc::POLLIN) || has(libc::POLLPRI) {
+        ready |= READABLE;
+    }
+    if has(libc::POLLOUT) {
+        ready |= WRITABLE;
+    }
+    if has(libc::POLLHUP) || (has(libc::POLLIN) && has(libc::POLLRDHUP)) {
+        ready |= READ_CLOSED;
+    }
+    if has(libc::POLLHUP)
+        || (has(libc::POLLOUT) && has(libc::POLLERR))
+        || revents == libc::POLLERR as u32
+    {
+        ready |= WRITE_CLOSED;
+    }
+    if has(libc::POLLERR) {
+        ready |= ERROR;
+    }
+    ready
 }
 
 /// Creates `n` rings, disabled until [`Setup::enable`].
@@ -170,6 +321,11 @@ pub(crate) struct Ring {
     wake_buf: Option<Box<u64>>,
     wake_armed: bool,
     epoll_armed: bool,
+    /// Bound sockets' polls not yet ended by a final completion.
+    polls: usize,
+    /// Sockets whose cancels are queued, not yet submitted.
+    cancelling: Vec<Arc<PollState>>,
+    shared: Arc<RingShared>,
 }
 
 impl Ring {
@@ -181,7 +337,129 @@ impl Ring {
             wake_buf: Some(Box::new(0)),
             wake_armed: false,
             epoll_armed: false,
+            polls: 0,
+            cancelling: Vec::new(),
+            shared: Arc::new(RingShared {
+                remote: Mutex::new(Remote {
+                    is_shutdown: false,
+                    cancels: Vec::new(),
+                }),
+                remote_len: AtomicUsize::new(0),
+                unpark: OnceLock::new(),
+                live: AtomicUsize::new(0),
+            }),
         }
+    }
+
+    /// How other threads reach the owner: `unpark` wakes it when a remote
+    /// request waits (install it before sockets bind).
+    pub(crate) fn set_unpark(&self, unpark: Waker) {
+        let _ = self.shared.unpark.set(unpark);
+    }
+
+    /// Binds the stream `fd` to this ring: a multishot poll, submitted at
+    /// once (the kernel then holds the file, so the fd number may close
+    /// and be reused without the poll seeing another file).
+    pub(crate) fn bind(&mut self, fd: RawFd) -> io::Result<Bound> {
+        if lock(&self.shared.remote).is_shutdown {
+            return Err(gone());
+        }
+        let state = Arc::new(PollState {
+            io: ScheduledIo::new(),
+            home: self.shared.clone(),
+            fd,
+            closed: Mutex::new(false),
+        });
+        self.arm_poll(fd_of(fd), state.clone());
+        if let Err(e) = self.ring.submit() {
+            // The entry stays queued and goes with the next enter: the fd
+            // must stay open until then, which the caller's socket does
+            // only while bound. Treat it as fatal, as the reactor does.
+            panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
+        }
+        self.shared.live.fetch_add(1, Relaxed);
+        Ok(Bound { state })
+    }
+
+    /// Queues a multishot poll of `fd` that owns one count of `state`.
+    fn arm_poll(&mut self, fd: types::Fd, state: Arc<PollState>) {
+        let ud = Arc::into_raw(state) as u64;
+        debug_assert_eq!(ud & TAG_MASK, 0);
+        let poll = opcode::PollAdd::new(fd, POLL_EVENTS)
+            .multi(true)
+            .build()
+            .user_data(ud | TAG_POLL);
+        // SAFETY: a poll names no memory; the count it owns keeps the
+        // `PollState` its completions reach alive until the final one.
+        unsafe { self.push(&poll) };
+        self.polls += 1;
+    }
+
+    /// Cancels a poll of this ring (the socket closes on the owner's
+    /// thread) and reaps its end at once, so that the kernel lets go of
+    /// the file before the fd closes (peers see the close now).
+    fn cancel_here(&mut self, state: &Arc<PollState>, wakers: &mut Vec<Waker>) {
+        let ud = Arc::as_ptr(state) as u64 | TAG_POLL;
+        let cancel = opcode::AsyncCancel::new(ud).build().user_data(CANCEL);
+        // SAFETY: a cancel names no memory.
+        unsafe { self.push(&cancel) };
+        self.enter_and_reap(wakers);
+    }
+
+    /// Submits what is queued and, if completions may wait in the kernel
+    /// (deferred task work, overflow), fetches them; then reaps. Never
+    /// blocks. For busy workers (`Parker::poll_driver`) and closes.
+    pub(crate) fn poll_now(&mut self, wakers: &mut Vec<Waker>) {
+        self.queue_remote();
+        let sq = self.ring.submission();
+        let pending = !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
+        drop(sq);
+        if pending || !self.ring.completion().is_empty() {
+            self.enter_and_reap(wakers);
+        }
+    }
+
+    fn enter_and_reap(&mut self, wakers: &mut Vec<Waker>) {
+        // Submits, runs the deferred task work (GETEVENTS: completions of
+        // what the submission did inline, a cancel's included) and
+        // returns at once: a zero timeout.
+        let ts = types::Timespec::new();
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match self.ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+                ) => {}
+            Err(e) => panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}"),
+        }
+        self.cancelling.clear();
+        self.reap(wakers);
+    }
+
+    /// Queues the cancels other threads asked for; they run at the next
+    /// enter. Their `PollState`s wait in `cancelling` until then (so the
+    /// addresses the cancels name stay unique). It reaps nothing: a wake
+    /// reaped here, before a wait, would be lost to that wait.
+    fn queue_remote(&mut self) -> bool {
+        if self.shared.remote_len.load(Acquire) == 0 {
+            return false;
+        }
+        let cancels = {
+            let mut remote = lock(&self.shared.remote);
+            self.shared.remote_len.store(0, Relaxed);
+            std::mem::take(&mut remote.cancels)
+        };
+        for state in &cancels {
+            let ud = Arc::as_ptr(state) as u64 | TAG_POLL;
+            let cancel = opcode::AsyncCancel::new(ud).build().user_data(CANCEL);
+            // SAFETY: a cancel names no memory.
+            unsafe { self.push(&cancel) };
+        }
+        let any = !cancels.is_empty();
+        self.cancelling.extend(cancels);
+        any
     }
 
     /// A ring for the calling thread, created enabled (a current-thread
@@ -196,7 +474,7 @@ impl Ring {
     }
 
     fn inflight(&self) -> usize {
-        usize::from(self.wake_armed) + usize::from(self.epoll_armed)
+        usize::from(self.wake_armed) + usize::from(self.epoll_armed) + self.polls
     }
 
     /// Queues `entry` for the next enter.
@@ -221,8 +499,24 @@ impl Ring {
     /// Blocks until the wake read completes, the epoll fd (if given)
     /// becomes readable, or `timeout` passes, whichever is first; may also
     /// return early (a signal, a stale wake).
-    pub(crate) fn wait(&mut self, timeout: Option<Duration>, epoll: Option<RawFd>) -> Turn {
+    ///
+    /// The wakers of bound sockets that became ready go to `wakers`.
+    pub(crate) fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        epoll: Option<RawFd>,
+        wakers: &mut Vec<Waker>,
+    ) -> Turn {
         debug_assert!(self.is_owner(), "a ring is driven by its owner only");
+        // Cancels go in with this wait's enter.
+        self.queue_remote();
+        if !self.ring.completion().is_empty() {
+            // Readiness reaped by a close's enter, not handled yet: no
+            // waiting until it is.
+            let mut turn = self.reap(wakers);
+            turn.woken = true;
+            return turn;
+        }
         if !self.wake_armed {
             let buf: *mut u64 = &raw mut **self.wake_buf.as_mut().expect("wake target gone");
             let read = opcode::Read::new(types::Fd(self.wake.0.as_raw_fd()), buf.cast(), 8)
@@ -263,11 +557,14 @@ impl Ring {
                 ) => {}
             Err(e) => panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}"),
         }
-        self.reap()
+        // The enter ran the queued cancels.
+        self.cancelling.clear();
+        self.reap(wakers)
     }
 
-    fn reap(&mut self) -> Turn {
+    fn reap(&mut self, wakers: &mut Vec<Waker>) -> Turn {
         let mut turn = Turn::default();
+        let mut rearm = Vec::new();
         for cqe in self.ring.completion() {
             let res = cqe.result();
             match cqe.user_data() {
@@ -281,8 +578,57 @@ impl Ring {
                     turn.epoll = true;
                     check("the poll of the reactor's epoll fd", res, res.max(0));
                 }
+                CANCEL => {}
+                ud if ud & TAG_MASK == TAG_POLL => {
+                    let ptr = (ud & !TAG_MASK) as *const PollState;
+                    if !cqueue::more(cqe.flags()) {
+                        // SAFETY: the poll's final completion: the count
+                        // `arm_poll` gave it is ours again.
+                        let state = unsafe { Arc::from_raw(ptr) };
+                        self.polls -= 1;
+                        let res = cqe.result();
+                        if res >= 0 {
+                            // The kernel ended it (a full completion queue):
+                            // deliver, then re-arm below.
+                            state.io.set_readiness(readiness(res as u32), wakers);
+                            rearm.push(state);
+                        } else if res == -libc::ECANCELED {
+                            // Closed, or the ring shuts down.
+                            if !*lock(&state.closed) {
+                                state.io.shutdown();
+                            }
+                        } else {
+                            // Not expected (the kernel holds the file):
+                            // let the operations run and report it.
+                            state
+                                .io
+                                .set_readiness(READ_CLOSED | WRITE_CLOSED | ERROR, wakers);
+                        }
+                    } else if cqe.result() >= 0 {
+                        // SAFETY: the poll has not ended, so its count
+                        // keeps the state alive.
+                        let state = unsafe { &*ptr };
+                        state
+                            .io
+                            .set_readiness(readiness(cqe.result() as u32), wakers);
+                    }
+                }
                 other => unreachable!("io_uring completion of an unknown operation {other}"),
             }
+        }
+        for state in rearm {
+            let closed = lock(&state.closed);
+            if *closed {
+                continue;
+            }
+            let fd = state.fd;
+            self.arm_poll(fd_of(fd), state.clone());
+            // Submitted under the lock: the fd cannot close before the
+            // kernel holds its file.
+            if let Err(e) = self.ring.submit() {
+                panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
+            }
+            drop(closed);
         }
         turn
     }
@@ -292,7 +638,20 @@ impl Ring {
     /// (the next wait re-arms). Only the owner can; on another thread (or
     /// past `SHUTDOWN_WAIT`) the memory is abandoned when the ring drops.
     pub(crate) fn shutdown(&mut self) {
-        if !self.is_owner() || self.inflight() == 0 {
+        if !self.is_owner() {
+            return;
+        }
+        let cancels = {
+            let mut remote = lock(&self.shared.remote);
+            remote.is_shutdown = true;
+            std::mem::take(&mut remote.cancels)
+        };
+        // The cancel below ends their polls.
+        drop(cancels);
+        // Queued entries (a re-arm) go in first, so that the cancel finds
+        // them.
+        let _ = self.ring.submit();
+        if self.inflight() == 0 {
             return;
         }
         let cancel = self
@@ -307,7 +666,10 @@ impl Ring {
             let ts = types::Timespec::from(Duration::from_millis(10));
             let args = types::SubmitArgs::new().timespec(&ts);
             let _ = self.ring.submitter().submit_with_args(1, &args);
-            self.reap();
+            let mut wakers = Vec::new();
+            self.reap(&mut wakers);
+            // Readers and writers of the sockets learn of the shutdown.
+            wakers.into_iter().for_each(Waker::wake);
         }
     }
 }
@@ -386,7 +748,7 @@ mod tests {
     fn a_wake_before_the_wait_ends_it() {
         let Some((mut r, wake)) = ring() else { return };
         wake.wake();
-        let turn = r.wait(None, None);
+        let turn = r.wait(None, None, &mut Vec::new());
         assert!(turn.woken);
         assert!(!turn.epoll);
     }
@@ -396,14 +758,14 @@ mod tests {
         let Some((mut r, wake)) = ring() else { return };
         let th = std::thread::spawn(move || wake.wake());
         // Either order of the wake and the wait: the wait ends.
-        assert!(r.wait(None, None).woken);
+        assert!(r.wait(None, None, &mut Vec::new()).woken);
         th.join().unwrap();
     }
 
     #[test]
     fn the_timeout_ends_the_wait_without_a_wake() {
         let Some((mut r, _wake)) = ring() else { return };
-        let turn = r.wait(Some(Duration::from_millis(1)), None);
+        let turn = r.wait(Some(Duration::from_millis(1)), None, &mut Vec::new());
         assert_eq!(turn, Turn::default());
     }
 
@@ -413,7 +775,7 @@ mod tests {
         let poll = mio::Poll::new().unwrap();
         let waker = mio::Waker::new(poll.registry(), mio::Token(0)).unwrap();
         waker.wake().unwrap();
-        let turn = r.wait(None, Some(poll.as_raw_fd()));
+        let turn = r.wait(None, Some(poll.as_raw_fd()), &mut Vec::new());
         assert!(turn.epoll);
     }
 
@@ -421,7 +783,7 @@ mod tests {
     fn a_ring_refuses_other_threads_and_its_drop_there_abandons_the_read() {
         let Some((mut r, _wake)) = ring() else { return };
         // Arms the read.
-        r.wait(Some(Duration::ZERO), None);
+        r.wait(Some(Duration::ZERO), None, &mut Vec::new());
         assert!(r.wake_armed);
         let before = ABANDONED.lock().unwrap().len();
         std::thread::spawn(move || {
@@ -437,10 +799,135 @@ mod tests {
     fn shutdown_on_the_owner_reaps_every_operation() {
         let Some((mut r, _wake)) = ring() else { return };
         let poll = mio::Poll::new().unwrap();
-        r.wait(Some(Duration::ZERO), Some(poll.as_raw_fd()));
+        r.wait(
+            Some(Duration::ZERO),
+            Some(poll.as_raw_fd()),
+            &mut Vec::new(),
+        );
         assert_eq!(r.inflight(), 2);
         r.shutdown();
         assert_eq!(r.inflight(), 0);
+    }
+
+    /// A connected pair of non-blocking Unix stream sockets.
+    fn pair() -> (
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    ) {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        a.set_nonblocking(true).unwrap();
+        b.set_nonblocking(true).unwrap();
+        (a, b)
+    }
+
+    /// Waits (bounded) until `bound` reports readiness with `bits`.
+    fn wait_for(r: &mut Ring, bound: &Bound, bits: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut wakers = Vec::new();
+            r.poll_now(&mut wakers);
+            if bound.io().readiness() & bits == bits {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no readiness {bits:#x}");
+            r.wait(Some(Duration::from_millis(10)), None, &mut wakers);
+        }
+    }
+
+    #[test]
+    fn a_bound_socket_reports_readiness_and_closing_ends_its_poll() {
+        let Some((mut r, _wake)) = ring() else { return };
+        let (a, mut b) = pair();
+        let bound = r.bind(a.as_raw_fd()).unwrap();
+        assert_eq!(r.polls, 1);
+        // Writable at once, readable once the peer writes.
+        wait_for(&mut r, &bound, WRITABLE);
+        std::io::Write::write_all(&mut b, b"x").unwrap();
+        wait_for(&mut r, &bound, READABLE);
+        // Peer gone: read closed.
+        drop(b);
+        wait_for(&mut r, &bound, READ_CLOSED);
+        assert_eq!(r.shared.live.load(SeqCst), 1);
+        drop(bound.close(Some(&mut r)));
+        assert_eq!(r.polls, 0, "the close reaped the poll's end");
+        assert_eq!(r.shared.live.load(SeqCst), 0);
+        drop(a);
+    }
+
+    #[test]
+    fn a_close_on_another_thread_is_carried_out_by_the_owner() {
+        let Some((mut r, _wake)) = ring() else { return };
+        let woken = Arc::new(AtomicUsize::new(0));
+        struct Count(Arc<AtomicUsize>);
+        impl std::task::Wake for Count {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, SeqCst);
+            }
+        }
+        r.set_unpark(Waker::from(Arc::new(Count(woken.clone()))));
+        let (a, _b) = pair();
+        let bound = r.bind(a.as_raw_fd()).unwrap();
+        std::thread::spawn(move || drop(bound)).join().unwrap();
+        assert_eq!(woken.load(SeqCst), 1, "the owner was asked");
+        assert_eq!(r.polls, 1);
+        r.poll_now(&mut Vec::new());
+        assert_eq!(r.polls, 0, "the owner cancelled the poll");
+    }
+
+    /// A close from another thread queued just before the owner waits
+    /// must not swallow a wake that came with it (the cancel goes in with
+    /// the wait's own enter, whose reap sees the wake).
+    #[test]
+    fn a_remote_close_before_a_wait_loses_no_wake() {
+        let Some((mut r, wake)) = ring() else { return };
+        let (a, _b) = pair();
+        let bound = r.bind(a.as_raw_fd()).unwrap();
+        // Arms the wake read.
+        r.wait(Some(Duration::ZERO), None, &mut Vec::new());
+        std::thread::spawn(move || {
+            drop(bound);
+            wake.wake();
+        })
+        .join()
+        .unwrap();
+        let turn = r.wait(Some(Duration::from_secs(30)), None, &mut Vec::new());
+        assert!(turn.woken, "the wake was lost");
+        // The close ran (its poll's end may come in a later reap).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while r.polls > 0 {
+            assert!(Instant::now() < deadline, "the remote close never ran");
+            r.poll_now(&mut Vec::new());
+        }
+    }
+
+    #[test]
+    fn shutdown_ends_the_polls_of_bound_sockets_and_refuses_new_ones() {
+        let Some((mut r, _wake)) = ring() else { return };
+        let (a, _b) = pair();
+        let bound = r.bind(a.as_raw_fd()).unwrap();
+        r.shutdown();
+        assert_eq!(r.polls, 0);
+        assert!(bound.io().readiness() & crate::reactor::scheduled_io::SHUTDOWN != 0);
+        assert!(r.bind(a.as_raw_fd()).is_err());
+        // Closing after the shutdown has nothing left to do.
+        assert!(bound.close(None).is_empty());
+    }
+
+    #[test]
+    fn readiness_maps_revents_as_mio_maps_epoll_events() {
+        let c = |b: libc::c_short| b as u32;
+        assert_eq!(readiness(c(libc::POLLIN)), READABLE);
+        assert_eq!(readiness(c(libc::POLLOUT)), WRITABLE);
+        assert_eq!(
+            readiness(c(libc::POLLIN | libc::POLLRDHUP)),
+            READABLE | READ_CLOSED
+        );
+        assert_eq!(readiness(c(libc::POLLHUP)), READ_CLOSED | WRITE_CLOSED);
+        assert_eq!(readiness(c(libc::POLLERR)), WRITE_CLOSED | ERROR);
+        assert_eq!(
+            readiness(c(libc::POLLOUT | libc::POLLERR)),
+            WRITABLE | WRITE_CLOSED | ERROR
+        );
     }
 
     #[test]
@@ -453,8 +940,73 @@ mod tests {
         let th = std::thread::spawn(move || {
             let mut r = setup.enable().unwrap();
             wake.wake();
-            assert!(r.wait(None, None).woken);
+            assert!(r.wait(None, None, &mut Vec::new()).woken);
         });
         th.join().unwrap();
+    }
+
+    /// Twenty TCP connections bound to one ring, their peers sending and
+    /// closing from another thread: every one sees its close (edge-
+    /// triggered multishot polls lose no event), fifty times over.
+    #[test]
+    fn many_bound_sockets_all_see_their_peers_data_and_close() {
+        let Some((mut r, _wake)) = ring() else { return };
+        for round in 0..50 {
+            let mut pairs = Vec::new();
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = l.local_addr().unwrap();
+            for _ in 0..20 {
+                let c = std::net::TcpStream::connect(addr).unwrap();
+                let (s, _) = l.accept().unwrap();
+                s.set_nonblocking(true).unwrap();
+                let b = r.bind(s.as_raw_fd()).unwrap();
+                pairs.push((c, s, b));
+            }
+            let clients: Vec<_> = pairs
+                .iter_mut()
+                .map(|(c, _, _)| c.try_clone().unwrap())
+                .collect();
+            let th = std::thread::spawn(move || {
+                for mut c in clients {
+                    for _ in 0..5 {
+                        std::io::Write::write_all(&mut c, &[1u8; 64]).unwrap();
+                    }
+                    c.shutdown(std::net::Shutdown::Both).unwrap();
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let mut wakers = Vec::new();
+                r.wait(Some(Duration::from_millis(1)), None, &mut wakers);
+                // Drain reads like an edge-triggered reader.
+                for (_, s, b) in pairs.iter_mut() {
+                    let mut buf = [0u8; 256];
+                    loop {
+                        match std::io::Read::read(s, &mut buf) {
+                            Ok(0) => break,
+                            Ok(_) => {}
+                            Err(_) => break,
+                        }
+                    }
+                    let _ = b;
+                }
+                let closed = pairs
+                    .iter()
+                    .filter(|(_, _, b)| b.io().readiness() & READ_CLOSED != 0)
+                    .count();
+                if closed == pairs.len() {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "round {round}: only {closed} of {} saw the close",
+                    pairs.len()
+                );
+            }
+            th.join().unwrap();
+            for (_, _, b) in &pairs {
+                drop(b.close(Some(&mut r)));
+            }
+        }
     }
 }

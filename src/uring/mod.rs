@@ -32,12 +32,12 @@
 #[cfg(all(target_os = "linux", not(fiber_runtime_loom)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(fiber_runtime_loom)))]
-pub(crate) use linux::{Ring, Setup, WakeFd, create};
+pub(crate) use linux::{Bound, Ring, Setup, WakeFd, create};
 
 #[cfg(not(all(target_os = "linux", not(fiber_runtime_loom))))]
 mod unsupported;
 #[cfg(not(all(target_os = "linux", not(fiber_runtime_loom))))]
-pub(crate) use unsupported::{Ring, Setup, WakeFd, create};
+pub(crate) use unsupported::{Bound, Ring, Setup, WakeFd, create};
 
 /// What ended a [`Ring::wait`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -63,7 +63,7 @@ pub struct TcpStream {
 impl TcpStream {
     pub(crate) fn from_mio(stream: mio::net::TcpStream) -> io::Result<TcpStream> {
         Ok(TcpStream {
-            io: PollEvented::new(stream)?,
+            io: PollEvented::new_stream(stream)?,
         })
     }
 

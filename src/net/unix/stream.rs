@@ -46,7 +46,7 @@ pub struct UnixStream {
 impl UnixStream {
     pub(crate) fn from_mio(s: mio::net::UnixStream) -> io::Result<UnixStream> {
         Ok(UnixStream {
-            io: PollEvented::new(s)?,
+            io: PollEvented::new_stream(s)?,
         })
     }
 

@@ -250,6 +250,19 @@ impl Context {
         self.index
     }
 
+    /// `context::with_ring` on this worker.
+    pub(crate) fn with_ring<R>(
+        &self,
+        runtime_id: usize,
+        f: impl FnOnce(&mut crate::uring::Ring) -> R,
+    ) -> Option<R> {
+        if self.handle.common.id != runtime_id {
+            return None;
+        }
+        let mut core = self.core.try_borrow_mut().ok()?;
+        core.as_mut()?.park.ring().map(f)
+    }
+
     fn run(&self, mut core: Box<Core>) {
         core.busy_since = Instant::now();
         while !core.is_shutdown {
