@@ -15,9 +15,12 @@ pub(crate) const ENV: &str = "FIBER_RUNTIME_IO";
 /// - **`Uring`**: an io_uring per worker, driven only by that worker
 ///   (`SINGLE_ISSUER | DEFER_TASKRUN`; Linux 6.1 or later). A parked worker
 ///   waits in its ring, with the epoll fd, the next timer and its wake-up
-///   in one `io_uring_enter`. In this release the rings carry the parking
-///   only; sockets still do their I/O through epoll (the io_uring socket
-///   path comes in later steps, `docs/design/io_uring.md`).
+///   in one `io_uring_enter`. A TCP or Unix stream created on a worker (in
+///   a task or a fiber) reports its readiness through a poll in that
+///   worker's ring, and its reads and writes stay direct system calls;
+///   listeners, datagram sockets and the current-thread flavor's sockets
+///   stay on epoll. Receiving into ring buffers and write-behind sends
+///   come in later steps (`docs/design/io_uring.md`).
 /// - **`Auto`** (the default) reads the `FIBER_RUNTIME_IO` environment
 ///   variable (`auto`, `epoll` or `uring`, any case; unset or empty is
 ///   `auto`), and otherwise picks `Epoll` for now.
