@@ -244,8 +244,9 @@ impl Handle {
         }
     }
 
-    /// The I/O driver this runtime runs: [`IoDriver::Epoll`] or
-    /// [`IoDriver::Uring`], never `Auto` (see [`IoDriver`]).
+    /// The I/O driver this runtime runs: [`IoDriver::Epoll`](crate::IoDriver::Epoll) or
+    /// [`IoDriver::Uring`](crate::IoDriver::Uring), never `Auto` (see
+    /// [`IoDriver`](crate::IoDriver)).
     ///
     /// # Examples
     ///

@@ -20,7 +20,11 @@ pub(crate) const ENV: &str = "FIBER_RUNTIME_IO";
 ///   worker's ring, and its reads and writes stay direct system calls;
 ///   listeners, datagram sockets and the current-thread flavor's sockets
 ///   stay on epoll. Receiving into ring buffers and write-behind sends
-///   come in later steps (`docs/design/io_uring.md`).
+///   come in later steps (`docs/design/io_uring.md`). Only a ring's own
+///   worker can reap it: while that worker is stuck in a long poll, the
+///   streams bound to it wait for the poll to return, even when the
+///   worker hand-off has replaced the worker (under epoll another thread
+///   would deliver their events).
 /// - **`Auto`** (the default) reads the `FIBER_RUNTIME_IO` environment
 ///   variable (`auto`, `epoll` or `uring`, any case; unset or empty is
 ///   `auto`), and otherwise picks `Epoll` for now.
