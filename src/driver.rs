@@ -30,8 +30,8 @@ pub(crate) struct Handle {
     pub(crate) io: Arc<reactor::Handle>,
     pub(crate) time: Arc<timer::Handle>,
     pub(crate) kind: Kind,
-    /// Waits in the rings (`uring::create` counts them here; metrics).
-    pub(crate) ring_waits: Arc<std::sync::atomic::AtomicU64>,
+    /// What the rings did (`uring::create` counts it here; metrics).
+    pub(crate) ring_counters: Arc<crate::uring::Counters>,
 }
 
 impl Driver {
@@ -39,14 +39,14 @@ impl Driver {
     pub(crate) fn new(
         workers: usize,
         kind: Kind,
-        ring_waits: Arc<std::sync::atomic::AtomicU64>,
+        ring_counters: Arc<crate::uring::Counters>,
     ) -> io::Result<Driver> {
         let io = reactor::Driver::new()?;
         let handle = Handle {
             io: io.handle().clone(),
             time: Arc::new(timer::Handle::new(io.handle().clone(), workers)),
             kind,
-            ring_waits,
+            ring_counters,
         };
         Ok(Driver { io, handle })
     }

@@ -139,8 +139,9 @@ fn timers_fire_while_the_workers_wait_in_their_rings() {
     }
 }
 
-/// Sockets stay on epoll in this step: the driver's holder sees their
-/// events through the epoll fd it watches in its ring.
+/// The listener stays on epoll (the driver's holder sees its events
+/// through the epoll fd it watches in its ring); the streams created in
+/// tasks are bound to their worker's ring.
 #[test]
 fn sockets_on_epoll_are_served_by_the_ring_parked_holder() {
     for b in builders() {
@@ -163,6 +164,96 @@ fn sockets_on_epoll_are_served_by_the_ring_parked_holder() {
             buf
         });
         assert_eq!(&echoed, b"hello");
+    }
+}
+
+/// A stream created on a worker (in a task) binds to that worker's ring;
+/// one created in a multi-thread `block_on` future or on a current-thread
+/// runtime stays on epoll. Both work either way.
+#[test]
+fn streams_created_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
+    use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
+    use fiber_runtime::net::{TcpListener, TcpStream};
+    async fn round_trip() -> [u8; 3] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let (mut s, _) = listener.accept().await.unwrap();
+        c.write_all(b"abc").await.unwrap();
+        let mut buf = [0u8; 3];
+        s.read_exact(&mut buf).await.unwrap();
+        buf
+    }
+    let mut b = Builder::new_multi_thread();
+    b.worker_threads(2);
+    let Some(rt) = uring(b) else { return };
+    assert_eq!(rt.metrics().io_uring_bound_stream_count(), 0);
+    assert_eq!(&rt.block_on(rt.spawn(round_trip())).unwrap(), b"abc");
+    assert_eq!(
+        rt.metrics().io_uring_bound_stream_count(),
+        2,
+        "both ends bound"
+    );
+    assert_eq!(&rt.block_on(round_trip()), b"abc");
+    assert_eq!(
+        rt.metrics().io_uring_bound_stream_count(),
+        2,
+        "block_on's stay on epoll"
+    );
+    let ct = uring(Builder::new_current_thread()).unwrap();
+    assert_eq!(&ct.block_on(ct.spawn(round_trip())).unwrap(), b"abc");
+    assert_eq!(ct.metrics().io_uring_bound_stream_count(), 0);
+}
+
+/// A bound stream dropped on a thread that is not its ring's (a plain
+/// thread here) asks its home worker to end the poll; the peer then sees
+/// the close, as under epoll.
+#[test]
+fn a_stream_closed_off_its_home_worker_reaches_eof_at_the_peer() {
+    for b in builders() {
+        let Some(rt) = uring(b) else { return };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let client = std::thread::spawn(move || std::net::TcpStream::connect(addr).unwrap());
+        let listener = {
+            let _g = rt.enter();
+            fiber_runtime::net::TcpListener::from_std(listener).unwrap()
+        };
+        let server = rt
+            .block_on(rt.spawn(async move { listener.accept().await.unwrap().0 }))
+            .unwrap();
+        let mut client = client.join().unwrap();
+        std::thread::spawn(move || drop(server)).join().unwrap();
+        client
+            .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        let n = std::io::Read::read(&mut client, &mut buf).expect("no EOF within 30 s");
+        assert_eq!(n, 0);
+    }
+}
+
+/// A bound stream that outlives its runtime fails its operations (the
+/// ring's shutdown marked it gone) instead of waiting forever.
+#[test]
+fn a_bound_stream_outliving_its_runtime_fails_instead_of_hanging() {
+    use fiber_runtime::io::AsyncReadExt;
+    for b in builders() {
+        let Some(rt) = uring(b) else { return };
+        let (mut a, _b) = rt
+            .block_on(rt.spawn(async {
+                let l = fiber_runtime::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                let c = fiber_runtime::net::TcpStream::connect(l.local_addr().unwrap())
+                    .await
+                    .unwrap();
+                (l.accept().await.unwrap().0, c)
+            }))
+            .unwrap();
+        drop(rt);
+        let other = Builder::new_current_thread().build().unwrap();
+        let mut buf = [0u8; 4];
+        let e = other.block_on(a.read(&mut buf)).unwrap_err();
+        assert!(e.to_string().contains("shut down"), "{e}");
     }
 }
 

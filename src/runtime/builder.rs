@@ -621,14 +621,14 @@ impl Builder {
             self.thread_stack_size,
         );
         let io_kind = self.io_driver.resolve()?;
-        let ring_waits = Arc::default();
+        let ring_counters = Arc::default();
         let mut rings = match io_kind {
             driver::Kind::Epoll => Vec::new(),
             // One ring per worker; the spare slots of the hand-off get none
             // (their threads come and go).
-            driver::Kind::Uring => crate::uring::create(workers, Arc::clone(&ring_waits))?,
+            driver::Kind::Uring => crate::uring::create(workers, Arc::clone(&ring_counters))?,
         };
-        let driver = Driver::new(workers, io_kind, ring_waits)?;
+        let driver = Driver::new(workers, io_kind, ring_counters)?;
         let driver = std::sync::Arc::new(DriverSlot::new(driver));
         let on_long_poll = self
             .on_long_poll

@@ -24,7 +24,10 @@ pub(crate) const ENV: &str = "FIBER_RUNTIME_IO";
 ///   worker can reap it: while that worker is stuck in a long poll, the
 ///   streams bound to it wait for the poll to return, even when the
 ///   worker hand-off has replaced the worker (under epoll another thread
-///   would deliver their events).
+///   would deliver their events). For the same reason a bound stream
+///   dropped on another thread is closed by its home worker at its next
+///   turn (it is woken for that): the peer sees the close a little later,
+///   and an `SO_LINGER` wait happens on that worker.
 /// - **`Auto`** (the default) reads the `FIBER_RUNTIME_IO` environment
 ///   variable (`auto`, `epoll` or `uring`, any case; unset or empty is
 ///   `auto`), and otherwise picks `Epoll` for now.

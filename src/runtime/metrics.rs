@@ -296,6 +296,23 @@ impl RuntimeMetrics {
         self.inner.io_uring_waits
     }
 
+    /// Number of TCP and Unix streams bound to a worker's io_uring so far
+    /// under [`IoDriver::Uring`](crate::IoDriver): those created on a
+    /// worker of this runtime (in a task or a fiber), whose readiness then
+    /// comes from that ring. Always 0 under epoll.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use fiber_runtime::{Builder, IoDriver};
+    ///
+    /// let rt = Builder::new_multi_thread().io_driver(IoDriver::Epoll).build().unwrap();
+    /// assert_eq!(rt.metrics().io_uring_bound_stream_count(), 0);
+    /// ```
+    pub fn io_uring_bound_stream_count(&self) -> u64 {
+        self.inner.io_uring_binds
+    }
+
     /// Number of tasks waiting in worker `i`'s local run queue now. On the
     /// multi-thread flavor this is its stealable ring, read at the time of
     /// the snapshot (the single-task LIFO slot and the fibers pinned to the

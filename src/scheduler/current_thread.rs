@@ -518,7 +518,14 @@ impl Handle {
             io_uring_waits: self
                 .common
                 .driver
-                .ring_waits
+                .ring_counters
+                .waits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            io_uring_binds: self
+                .common
+                .driver
+                .ring_counters
+                .binds
                 .load(std::sync::atomic::Ordering::Relaxed),
             handoffs: 0,
             replacement_threads: 0,

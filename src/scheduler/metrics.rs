@@ -426,8 +426,10 @@ pub(crate) struct Snapshot {
     pub(crate) spawned_tasks: u64,
     pub(crate) remote_schedules: u64,
     pub(crate) io_ready: u64,
-    /// Waits in the io_uring driver's rings (`driver::Handle::ring_waits`).
+    /// Waits in the io_uring driver's rings, and streams bound to them
+    /// (`driver::Handle::ring_counters`).
     pub(crate) io_uring_waits: u64,
+    pub(crate) io_uring_binds: u64,
     /// Worker hand-offs so far (multi-thread flavor).
     pub(crate) handoffs: u64,
     /// Replacement threads alive (multi-thread flavor).

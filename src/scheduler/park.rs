@@ -135,7 +135,7 @@ impl Parker {
     /// makes its own; the same thread re-arms it at its next park).
     pub(crate) fn quiesce_ring(&mut self) {
         if let RingSlot::On(r) = &mut self.ring {
-            r.shutdown();
+            r.cancel_all();
         }
     }
 

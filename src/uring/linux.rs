@@ -219,7 +219,7 @@ fn readiness(revents: u32) -> usize {
 /// io_uring), or the error as it came (ENOMEM, EMFILE).
 ///
 /// `enters` counts every `io_uring_enter` the rings make.
-pub(crate) fn create(n: usize, enters: Arc<AtomicU64>) -> io::Result<Vec<Setup>> {
+pub(crate) fn create(n: usize, enters: Arc<super::Counters>) -> io::Result<Vec<Setup>> {
     (0..n)
         .map(|_| {
             let wake = WakeFd::new(enters.clone())
@@ -233,16 +233,20 @@ pub(crate) fn create(n: usize, enters: Arc<AtomicU64>) -> io::Result<Vec<Setup>>
 }
 
 fn build(disabled: bool) -> io::Result<IoUring> {
+    build_sized(disabled, SQ_ENTRIES, CQ_ENTRIES)
+}
+
+fn build_sized(disabled: bool, sq: u32, cq: u32) -> io::Result<IoUring> {
     let mut b = IoUring::builder();
     b.setup_single_issuer()
         .setup_defer_taskrun()
         .setup_taskrun_flag()
-        .setup_cqsize(CQ_ENTRIES);
+        .setup_cqsize(cq);
     if disabled {
         b.setup_r_disabled();
     }
     b.dontfork();
-    b.build(SQ_ENTRIES).map_err(|e| {
+    b.build(sq).map_err(|e| {
         let kind = match e.raw_os_error() {
             Some(libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP) => io::ErrorKind::Unsupported,
             _ => e.kind(),
@@ -281,10 +285,10 @@ impl std::fmt::Debug for Setup {
 /// An eventfd that completes the wake read of a parked thread's ring,
 /// and the runtime's count of ring enters (`RuntimeMetrics`).
 #[derive(Debug)]
-pub(crate) struct WakeFd(OwnedFd, Arc<AtomicU64>);
+pub(crate) struct WakeFd(OwnedFd, Arc<super::Counters>);
 
 impl WakeFd {
-    pub(crate) fn new(enters: Arc<AtomicU64>) -> io::Result<WakeFd> {
+    pub(crate) fn new(enters: Arc<super::Counters>) -> io::Result<WakeFd> {
         // Blocking on purpose: io_uring fails a read of an O_NONBLOCK file
         // with EAGAIN instead of waiting for it to become readable.
         // SAFETY: eventfd has no memory arguments.
@@ -325,6 +329,9 @@ pub(crate) struct Ring {
     polls: usize,
     /// Sockets whose cancels are queued, not yet submitted.
     cancelling: Vec<Arc<PollState>>,
+    /// Polls re-armed after the kernel ended them (tests).
+    #[cfg(test)]
+    rearms: usize,
     shared: Arc<RingShared>,
 }
 
@@ -339,6 +346,8 @@ impl Ring {
             epoll_armed: false,
             polls: 0,
             cancelling: Vec::new(),
+            #[cfg(test)]
+            rearms: 0,
             shared: Arc::new(RingShared {
                 remote: Mutex::new(Remote {
                     is_shutdown: false,
@@ -371,14 +380,30 @@ impl Ring {
             closed: Mutex::new(false),
         });
         self.arm_poll(fd_of(fd), state.clone());
-        if let Err(e) = self.ring.submit() {
-            // The entry stays queued and goes with the next enter: the fd
-            // must stay open until then, which the caller's socket does
-            // only while bound. Treat it as fatal, as the reactor does.
-            panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
-        }
+        self.submit_all();
         self.shared.live.fetch_add(1, Relaxed);
+        self.wake.1.binds.fetch_add(1, Relaxed);
         Ok(Bound { state })
+    }
+
+    /// Hands every queued entry to the kernel now (a submit may take only
+    /// some, e.g. short of memory): an entry left queued could name an fd
+    /// number that closes before the next enter.
+    fn submit_all(&mut self) {
+        for _ in 0..1000 {
+            if let Err(e) = self.ring.submit() {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                ) {
+                    panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
+                }
+            }
+            if self.ring.submission().is_empty() {
+                return;
+            }
+        }
+        panic!("fiber-runtime: the io_uring driver failed: the kernel takes no submission");
     }
 
     /// Queues a multishot poll of `fd` that owns one count of `state`.
@@ -538,7 +563,7 @@ impl Ring {
                 self.epoll_armed = true;
             }
         }
-        self.wake.1.fetch_add(1, Relaxed);
+        self.wake.1.waits.fetch_add(1, Relaxed);
         let res = match timeout {
             None => self.ring.submit_and_wait(1),
             Some(d) => {
@@ -616,18 +641,28 @@ impl Ring {
                 other => unreachable!("io_uring completion of an unknown operation {other}"),
             }
         }
+        let shutting_down = !rearm.is_empty() && lock(&self.shared.remote).is_shutdown;
         for state in rearm {
             let closed = lock(&state.closed);
             if *closed {
                 continue;
             }
+            if shutting_down {
+                // Its cancel may have run already: no new poll, which
+                // nothing would end; the socket learns of the shutdown.
+                drop(closed);
+                state.io.shutdown();
+                continue;
+            }
             let fd = state.fd;
             self.arm_poll(fd_of(fd), state.clone());
+            #[cfg(test)]
+            {
+                self.rearms += 1;
+            }
             // Submitted under the lock: the fd cannot close before the
             // kernel holds its file.
-            if let Err(e) = self.ring.submit() {
-                panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
-            }
+            self.submit_all();
             drop(closed);
         }
         turn
@@ -648,9 +683,19 @@ impl Ring {
         };
         // The cancel below ends their polls.
         drop(cancels);
+        self.cancel_all();
+    }
+
+    /// `shutdown` without refusing later binds: a current-thread core
+    /// given back (`Parker::quiesce_ring`) leaves nothing in flight, and
+    /// the ring stays usable if the same thread drives it again.
+    pub(crate) fn cancel_all(&mut self) {
+        if !self.is_owner() {
+            return;
+        }
         // Queued entries (a re-arm) go in first, so that the cancel finds
         // them.
-        let _ = self.ring.submit();
+        self.submit_all();
         if self.inflight() == 0 {
             return;
         }
@@ -943,6 +988,55 @@ mod tests {
             assert!(r.wait(None, None, &mut Vec::new()).woken);
         });
         th.join().unwrap();
+    }
+
+    /// A completion queue too small for the burst: the kernel ends the
+    /// multishot polls it cannot post for (a final completion with an
+    /// event); each is delivered and re-armed, and later events (the
+    /// peers' closes) still arrive.
+    #[test]
+    fn polls_the_kernel_ends_on_a_full_completion_queue_are_re_armed() {
+        let wake = Arc::new(WakeFd::new(Arc::default()).unwrap());
+        let mut r = match build_sized(false, 2, 4) {
+            Ok(ring) => Ring::new(ring, wake),
+            Err(e) => return skip(e).unwrap_or(()),
+        };
+        let mut peers = Vec::new();
+        let mut bound = Vec::new();
+        for _ in 0..16 {
+            let (a, b) = pair();
+            bound.push((r.bind(a.as_raw_fd()).unwrap(), a));
+            peers.push(b);
+        }
+        // Every socket readable at once, then one reap for all of them.
+        for p in &mut peers {
+            std::io::Write::write_all(p, b"x").unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while bound
+            .iter()
+            .any(|(b, _)| b.io().readiness() & READABLE == 0)
+        {
+            assert!(Instant::now() < deadline, "readiness lost in the overflow");
+            r.poll_now(&mut Vec::new());
+        }
+        drop(peers);
+        while bound
+            .iter()
+            .any(|(b, _)| b.io().readiness() & READ_CLOSED == 0)
+        {
+            assert!(Instant::now() < deadline, "a close lost after a re-arm");
+            r.poll_now(&mut Vec::new());
+        }
+        assert_eq!(r.polls, 16, "every poll is armed again");
+        assert!(
+            r.rearms > 0,
+            "the burst overflowed no poll: the test tests nothing"
+        );
+        for (b, _) in &bound {
+            drop(b.close(Some(&mut r)));
+        }
+        assert_eq!(r.polls, 0);
     }
 
     /// Twenty TCP connections bound to one ring, their peers sending and

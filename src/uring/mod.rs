@@ -39,6 +39,15 @@ mod unsupported;
 #[cfg(not(all(target_os = "linux", not(fiber_runtime_loom))))]
 pub(crate) use unsupported::{Bound, Ring, Setup, WakeFd, create};
 
+/// A runtime's counts of what its rings did (`RuntimeMetrics`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Waits in a ring (one `io_uring_enter` each).
+    pub(crate) waits: std::sync::atomic::AtomicU64,
+    /// Streams bound to a ring.
+    pub(crate) binds: std::sync::atomic::AtomicU64,
+}
+
 /// What ended a [`Ring::wait`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Turn {

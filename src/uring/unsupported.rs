@@ -24,10 +24,7 @@ impl Bound {
 #[derive(Debug)]
 pub(crate) enum Setup {}
 
-pub(crate) fn create(
-    _n: usize,
-    _waits: Arc<std::sync::atomic::AtomicU64>,
-) -> io::Result<Vec<Setup>> {
+pub(crate) fn create(_n: usize, _counters: Arc<super::Counters>) -> io::Result<Vec<Setup>> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "io_driver(Uring): io_uring exists on Linux only",
@@ -87,6 +84,10 @@ impl Ring {
     }
 
     pub(crate) fn shutdown(&mut self) {
+        match *self {}
+    }
+
+    pub(crate) fn cancel_all(&mut self) {
         match *self {}
     }
 }
