@@ -90,10 +90,13 @@ fn bind_and_connect_errors() {
         let err = s.bind(taken.local_addr().unwrap()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AddrInUse);
 
-        let closed = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        // A port bound but not listening refuses connections; keeping it
+        // bound means no test running alongside can take it meanwhile (a
+        // dropped listener's port can be handed out again at once: this
+        // once failed with ConnectionReset).
+        let holder = TcpSocket::new_v4().unwrap();
+        holder.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let closed = holder.local_addr().unwrap();
         let err = TcpSocket::new_v4()
             .unwrap()
             .connect(closed)
