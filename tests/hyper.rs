@@ -267,11 +267,8 @@ fn connector_refuses_bad_uris_and_reports_refused_connections() {
             assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{uri}");
             assert!(err.to_string().contains(what), "{uri}: {err}");
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let (_bound, refusing) = util::refusing_addr();
+        let port = refusing.port();
         let err = c
             .call(format!("http://127.0.0.1:{port}/").parse().unwrap())
             .await

@@ -27,12 +27,6 @@ fn blocking_threads() -> usize {
     Handle::current().metrics().num_blocking_threads()
 }
 
-/// A port on 127.0.0.1 nobody listens on.
-fn closed_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 #[test]
 fn numeric_addresses_never_touch_the_pool_and_names_go_to_it() {
     for flavor in Flavor::ALL {
@@ -196,7 +190,8 @@ fn blocking_connect_from_a_fiber_by_name_and_by_number() {
                 std::io::Write::write_all(&mut by_name, b"name").unwrap();
                 let mut by_number = TcpStream::blocking_connect(addr).unwrap();
                 std::io::Write::write_all(&mut by_number, b"number").unwrap();
-                let refused = TcpStream::blocking_connect(("127.0.0.1", closed_port()));
+                let (_bound, refusing) = util::refusing_addr();
+                let refused = TcpStream::blocking_connect(("127.0.0.1", refusing.port()));
                 refused.unwrap_err().kind()
             });
             let mut got = Vec::new();
@@ -227,7 +222,8 @@ fn blocking_connect_on_a_plain_thread_resolves_inline() {
         let _g = handle.enter();
         let mut c = TcpStream::blocking_connect(format!("localhost:{port}")).unwrap();
         std::io::Write::write_all(&mut c, b"thread").unwrap();
-        TcpStream::blocking_connect(("127.0.0.1", closed_port()))
+        let (_bound, refusing) = util::refusing_addr();
+        TcpStream::blocking_connect(("127.0.0.1", refusing.port()))
             .unwrap_err()
             .kind()
     });

@@ -17,6 +17,18 @@ use std::sync::{Arc, Condvar, Mutex, Once, mpsc};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+/// A TCP address on 127.0.0.1 that refuses connections: a socket bound
+/// there and never listening, kept bound while the returned socket lives.
+/// (The port of a dropped listener may be handed at once to a test running
+/// alongside, which then answers, or resets, the connection.)
+pub(crate) fn refusing_addr() -> (socket2::Socket, std::net::SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    s.bind(&any.into()).unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
+}
+
 /// How long any wait in a test may take before it is reported as a hang.
 /// Only a bound for failure detection: no test measures time.
 pub(crate) const TIMEOUT: Duration = Duration::from_secs(30);
