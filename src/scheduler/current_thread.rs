@@ -515,18 +515,8 @@ impl Handle {
             spawned_tasks: self.shared.owned.inserted_count(),
             remote_schedules: self.shared.inject.remote_count(),
             io_ready: self.common.driver.io.ready_count(),
-            io_uring_waits: self
-                .common
-                .driver
-                .ring_counters
-                .waits
-                .load(std::sync::atomic::Ordering::Relaxed),
-            io_uring_binds: self
-                .common
-                .driver
-                .ring_counters
-                .binds
-                .load(std::sync::atomic::Ordering::Relaxed),
+            io_uring_waits: self.common.driver.ring_counters.waits(),
+            io_uring_binds: self.common.driver.ring_counters.binds(),
             handoffs: 0,
             replacement_threads: 0,
         }

@@ -180,10 +180,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn fd_of(fd: RawFd) -> types::Fd {
-    types::Fd(fd)
-}
-
 /// A poll's revents as the reactor's readiness bits (as mio maps epoll's).
 fn readiness(revents: u32) -> usize {
     let has = |bit: libc::c_short| revents & bit as u32 != 0;
@@ -379,7 +375,7 @@ impl Ring {
             fd,
             closed: Mutex::new(false),
         });
-        self.arm_poll(fd_of(fd), state.clone());
+        self.arm_poll(types::Fd(fd), state.clone());
         self.submit_all();
         self.shared.live.fetch_add(1, Relaxed);
         self.wake.1.binds.fetch_add(1, Relaxed);
@@ -450,15 +446,7 @@ impl Ring {
         // returns at once: a zero timeout.
         let ts = types::Timespec::new();
         let args = types::SubmitArgs::new().timespec(&ts);
-        match self.ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) => {}
-            Err(e) => panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}"),
-        }
+        entered(self.ring.submitter().submit_with_args(1, &args));
         self.cancelling.clear();
         self.reap(wakers);
     }
@@ -572,16 +560,7 @@ impl Ring {
                 self.ring.submitter().submit_with_args(1, &args)
             }
         };
-        match res {
-            Ok(_) => {}
-            // Timed out, interrupted, or completions to reap first.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIME | libc::EINTR | libc::EBUSY)
-                ) => {}
-            Err(e) => panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}"),
-        }
+        entered(res);
         // The enter ran the queued cancels.
         self.cancelling.clear();
         self.reap(wakers)
@@ -655,7 +634,7 @@ impl Ring {
                 continue;
             }
             let fd = state.fd;
-            self.arm_poll(fd_of(fd), state.clone());
+            self.arm_poll(types::Fd(fd), state.clone());
             #[cfg(test)]
             {
                 self.rearms += 1;
@@ -715,6 +694,20 @@ impl Ring {
             self.reap(&mut wakers);
             // Readers and writers of the sockets learn of the shutdown.
             wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+}
+
+/// The result of an enter that may return early: timed out, interrupted,
+/// or completions to reap first are fine; anything else is fatal, as an
+/// `epoll_wait` failure is for the reactor.
+fn entered(res: io::Result<usize>) {
+    if let Err(e) = res {
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+        ) {
+            panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
         }
     }
 }

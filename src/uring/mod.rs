@@ -48,6 +48,16 @@ pub(crate) struct Counters {
     pub(crate) binds: std::sync::atomic::AtomicU64,
 }
 
+impl Counters {
+    pub(crate) fn waits(&self) -> u64 {
+        self.waits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn binds(&self) -> u64 {
+        self.binds.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What ended a [`Ring::wait`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Turn {
