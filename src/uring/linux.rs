@@ -699,13 +699,14 @@ impl Ring {
 }
 
 /// The result of an enter that may return early: timed out, interrupted,
-/// or completions to reap first are fine; anything else is fatal, as an
-/// `epoll_wait` failure is for the reactor.
+/// completions to reap first, or the kernel short of memory for now
+/// (parking allows an early return) are fine; anything else is fatal, as
+/// an `epoll_wait` failure is for the reactor.
 fn entered(res: io::Result<usize>) {
     if let Err(e) = res {
         if !matches!(
             e.raw_os_error(),
-            Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+            Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN | libc::ENOMEM)
         ) {
             panic!("fiber-runtime: the io_uring driver failed: io_uring_enter: {e}");
         }
