@@ -328,6 +328,7 @@ impl StackPool {
     /// runs.
     pub(crate) fn trim(&mut self, hist: &StackHistogram) {
         let mut budget = MEASURE_PER_TRIM.min(self.unmeasured);
+        let first_cold = self.cold.len();
         while self.free.len() > self.retain {
             let mut stack = self.free.pop().expect("len > retain");
             if stack.baseline == UNMEASURED {
@@ -337,19 +338,10 @@ impl StackPool {
                     self.measure(&stack, hist);
                 }
             }
-            // SAFETY: the range is this free stack's usable part, which
-            // nobody uses; DONTNEED only drops its pages (they read back as
-            // zeros).
-            unsafe {
-                libc::madvise(
-                    stack.bottom.cast(),
-                    stack.top as usize - stack.bottom as usize,
-                    libc::MADV_DONTNEED,
-                );
-            }
             stack.baseline = 0;
             self.cold.push(stack);
         }
+        self.release(first_cold);
         // The warm ones, most recently freed first (the next to be used).
         let mut i = self.free.len();
         while budget > 0 && self.unmeasured > 0 && i > 0 {
@@ -359,6 +351,37 @@ impl StackPool {
                 self.unmeasured -= 1;
                 let extent = self.measure(&self.free[i], hist);
                 self.free[i].baseline = self.release_below_keep(&self.free[i], extent);
+            }
+        }
+    }
+
+    /// Gives back the pages of the cold stacks from index `from` on (just
+    /// moved there by `trim`), with one `MADV_DONTNEED` per run of stacks
+    /// adjacent in memory rather than one per stack: each call that drops
+    /// pages costs a TLB flush on every CPU running a thread of the
+    /// process, so after a burst of fibers the calls were most of `trim`'s
+    /// cost (`BENCHMARKS.md`, fiber timers).
+    fn release(&mut self, from: usize) {
+        let stacks = &mut self.cold[from..];
+        stacks.sort_unstable_by_key(|s| s.bottom as usize);
+        let mut i = 0;
+        while i < stacks.len() {
+            let start = stacks[i].bottom as usize;
+            let mut end = stacks[i].top as usize;
+            i += 1;
+            // The next stack starts one page (its guard) above this end.
+            while i < stacks.len() && stacks[i].bottom as usize == end + self.page {
+                end = stacks[i].top as usize;
+                i += 1;
+            }
+            // SAFETY: `[start, end)` is the usable parts of free stacks,
+            // which nobody uses, and the guard pages between them. DONTNEED
+            // only drops pages (they read back as zeros): it leaves guard
+            // markers in place (`madvise(2)`; checked by
+            // `tests::released_runs_keep_their_guards`), and an `mprotect`
+            // guard has no pages to drop.
+            unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }
         }
     }
@@ -426,7 +449,10 @@ impl StackPool {
         unsafe {
             libc::madvise(ptr, len, libc::MADV_NOHUGEPAGE);
         }
-        for i in 0..CHUNK {
+        // The guards the batch left (all of them where it is unavailable),
+        // one call each.
+        let batched = install_guards_batched(mapping.ptr, stride, self.page, CHUNK);
+        for i in batched..CHUNK {
             // SAFETY: within the mapping just made.
             let guard = unsafe { mapping.ptr.add(i * stride) };
             install_guard(guard, self.page).map_err(|e| {
@@ -439,6 +465,10 @@ impl StackPool {
                     ),
                 )
             })?;
+        }
+        for i in 0..CHUNK {
+            // SAFETY: within the mapping just made.
+            let guard = unsafe { mapping.ptr.add(i * stride) };
             self.cold.push(Stack {
                 // SAFETY: within the mapping.
                 bottom: unsafe { guard.add(self.page) },
@@ -514,6 +544,64 @@ impl StackHistogram {
             self.max.load(Relaxed),
         )
     }
+}
+
+/// `PIDFD_SELF_PROCESS` (linux/pidfd.h, Linux 6.15+): the calling process,
+/// with no pidfd to open (or to go stale in a forked child).
+#[cfg(target_os = "linux")]
+const PIDFD_SELF_PROCESS: libc::c_int = -10001;
+
+/// Whether `process_madvise` may install guards (cleared for good at its
+/// first refusal: a kernel before 6.15, or a filter that refuses it).
+#[cfg(target_os = "linux")]
+static GUARD_BATCH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Installs the guard pages of the first stacks of a new chunk (the
+/// `page` at `base + i * stride` for `i < n`) with one `process_madvise`;
+/// returns how many, from the first, it installed: the rest are left to
+/// [`install_guard`] (all of them where the batch is unavailable or in the
+/// `mprotect` fallback). One call instead of `n` costs about a third less
+/// per stack here (`BENCHMARKS.md`, fiber timers).
+#[cfg(target_os = "linux")]
+fn install_guards_batched(base: *mut u8, stride: usize, page: usize, n: usize) -> usize {
+    if GUARD_MODE.load(Relaxed) == GUARD_MPROTECT || !GUARD_BATCH.load(Relaxed) {
+        return 0;
+    }
+    let iov: Vec<libc::iovec> = (0..n)
+        .map(|i| libc::iovec {
+            // SAFETY: within the mapping (`i < n` stacks of `stride`).
+            iov_base: unsafe { base.add(i * stride) }.cast(),
+            iov_len: page,
+        })
+        .collect();
+    // SAFETY: the ranges are pages of a mapping we own and nothing uses
+    // yet (as `install_guard`); the kernel only reads `iov`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_process_madvise,
+            PIDFD_SELF_PROCESS,
+            iov.as_ptr(),
+            iov.len(),
+            MADV_GUARD_INSTALL,
+            0,
+        )
+    };
+    if r < 0 {
+        let e = io::Error::last_os_error().raw_os_error();
+        if !matches!(e, Some(libc::ENOMEM | libc::EAGAIN | libc::EINTR)) {
+            GUARD_BATCH.store(false, Relaxed);
+        }
+        return 0;
+    }
+    // The kernel advises the ranges in order and stops at the first
+    // failure: `r` bytes are whole leading guards.
+    GUARD_MODE.store(GUARD_MADVISE, Relaxed);
+    (r as usize / page).min(n)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn install_guards_batched(_: *mut u8, _: usize, _: usize, _: usize) -> usize {
+    0
 }
 
 fn install_guard(at: *mut u8, page: usize) -> io::Result<()> {
@@ -658,6 +746,12 @@ mod tests {
                 "kernel {release} should take MADV_GUARD_INSTALL"
             );
         }
+        if (major, minor) >= (6, 15) {
+            assert!(
+                GUARD_BATCH.load(Relaxed),
+                "kernel {release} should take MADV_GUARD_INSTALL from process_madvise"
+            );
+        }
         pool.free(s);
     }
 
@@ -712,29 +806,82 @@ mod tests {
         pool.free(extra);
     }
 
-    /// Touching a guard page faults: checked in a child process, which the
-    /// parent expects to die of SIGSEGV.
+    /// The child process of a guard test: set in its environment, to the
+    /// index of the stack whose guard it touches.
+    const GUARD_CHILD: &str = "FIBER_RUNTIME_GUARD_CHILD";
+
+    /// Touching a guard page faults, for the first, a middle and the last
+    /// stack of a chunk (the batch installs them all): checked in a child
+    /// process, which the parent expects to die of SIGSEGV.
     #[test]
     // ASan takes the SIGSEGV itself and exits with its own report.
     #[cfg_attr(fiber_runtime_asan, ignore = "AddressSanitizer handles SIGSEGV itself")]
     fn the_guard_page_faults() {
-        const VAR: &str = "FIBER_RUNTIME_GUARD_CHILD";
-        if std::env::var_os(VAR).is_some() {
+        if let Some(i) = std::env::var_os(GUARD_CHILD) {
+            let i: usize = i.to_str().unwrap().parse().unwrap();
             let mut pool = StackPool::new(16 * 1024, 0);
-            let s = pool.alloc().unwrap();
-            let (lo, _) = s.guard(pool.page_size());
+            let stacks: Vec<_> = (0..CHUNK).map(|_| pool.alloc().unwrap()).collect();
+            let (lo, _) = stacks[i].guard(pool.page_size());
             // SAFETY: deliberately not safe: this must fault.
             unsafe { std::ptr::write_volatile(lo as *mut u8, 1) };
             // Not reached if the guard works.
             std::process::exit(0);
         }
+        for i in [0, CHUNK / 2, CHUNK - 1] {
+            expect_sigsegv("fiber::stack::tests::the_guard_page_faults", i);
+        }
+    }
+
+    /// `trim` gives back the pages of free stacks with one call per run of
+    /// adjacent stacks, over the guard pages between them: the pages are
+    /// dropped (they read back as zeros) and the guards still fault
+    /// (checked in a child process, as above).
+    #[test]
+    #[cfg_attr(fiber_runtime_asan, ignore = "AddressSanitizer handles SIGSEGV itself")]
+    fn released_runs_keep_their_guards() {
+        let child = std::env::var_os(GUARD_CHILD);
+        let mut pool = StackPool::new(16 * 1024, 0);
+        let stacks: Vec<_> = (0..CHUNK).map(|_| pool.alloc().unwrap()).collect();
+        let tops: Vec<*mut u8> = stacks.iter().map(|s| s.top()).collect();
+        let guards: Vec<usize> = stacks.iter().map(|s| s.guard(pool.page_size()).0).collect();
+        for s in &stacks {
+            touch(s, 2 * pool.page_size());
+        }
+        // Every fourth one stays in use, so the runs are broken too.
+        let (kept, freed): (Vec<_>, Vec<_>) = stacks
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 4 == 3);
+        for (_, s) in freed {
+            pool.free(s);
+        }
+        pool.trim(&StackHistogram::default());
+        for (i, &top) in tops.iter().enumerate() {
+            // SAFETY: within stack `i`'s usable range, mapped (the pool or
+            // `kept` holds each stack).
+            let byte = unsafe { top.sub(1).read_volatile() };
+            assert_eq!(byte, u8::from(i % 4 == 3), "stack {i}");
+        }
+        if let Some(i) = child {
+            let i: usize = i.to_str().unwrap().parse().unwrap();
+            // SAFETY: deliberately not safe: this must fault.
+            unsafe { std::ptr::write_volatile(guards[i] as *mut u8, 1) };
+            std::process::exit(0);
+        }
+        for i in [1, CHUNK / 2, CHUNK / 2 + 1, CHUNK - 1] {
+            expect_sigsegv("fiber::stack::tests::released_runs_keep_their_guards", i);
+        }
+        for (_, s) in kept {
+            pool.free(s);
+        }
+    }
+
+    /// Runs test `name` in a child process told to touch the guard of
+    /// stack `i`, and asserts that it died of SIGSEGV.
+    fn expect_sigsegv(name: &str, i: usize) {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "fiber::stack::tests::the_guard_page_faults",
-                "--nocapture",
-            ])
-            .env(VAR, "1")
+            .args(["--exact", name, "--nocapture"])
+            .env(GUARD_CHILD, i.to_string())
             .output()
             .unwrap();
         use std::os::unix::process::ExitStatusExt;
