@@ -6,13 +6,14 @@
 //! `CHUNK` at a time from one anonymous mapping. The guard page under each
 //! is installed with `madvise(MADV_GUARD_INSTALL)` (Linux 6.13+), which
 //! adds no kernel mapping, so a million guarded stacks fit in the default
-//! `vm.max_map_count` (65530). On older kernels the fallback is `mprotect`
+//! `vm.max_map_count` (65530); a chunk's guards go in with one
+//! `process_madvise` where the kernel takes it (6.15+). On older kernels the fallback is `mprotect`
 //! per guard page, one extra mapping per stack; running out of mappings
 //! then yields an error that names `vm.max_map_count`.
 //!
 //! Stack memory is virtual: only touched pages cost RAM. Pooled stacks
-//! beyond `retain` give their touched pages back (`MADV_DONTNEED`) when
-//! the thread idles (`trim`). A pool keeps at most `FREE_PER_RETAINED`
+//! beyond `retain` give their touched pages back (`MADV_DONTNEED`, one
+//! call per run of adjacent stacks) when the thread idles (`trim`). A pool keeps at most `FREE_PER_RETAINED`
 //! times `retain` free stacks, and only its own: a stack freed on another
 //! thread, or beyond that bound, is dropped, and a mapping is unmapped
 //! once none of its stacks is left.
@@ -731,8 +732,10 @@ mod tests {
         assert_eq!(buckets[i], 1, "{buckets:?}");
     }
 
-    /// On Linux 6.13+ guard pages are installed without extra mappings.
+    /// On Linux 6.13+ guard pages are installed without extra mappings,
+    /// and on 6.15+ a chunk's guards with one call.
     #[test]
+    #[cfg(target_os = "linux")]
     fn guard_pages_use_madvise_on_new_kernels() {
         let mut pool = StackPool::new(16 * 1024, 0);
         let s = pool.alloc().unwrap();
