@@ -50,7 +50,7 @@
 mod poll_evented;
 pub(crate) mod uninit;
 
-pub(crate) use poll_evented::{PollEvented, read_closed_now};
+pub(crate) use poll_evented::{PollEvented, ReadSrc, read_closed_now, read_into};
 
 pub use futures_io::{AsyncBufRead, AsyncRead, AsyncWrite};
 pub use futures_util::io::{

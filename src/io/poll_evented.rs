@@ -3,10 +3,14 @@
 //! through.
 //!
 //! Under the io_uring driver a stream created on a worker of its runtime
-//! (inside a task or a fiber) is bound to that worker's ring: a multishot
-//! poll there reports its readiness, and reads and writes stay direct
-//! system calls ("epoll in the ring", `docs/design/io_uring.md` step 2).
-//! Listeners, datagram sockets and streams created elsewhere (a
+//! (inside a task or a fiber) is bound to that worker's ring
+//! (`docs/design/io_uring.md` steps 2 and 3): a multishot poll there
+//! reports its write readiness (writes stay direct system calls), and a
+//! multishot receive fills buffers of the ring's pool, which reads on any
+//! thread copy from. When nothing is in flight (the socket's queue filled
+//! up, or the pool ran out) a read `recv`s directly, and re-arms the
+//! receive when that would block: never both at once, so bytes keep their
+//! order. Listeners, datagram sockets and streams created elsewhere (a
 //! `block_on` future, a plain thread, a current-thread runtime) register
 //! with epoll as under the epoll driver.
 
@@ -16,8 +20,36 @@ use crate::reactor::{Registration, poll_io_drained};
 use crate::scheduler::context;
 use crate::uring;
 use crate::wait::{self, Caller};
+use std::future::Future;
 use std::io;
 use std::task::{Context, Poll};
+
+/// Where a stream read takes its bytes from (`PollEvented::poll_read_stream`).
+pub(crate) enum ReadSrc<'a, E> {
+    /// A system call on the socket.
+    Socket(&'a E),
+    /// Bytes the io_uring driver received: copy what fits, return how
+    /// many were taken.
+    Bytes(&'a [u8]),
+}
+
+/// The read of a stream into `buf`: `sys` reads the socket; received
+/// bytes are copied in after those already taken by this same read.
+pub(crate) fn read_into<'b, E>(
+    buf: &'b mut [u8],
+    mut sys: impl FnMut(&E, &mut [u8]) -> io::Result<usize> + 'b,
+) -> impl FnMut(ReadSrc<'_, E>) -> io::Result<usize> + 'b {
+    let mut filled = 0;
+    move |src| match src {
+        ReadSrc::Socket(s) => sys(s, &mut buf[filled..]),
+        ReadSrc::Bytes(b) => {
+            let n = b.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&b[..n]);
+            filled += n;
+            Ok(n)
+        }
+    }
+}
 
 /// A registered mio source. Dropping it deregisters the source (and then
 /// closes it).
@@ -137,18 +169,38 @@ impl<E: mio::event::Source> PollEvented<E> {
         self.registration.poll_io(cx, Direction::Write, || op(io))
     }
 
-    /// A stream read into a buffer of `len` bytes: a short read means the
-    /// socket's receive buffer is empty (edge-triggered readiness then
-    /// waits for the next event without a `WouldBlock` round trip).
+    /// A stream read into a buffer of `len` bytes (`read_into`): a short
+    /// read means the socket's receive buffer is empty (edge-triggered
+    /// readiness then waits for the next event without a `WouldBlock`
+    /// round trip). `peek`: leave the bytes for the next read.
     pub(crate) fn poll_read_stream(
         &self,
         cx: &mut Context<'_>,
         len: usize,
-        mut op: impl FnMut(&E) -> io::Result<usize>,
+        peek: bool,
+        mut read: impl FnMut(ReadSrc<'_, E>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let io = self.get_ref();
-        self.registration
-            .poll_io_drained(cx, Direction::Read, || op(io), |&n| n > 0 && n < len)
+        match &self.registration {
+            Bind::Epoll(_) => self.registration.poll_io_drained(
+                cx,
+                Direction::Read,
+                || read(ReadSrc::Socket(io)),
+                |&n| !peek && n > 0 && n < len,
+            ),
+            Bind::Ring(id, b) => {
+                let (res, then) = b.poll_recv(cx, peek, |src| match src {
+                    uring::Src::Socket => read(ReadSrc::Socket(io)),
+                    uring::Src::Bytes(bytes) => read(ReadSrc::Bytes(bytes)),
+                });
+                if then == uring::Then::Arm
+                    && !context::with_ring(*id, |ring| b.arm_on(ring)).unwrap_or(false)
+                {
+                    b.request_arm();
+                }
+                res
+            }
+        }
     }
 
     /// A stream write of `len` bytes: a short write means the send buffer
@@ -164,15 +216,90 @@ impl<E: mio::event::Source> PollEvented<E> {
             .poll_io_drained(cx, Direction::Write, || op(io), |&n| n < len)
     }
 
-    /// Deregisters and returns the source.
+    /// Deregisters and returns the source. For a stream the io_uring
+    /// driver receives for, that waits (at most a second) for its receive
+    /// to end, and fails if it received bytes not read yet: they would be
+    /// lost to the returned socket.
     pub(crate) fn into_inner(mut self) -> io::Result<E> {
         let mut io = self.io.take().expect("source taken out of PollEvented");
         self.registration.deregister(&mut io)?;
+        if let Bind::Ring(_, b) = &self.registration {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            while b.receiving() {
+                if std::time::Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the io_uring driver's worker did not end the stream's receive within \
+                         a second (is it stuck in a long poll?)",
+                    ));
+                }
+                std::thread::yield_now();
+            }
+            let unread = b.unread();
+            if unread > 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{unread} bytes received by the io_uring driver were not read yet"),
+                ));
+            }
+        }
         Ok(io)
     }
 }
 
 impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
+    /// A stream read in blocking style (as `blocking`): `read` as for
+    /// `poll_read_stream`.
+    #[track_caller]
+    pub(crate) fn blocking_read(
+        &self,
+        what: &'static str,
+        instead: &str,
+        len: usize,
+        mut read: impl FnMut(ReadSrc<'_, E>) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let io = self.get_ref();
+        wait::caller(what, instead, |c| match (c, &self.registration) {
+            (Caller::Fiber(cb), _) => cb.wait(std::future::poll_fn(|cx| {
+                self.poll_read_stream(cx, len, false, &mut read)
+            })),
+            (Caller::Thread, Bind::Ring(id, b)) => {
+                let poll =
+                    std::future::poll_fn(|cx| self.poll_read_stream(cx, len, false, &mut read));
+                if context::with_ring(*id, |ring| b.is_home(ring)).unwrap_or(false) {
+                    // Only this thread reaps the ring (a fiber unwinding
+                    // here): drive it while waiting.
+                    let mut poll = std::pin::pin!(poll);
+                    let mut cx = Context::from_waker(std::task::Waker::noop());
+                    loop {
+                        if let Poll::Ready(r) = poll.as_mut().poll(&mut cx) {
+                            return r;
+                        }
+                        let wakers = context::with_ring(*id, |ring| {
+                            let mut w = Vec::new();
+                            ring.poll_now(&mut w);
+                            w
+                        });
+                        wakers
+                            .into_iter()
+                            .flatten()
+                            .for_each(std::task::Waker::wake);
+                        std::thread::yield_now();
+                    }
+                }
+                wait::block_on_thread(poll)
+            }
+            (Caller::Thread, Bind::Epoll(_)) => loop {
+                match read(ReadSrc::Socket(io)) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        wait_fd(io.as_raw_fd(), Direction::Read)?
+                    }
+                    res => return res,
+                }
+            },
+        })
+    }
+
     /// Runs `op` in blocking style (the `std::io` impls and the
     /// `blocking_*` methods), as `crate::wait` decides: inside a fiber it
     /// suspends the fiber until the reactor reports readiness; on a

@@ -17,7 +17,18 @@ pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
     buf: &mut [MaybeUninit<u8>],
 ) -> Poll<io::Result<usize>> {
     let len = buf.len();
-    io.poll_read_stream(cx, len, |s| socket2::SockRef::from(s).recv(buf))
+    let mut filled = 0;
+    io.poll_read_stream(cx, len, false, |src| match src {
+        super::ReadSrc::Socket(s) => socket2::SockRef::from(s).recv(&mut buf[filled..]),
+        super::ReadSrc::Bytes(b) => {
+            let n = b.len().min(len - filled);
+            for (d, &v) in buf[filled..filled + n].iter_mut().zip(b) {
+                d.write(v);
+            }
+            filled += n;
+            Ok(n)
+        }
+    })
 }
 
 /// A write on a stream socket (a short write means the send buffer is

@@ -83,8 +83,13 @@ macro_rules! impl_async_read_write {
                 cx: &mut std::task::Context<'_>,
                 buf: &mut [u8],
             ) -> std::task::Poll<std::io::Result<usize>> {
-                self.io
-                    .poll_read_stream(cx, buf.len(), |s| std::io::Read::read(&mut &*s, buf))
+                let len = buf.len();
+                self.io.poll_read_stream(
+                    cx,
+                    len,
+                    false,
+                    $crate::io::read_into(buf, |s, b| std::io::Read::read(&mut &*s, b)),
+                )
             }
         }
 
@@ -176,12 +181,11 @@ macro_rules! impl_async_read_write {
             #[track_caller]
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let len = buf.len();
-                self.io.blocking_drained(
-                    $crate::reactor::scheduled_io::Direction::Read,
+                self.io.blocking_read(
                     "std::io::Read::read",
                     "`AsyncReadExt::read(..).await`",
-                    |s| std::io::Read::read(&mut &*s, buf),
-                    |&n| n > 0 && n < len,
+                    len,
+                    $crate::io::read_into(buf, |s, b| std::io::Read::read(&mut &*s, b)),
                 )
             }
 

@@ -10,7 +10,10 @@
 //!   (the reactor's `mio::Waker`) end the wait too;
 //! - the next timer, as the enter's timeout (`EXT_ARG`).
 //!
-//! No socket uses a ring yet: that is step 2 of the design.
+//! TCP and Unix streams created on a worker bind to its ring (steps 2 and
+//! 3 of the design): a multishot poll reports their write readiness, and
+//! a multishot receive fills buffers of the ring's pool, which readers
+//! copy from (`io/poll_evented.rs`).
 //!
 //! # Ownership
 //!
@@ -23,21 +26,24 @@
 //!
 //! # Soundness
 //!
-//! The kernel holds one pointer into our memory: the 8-byte target of the
-//! eventfd `READ`. It lives in a `Box` of the `Ring`, and is freed only
-//! once that read's final completion was reaped. A ring dropped with the
-//! read still in flight (by a thread that may not reap it) leaks the box
-//! on purpose.
+//! The kernel holds pointers into our memory in two places: the 8-byte
+//! target of the eventfd `READ`, a `Box` of the `Ring` freed only once
+//! that read's final completion was reaped; and the receive buffer pool
+//! (its descriptor ring and buffers, `BufPool`), unmapped only when no
+//! receive can be in flight and no queued chunk names it. A ring dropped
+//! with either still in flight (by a thread that may not reap it) leaks
+//! it on purpose. Every socket operation owns a count of its socket's
+//! state (its `user_data`) until its final completion.
 
 #[cfg(all(target_os = "linux", not(fiber_runtime_loom)))]
 mod linux;
 #[cfg(all(target_os = "linux", not(fiber_runtime_loom)))]
-pub(crate) use linux::{Bound, Ring, Setup, WakeFd, create};
+pub(crate) use linux::{Bound, Ring, Setup, Src, Then, WakeFd, create};
 
 #[cfg(not(all(target_os = "linux", not(fiber_runtime_loom))))]
 mod unsupported;
 #[cfg(not(all(target_os = "linux", not(fiber_runtime_loom))))]
-pub(crate) use unsupported::{Bound, Ring, Setup, WakeFd, create};
+pub(crate) use unsupported::{Bound, Ring, Setup, Src, Then, WakeFd, create};
 
 /// A runtime's counts of what its rings did (`RuntimeMetrics`).
 #[derive(Debug, Default)]

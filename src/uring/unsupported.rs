@@ -19,6 +19,51 @@ impl Bound {
     pub(crate) fn close(&self, _here: Option<&mut Ring>) -> Vec<Waker> {
         match *self {}
     }
+
+    pub(crate) fn poll_recv(
+        &self,
+        _cx: &mut std::task::Context<'_>,
+        _peek: bool,
+        _read: impl FnMut(Src<'_>) -> io::Result<usize>,
+    ) -> (std::task::Poll<io::Result<usize>>, Then) {
+        match *self {}
+    }
+
+    pub(crate) fn arm_on(&self, _ring: &mut Ring) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn request_arm(&self) {
+        match *self {}
+    }
+
+    pub(crate) fn is_home(&self, _ring: &Ring) -> bool {
+        match *self {}
+    }
+
+    pub(crate) fn unread(&self) -> usize {
+        match *self {}
+    }
+
+    pub(crate) fn receiving(&self) -> bool {
+        match *self {}
+    }
+}
+
+/// As on Linux (never made here).
+pub(crate) enum Src<'a> {
+    #[allow(dead_code)]
+    Socket,
+    #[allow(dead_code)]
+    Bytes(&'a [u8]),
+}
+
+/// As on Linux.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Then {
+    #[allow(dead_code)]
+    Nothing,
+    Arm,
 }
 
 #[derive(Debug)]

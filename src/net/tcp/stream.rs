@@ -351,7 +351,13 @@ impl TcpStream {
     /// });
     /// ```
     pub fn poll_peek(&self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        self.io.poll_read_io(cx, |s| s.peek(buf))
+        let len = buf.len();
+        self.io.poll_read_stream(
+            cx,
+            len,
+            true,
+            crate::io::read_into(buf, |s: &mio::net::TcpStream, b: &mut [u8]| s.peek(b)),
+        )
     }
 
     /// Shuts down the read half, the write half, or both.
