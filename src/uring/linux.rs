@@ -1545,6 +1545,63 @@ mod tests {
         drop(a);
     }
 
+    /// More unread sockets than the pool serves: the ones that find it
+    /// empty (`ENOBUFS`) fall back to direct reads on a `POLLIN` poll, and
+    /// every socket still gets all its bytes, in order.
+    #[test]
+    fn an_exhausted_pool_starves_no_socket() {
+        let Some((mut r, _wake)) = ring() else { return };
+        let n = usize::from(BUF_COUNT) / RECV_CAP + 8;
+        let per = 2 * RECV_CAP * BUF_SIZE;
+        let mut socks = Vec::new();
+        for i in 0..n {
+            let (a, b) = pair();
+            let bound = r.bind(a.as_raw_fd()).unwrap();
+            let mut direct = 0;
+            let sys = |buf: &mut [u8]| std::io::Read::read(&mut &a, buf);
+            assert!(recv_now(&mut r, &bound, &mut [0; 8], &mut direct, sys).is_pending());
+            let data: Vec<u8> = (0..per).map(|j| ((i * 7 + j) % 253) as u8).collect();
+            socks.push((a, b, bound, data));
+        }
+        // Every peer writes more than its queue takes, all at once.
+        let writers: Vec<_> = socks
+            .iter()
+            .map(|(_, b, _, data)| {
+                let (b, data) = (b.try_clone().unwrap(), data.clone());
+                std::thread::spawn(move || {
+                    b.set_nonblocking(false).unwrap();
+                    std::io::Write::write_all(&mut &b, &data).unwrap();
+                    b.shutdown(std::net::Shutdown::Write).unwrap();
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socks.iter().any(|(_, _, b, _)| lock(&b.state.recv).starved) {
+            assert!(
+                Instant::now() < deadline,
+                "the pool never ran out: the test tests nothing"
+            );
+            r.wait(Some(Duration::from_millis(10)), None, &mut Vec::new());
+        }
+        for (a, _, bound, data) in &socks {
+            let (got, _) = recv_to_end(&mut r, bound, |buf| std::io::Read::read(&mut &*a, buf));
+            assert!(
+                got == *data,
+                "bytes lost or reordered ({} of {})",
+                got.len(),
+                data.len()
+            );
+        }
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        for (_, _, bound, _) in &socks {
+            drop(bound.close(Some(&mut r)));
+        }
+        while r.recvs > 0 || r.polls > 0 {
+            assert!(Instant::now() < deadline, "operations never ended");
+            r.poll_now(&mut Vec::new());
+        }
+    }
+
     /// A peek sees every queued chunk (as `MSG_PEEK` sees the socket's
     /// whole buffer) and leaves them for the read.
     #[test]
