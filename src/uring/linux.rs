@@ -297,6 +297,17 @@ struct Recv {
     reader: Option<Waker>,
 }
 
+impl Recv {
+    /// Ends the receive for good because the socket closed or the ring
+    /// shuts down; returns the reader to wake (with no lock held: a woken
+    /// path may close a stream).
+    fn fail(&mut self) -> Option<Waker> {
+        self.arm = Arm::Done;
+        self.end.get_or_insert(End::Gone);
+        self.reader.take()
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum End {
     /// The end of the stream.
@@ -464,11 +475,8 @@ impl Bound {
         let mut remote = lock(&home.remote);
         if remote.is_shutdown {
             drop(remote);
-            let mut recv = lock(&self.state.recv);
-            recv.arm = Arm::Done;
-            recv.end.get_or_insert(End::Gone);
-            if let Some(w) = recv.reader.take() {
-                drop(recv);
+            let reader = lock(&self.state.recv).fail();
+            if let Some(w) = reader {
                 w.wake();
             }
             return;
@@ -517,9 +525,7 @@ impl Bound {
             // flight from now on.
             let mut recv = lock(&self.state.recv);
             if recv.arm == Arm::Requested {
-                recv.arm = Arm::Done;
-                recv.end.get_or_insert(End::Gone);
-                recv.reader.take()
+                recv.fail()
             } else {
                 None
             }
@@ -874,12 +880,9 @@ impl Ring {
             return;
         }
         if *closed || lock(&self.shared.remote).is_shutdown {
-            recv.arm = Arm::Done;
-            recv.end.get_or_insert(End::Gone);
-            let reader = recv.reader.take();
+            let reader = recv.fail();
             drop(recv);
             drop(closed);
-            // Woken with no lock held (a woken path may close a stream).
             if let Some(w) = reader {
                 w.wake();
             }
@@ -910,11 +913,15 @@ impl Ring {
             Arm::Idle | Arm::Requested | Arm::Done => None,
         };
         for tag in std::iter::once(TAG_POLL).chain(recv) {
-            let ud = Arc::as_ptr(state) as u64 | tag;
-            let cancel = opcode::AsyncCancel::new(ud).build().user_data(CANCEL);
-            // SAFETY: a cancel names no memory.
-            unsafe { self.push(&cancel) };
+            self.push_cancel(Arc::as_ptr(state) as u64 | tag);
         }
+    }
+
+    /// Queues a cancel of the operation whose `user_data` is `ud`.
+    fn push_cancel(&mut self, ud: u64) {
+        let cancel = opcode::AsyncCancel::new(ud).build().user_data(CANCEL);
+        // SAFETY: a cancel names no memory.
+        unsafe { self.push(&cancel) };
     }
 
     /// Submits what is queued and, if completions may wait in the kernel
@@ -1157,13 +1164,15 @@ impl Ring {
                     if !more && matches!(recv.arm, Arm::Armed | Arm::Cancelling) {
                         recv.arm = Arm::Idle;
                     }
-                    if !more && res == -libc::ECANCELED && lock(&self.shared.remote).is_shutdown {
-                        recv.arm = Arm::Done;
-                        recv.end.get_or_insert(End::Gone);
-                    }
-                    if let Some(w) = recv.reader.take() {
-                        wakers.push(w);
-                    }
+                    let reader = if !more
+                        && res == -libc::ECANCELED
+                        && lock(&self.shared.remote).is_shutdown
+                    {
+                        recv.fail()
+                    } else {
+                        recv.reader.take()
+                    };
+                    wakers.extend(reader);
                     drop(recv);
                     drop(owned);
                 }
@@ -1171,9 +1180,7 @@ impl Ring {
             }
         }
         for ud in cancel_recv {
-            let cancel = opcode::AsyncCancel::new(ud).build().user_data(CANCEL);
-            // SAFETY: a cancel names no memory.
-            unsafe { self.push(&cancel) };
+            self.push_cancel(ud);
         }
         let shutting_down = !rearm.is_empty() && lock(&self.shared.remote).is_shutdown;
         for state in rearm {
@@ -1216,11 +1223,7 @@ impl Ring {
                 std::mem::take(&mut remote.arms)
             };
             for state in arms {
-                let mut recv = lock(&state.recv);
-                recv.arm = Arm::Done;
-                recv.end.get_or_insert(End::Gone);
-                let reader = recv.reader.take();
-                drop(recv);
+                let reader = lock(&state.recv).fail();
                 if let Some(w) = reader {
                     w.wake();
                 }
