@@ -167,11 +167,11 @@ fn sockets_on_epoll_are_served_by_the_ring_parked_holder() {
     }
 }
 
-/// A stream created on a worker (in a task) binds to that worker's ring;
-/// one created in a multi-thread `block_on` future or on a current-thread
-/// runtime stays on epoll. Both work either way.
+/// A stream binds at its first use: used on a worker (in a task), to that
+/// worker's ring; used first in a multi-thread `block_on` future or on a
+/// current-thread runtime, to epoll. Both work either way.
 #[test]
-fn streams_created_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
+fn streams_used_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
     use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
     use fiber_runtime::net::{TcpListener, TcpStream};
     async fn round_trip() -> [u8; 3] {
@@ -200,9 +200,82 @@ fn streams_created_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
         2,
         "block_on's stay on epoll"
     );
+    // Made in `block_on`, first used in a task: the task's worker's ring.
+    let (c, s) = rt.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        (c, listener.accept().await.unwrap().0)
+    });
+    assert_eq!(
+        rt.metrics().io_uring_bound_stream_count(),
+        2,
+        "accepted, not used yet"
+    );
+    let mut s = rt
+        .block_on(rt.spawn(async move {
+            let mut s = s;
+            s.write_all(b"xyz").await.unwrap();
+            s
+        }))
+        .unwrap();
+    assert_eq!(
+        rt.metrics().io_uring_bound_stream_count(),
+        3,
+        "bound where first used"
+    );
+    let mut c = c;
+    let mut buf = [0u8; 3];
+    std::io::Read::read_exact(&mut c, &mut buf).unwrap();
+    assert_eq!(&buf, b"xyz");
+    // Later uses on another thread keep the binding (and still work).
+    std::io::Write::write_all(&mut c, b"back").unwrap();
+    let mut buf = [0u8; 4];
+    rt.block_on(s.read_exact(&mut buf)).unwrap();
+    assert_eq!(&buf, b"back");
+    assert_eq!(rt.metrics().io_uring_bound_stream_count(), 3);
     let ct = uring(Builder::new_current_thread()).unwrap();
     assert_eq!(&ct.block_on(ct.spawn(round_trip())).unwrap(), b"abc");
     assert_eq!(ct.metrics().io_uring_bound_stream_count(), 0);
+}
+
+/// Two tasks make a stream's first use at once, one reading and one
+/// writing through `&TcpStream`, on whichever workers they land: it binds
+/// once (one ring, never two), and both directions work.
+#[test]
+fn a_stream_first_used_by_two_tasks_at_once_binds_once() {
+    use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
+    let mut b = Builder::new_multi_thread();
+    b.worker_threads(2);
+    let Some(rt) = uring(b) else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    for i in 0..50u8 {
+        let before = rt.metrics().io_uring_bound_stream_count();
+        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let s = {
+            let _g = rt.enter();
+            fiber_runtime::net::TcpStream::from_std(listener.accept().unwrap().0).unwrap()
+        };
+        let s = std::sync::Arc::new(s);
+        let (s1, s2) = (s.clone(), s.clone());
+        let w = rt.spawn(async move { (&*s1).write_all(&[i; 4]).await });
+        let r = rt.spawn(async move {
+            let mut buf = [0u8; 4];
+            (&*s2).read_exact(&mut buf).await.map(|_| buf)
+        });
+        let mut got = [0u8; 4];
+        std::io::Read::read_exact(&mut peer, &mut got).unwrap();
+        assert_eq!(got, [i; 4]);
+        std::io::Write::write_all(&mut peer, &[!i; 4]).unwrap();
+        rt.block_on(async {
+            w.await.unwrap().unwrap();
+            assert_eq!(r.await.unwrap().unwrap(), [!i; 4]);
+        });
+        assert_eq!(
+            rt.metrics().io_uring_bound_stream_count(),
+            before + 1,
+            "stream {i}"
+        );
+    }
 }
 
 /// A bound stream dropped on a thread that is not its ring's (a plain
@@ -220,7 +293,20 @@ fn a_stream_closed_off_its_home_worker_reaches_eof_at_the_peer() {
             fiber_runtime::net::TcpListener::from_std(listener).unwrap()
         };
         let server = rt
-            .block_on(rt.spawn(async move { listener.accept().await.unwrap().0 }))
+            .block_on(rt.spawn(async move {
+                use fiber_runtime::io::AsyncReadExt;
+                let mut s = listener.accept().await.unwrap().0;
+                // A first use, so that the stream binds to this worker's
+                // ring (nothing to read yet: the peer sends nothing).
+                let mut buf = [0u8; 1];
+                let mut read = std::pin::pin!(s.read(&mut buf));
+                std::future::poll_fn(|cx| {
+                    assert!(read.as_mut().poll(cx).is_pending(), "the peer sent nothing");
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                s
+            }))
             .unwrap();
         let mut client = client.join().unwrap();
         std::thread::spawn(move || drop(server)).join().unwrap();
@@ -237,7 +323,7 @@ fn a_stream_closed_off_its_home_worker_reaches_eof_at_the_peer() {
 /// ring's shutdown marked it gone) instead of waiting forever.
 #[test]
 fn a_bound_stream_outliving_its_runtime_fails_instead_of_hanging() {
-    use fiber_runtime::io::AsyncReadExt;
+    use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
     for b in builders() {
         let Some(rt) = uring(b) else { return };
         let (mut a, _b) = rt
@@ -246,7 +332,13 @@ fn a_bound_stream_outliving_its_runtime_fails_instead_of_hanging() {
                 let c = fiber_runtime::net::TcpStream::connect(l.local_addr().unwrap())
                     .await
                     .unwrap();
-                (l.accept().await.unwrap().0, c)
+                let (mut a, _) = l.accept().await.unwrap();
+                // A first use here binds `a` to this worker's ring.
+                let mut c = c;
+                c.write_all(b"x").await.unwrap();
+                let mut one = [0u8; 1];
+                a.read_exact(&mut one).await.unwrap();
+                (a, c)
             }))
             .unwrap();
         drop(rt);

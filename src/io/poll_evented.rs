@@ -2,17 +2,21 @@
 //! to a worker's io_uring), and the readiness loops socket operations go
 //! through.
 //!
-//! Under the io_uring driver a stream created on a worker of its runtime
-//! (inside a task or a fiber) is bound to that worker's ring
-//! (`docs/design/io_uring.md` steps 2 and 3): a multishot poll there
+//! Under the io_uring driver a stream binds at its first use
+//! (`PollEvented::bind`), wherever it was created: used first on a worker
+//! of its runtime (in a task or a fiber), it binds to that worker's ring
+//! (`docs/design/io_uring.md` §4 and steps 2 and 3), so a connection's
+//! operations stay on the worker serving it. A multishot poll there
 //! reports its write readiness (writes stay direct system calls), and a
 //! multishot receive fills buffers of the ring's pool, which reads on any
 //! thread copy from. When nothing is in flight (the socket's queue filled
 //! up, or the pool ran out) a read `recv`s directly, and re-arms the
 //! receive when that would block: never both at once, so bytes keep their
-//! order. Listeners, datagram sockets and streams created elsewhere (a
-//! `block_on` future, a plain thread, a current-thread runtime) register
-//! with epoll as under the epoll driver.
+//! order. A stream first used elsewhere (a `block_on` future, a
+//! current-thread runtime) registers with epoll, as do listeners and
+//! datagram sockets; a plain thread's blocking read or write of an
+//! unbound stream is a direct system call and binds nothing. The binding
+//! is for life.
 
 use crate::driver::Kind;
 use crate::reactor::scheduled_io::{Direction, ScheduledIo};
@@ -22,6 +26,8 @@ use crate::uring;
 use crate::wait::{self, Caller};
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 /// Where a stream read takes its bytes from (`PollEvented::poll_read_stream`).
@@ -51,12 +57,39 @@ pub(crate) fn read_into<'b, E>(
     }
 }
 
+/// The source's binding (`PollEvented::bind`), or the poll's return with
+/// the error that keeps it from having one.
+macro_rules! ready_bind {
+    ($pe:expr) => {
+        match $pe.bind() {
+            Ok(bind) => bind,
+            Err(e) => return Poll::Ready(Err(e)),
+        }
+    };
+}
+
 /// A registered mio source. Dropping it deregisters the source (and then
 /// closes it).
-pub(crate) struct PollEvented<E: mio::event::Source> {
+pub(crate) struct PollEvented<E: mio::event::Source + AsRawFd> {
     /// `None` only after `into_inner`.
     io: Option<E>,
-    registration: Bind,
+    /// Set at creation, or, for a stream of a runtime with the io_uring
+    /// driver, at its first use (`bind`). An error is kept: every later
+    /// operation returns it.
+    registration: OnceLock<io::Result<Bind>>,
+    /// Where a stream binds at its first use; `None` for a source
+    /// registered at creation.
+    lazy: Option<Lazy>,
+}
+
+/// The runtime a stream waiting for its first use belongs to.
+struct Lazy {
+    /// Its `Common::id`: the ring of the worker the stream is first used
+    /// on, if it is one of this runtime's.
+    id: usize,
+    /// Elsewhere, its reactor (the stream's fd registers there, as a
+    /// `SourceFd`, and deregisters the same way).
+    reactor: Arc<crate::reactor::Handle>,
 }
 
 /// Where a source's readiness comes from.
@@ -108,7 +141,7 @@ impl Bind {
     }
 }
 
-impl<E: mio::event::Source> PollEvented<E> {
+impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
     /// Registers `io` with the current runtime's reactor.
     pub(crate) fn new(mut io: E) -> io::Result<PollEvented<E>> {
         let reactor = context::with_current(|h| h.common().driver.io.clone()).map_err(|kind| {
@@ -117,32 +150,68 @@ impl<E: mio::event::Source> PollEvented<E> {
         let registration = Bind::Epoll(Registration::new(&mut io, reactor)?);
         Ok(PollEvented {
             io: Some(io),
-            registration,
+            registration: OnceLock::from(Ok(registration)),
+            lazy: None,
         })
     }
 
-    /// As `new`, for a stream: under the io_uring driver, on a worker of
-    /// the runtime, it binds to that worker's ring (module doc).
-    pub(crate) fn new_stream(io: E) -> io::Result<PollEvented<E>>
-    where
-        E: std::os::fd::AsRawFd,
-    {
+    /// As `new`, for a stream. Under the io_uring driver the stream binds
+    /// at its first use instead (`bind`): to the ring of the worker that
+    /// first uses it, so that a task or fiber serving a connection has its
+    /// operations on its own worker's ring, wherever the stream was
+    /// accepted or connected (`docs/design/io_uring.md` §4).
+    pub(crate) fn new_stream(io: E) -> io::Result<PollEvented<E>> {
         let ring = context::with_current(|h| {
             let c = h.common();
-            (c.driver.kind == Kind::Uring).then_some(c.id)
+            (c.driver.kind == Kind::Uring).then(|| Lazy {
+                id: c.id,
+                reactor: c.driver.io.clone(),
+            })
         })
         .ok()
         .flatten();
-        if let Some(id) = ring {
-            let fd = io.as_raw_fd();
-            if let Some(bound) = context::with_ring(id, |ring| ring.bind(fd)) {
-                return Ok(PollEvented {
-                    io: Some(io),
-                    registration: Bind::Ring(id, bound?),
-                });
-            }
+        match ring {
+            Some(lazy) => Ok(PollEvented {
+                io: Some(io),
+                registration: OnceLock::new(),
+                lazy: Some(lazy),
+            }),
+            None => PollEvented::new(io),
         }
-        PollEvented::new(io)
+    }
+
+    /// The source's binding, made now if this is its first use: on a
+    /// worker of its runtime, that worker's ring; elsewhere (or if the
+    /// ring cannot take it) the reactor.
+    fn bind(&self) -> io::Result<&Bind> {
+        let r = self.registration.get_or_init(|| {
+            let lazy = self
+                .lazy
+                .as_ref()
+                .expect("a source registered at creation has its binding");
+            let fd = self.get_ref().as_raw_fd();
+            if let Some(Ok(bound)) = context::with_ring(lazy.id, |ring| ring.bind(fd)) {
+                return Ok(Bind::Ring(lazy.id, bound));
+            }
+            Registration::new(&mut mio::unix::SourceFd(&fd), lazy.reactor.clone()).map(Bind::Epoll)
+        });
+        r.as_ref().map_err(|e| match e.raw_os_error() {
+            Some(code) => io::Error::from_raw_os_error(code),
+            None => io::Error::new(e.kind(), e.to_string()),
+        })
+    }
+
+    /// Ends the binding, if any, of the source `io` (taken out of `self`).
+    fn unbind(&self, io: &mut E) -> io::Result<()> {
+        match (self.registration.get(), &self.lazy) {
+            (Some(Ok(bind)), None) => bind.deregister(io),
+            (Some(Ok(bind)), Some(_)) => {
+                let fd = io.as_raw_fd();
+                bind.deregister(&mut mio::unix::SourceFd(&fd))
+            }
+            // Never bound, or its binding failed: nothing to undo.
+            _ => Ok(()),
+        }
     }
 
     pub(crate) fn get_ref(&self) -> &E {
@@ -156,7 +225,8 @@ impl<E: mio::event::Source> PollEvented<E> {
         mut op: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let io = self.get_ref();
-        self.registration.poll_io(cx, Direction::Read, || op(io))
+        let bind = ready_bind!(self);
+        bind.poll_io(cx, Direction::Read, || op(io))
     }
 
     /// Runs `op` once the source is writable, retrying after `WouldBlock`.
@@ -166,7 +236,8 @@ impl<E: mio::event::Source> PollEvented<E> {
         mut op: impl FnMut(&E) -> io::Result<R>,
     ) -> Poll<io::Result<R>> {
         let io = self.get_ref();
-        self.registration.poll_io(cx, Direction::Write, || op(io))
+        let bind = ready_bind!(self);
+        bind.poll_io(cx, Direction::Write, || op(io))
     }
 
     /// A stream read into a buffer of `len` bytes (`read_into`): a short
@@ -181,8 +252,8 @@ impl<E: mio::event::Source> PollEvented<E> {
         mut read: impl FnMut(ReadSrc<'_, E>) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let io = self.get_ref();
-        match &self.registration {
-            Bind::Epoll(_) => self.registration.poll_io_drained(
+        match ready_bind!(self) {
+            bind @ Bind::Epoll(_) => bind.poll_io_drained(
                 cx,
                 Direction::Read,
                 || read(ReadSrc::Socket(io)),
@@ -212,8 +283,7 @@ impl<E: mio::event::Source> PollEvented<E> {
         mut op: impl FnMut(&E) -> io::Result<usize>,
     ) -> Poll<io::Result<usize>> {
         let io = self.get_ref();
-        self.registration
-            .poll_io_drained(cx, Direction::Write, || op(io), |&n| n < len)
+        ready_bind!(self).poll_io_drained(cx, Direction::Write, || op(io), |&n| n < len)
     }
 
     /// Deregisters and returns the source. For a stream the io_uring
@@ -222,8 +292,8 @@ impl<E: mio::event::Source> PollEvented<E> {
     /// lost to the returned socket.
     pub(crate) fn into_inner(mut self) -> io::Result<E> {
         let mut io = self.io.take().expect("source taken out of PollEvented");
-        self.registration.deregister(&mut io)?;
-        if let Bind::Ring(_, b) = &self.registration {
+        self.unbind(&mut io)?;
+        if let Some(Ok(Bind::Ring(_, b))) = self.registration.get() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
             while b.receiving() {
                 if std::time::Instant::now() >= deadline {
@@ -247,7 +317,7 @@ impl<E: mio::event::Source> PollEvented<E> {
     }
 }
 
-impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
+impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
     /// A stream read in blocking style (as `blocking`): `read` as for
     /// `poll_read_stream`.
     #[track_caller]
@@ -259,11 +329,13 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
         mut read: impl FnMut(ReadSrc<'_, E>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let io = self.get_ref();
-        wait::caller(what, instead, |c| match (c, &self.registration) {
+        // A plain thread's read does not bind the stream (it would pin it
+        // to epoll for life): unbound, it is a direct system call.
+        wait::caller(what, instead, |c| match (c, self.registration.get()) {
             (Caller::Fiber(cb), _) => cb.wait(std::future::poll_fn(|cx| {
                 self.poll_read_stream(cx, len, false, &mut read)
             })),
-            (Caller::Thread, Bind::Ring(id, b)) => {
+            (Caller::Thread, Some(Ok(Bind::Ring(id, b)))) => {
                 let poll =
                     std::future::poll_fn(|cx| self.poll_read_stream(cx, len, false, &mut read));
                 if context::with_ring(*id, |ring| b.is_home(ring)).unwrap_or(false) {
@@ -289,7 +361,7 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
                 }
                 wait::block_on_thread(poll)
             }
-            (Caller::Thread, Bind::Epoll(_)) => loop {
+            (Caller::Thread, _) => loop {
                 match read(ReadSrc::Socket(io)) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         wait_fd(io.as_raw_fd(), Direction::Read)?
@@ -331,9 +403,9 @@ impl<E: mio::event::Source + std::os::fd::AsRawFd> PollEvented<E> {
     ) -> io::Result<R> {
         let io = self.get_ref();
         wait::caller(what, instead, |c| match c {
-            Caller::Fiber(cb) => cb.wait(std::future::poll_fn(|cx| {
-                self.registration
-                    .poll_io_drained(cx, dir, || op(io), &drained)
+            Caller::Fiber(cb) => cb.wait(std::future::poll_fn(|cx| match self.bind() {
+                Ok(bind) => bind.poll_io_drained(cx, dir, || op(io), &drained),
+                Err(e) => Poll::Ready(Err(e)),
             })),
             Caller::Thread => loop {
                 match op(io) {
@@ -391,16 +463,16 @@ fn wait_fd(fd: std::os::fd::RawFd, dir: Direction) -> io::Result<()> {
     }
 }
 
-impl<E: mio::event::Source> Drop for PollEvented<E> {
+impl<E: mio::event::Source + AsRawFd> Drop for PollEvented<E> {
     fn drop(&mut self) {
         if let Some(mut io) = self.io.take() {
             // Errors here (the reactor is gone) leave nothing to undo.
-            let _ = self.registration.deregister(&mut io);
+            let _ = self.unbind(&mut io);
         }
     }
 }
 
-impl<E: mio::event::Source + std::fmt::Debug> std::fmt::Debug for PollEvented<E> {
+impl<E: mio::event::Source + AsRawFd + std::fmt::Debug> std::fmt::Debug for PollEvented<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         self.io.fmt(f)
     }

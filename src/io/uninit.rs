@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 /// no zero-fill before the read. `Ok(n)` means the first `n` bytes of
 /// `buf` are now initialised.
 #[cfg_attr(not(any(feature = "hyper", feature = "tokio-io")), allow(dead_code))]
-pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
+pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd + std::os::fd::AsRawFd>(
     io: &PollEvented<E>,
     cx: &mut Context<'_>,
     buf: &mut [MaybeUninit<u8>],
@@ -33,7 +33,7 @@ pub(crate) fn poll_read_uninit<E: mio::event::Source + AsFd>(
 
 /// A write on a stream socket (a short write means the send buffer is
 /// full).
-pub(crate) fn poll_write<E: mio::event::Source>(
+pub(crate) fn poll_write<E: mio::event::Source + std::os::fd::AsRawFd>(
     io: &PollEvented<E>,
     cx: &mut Context<'_>,
     buf: &[u8],
@@ -45,7 +45,7 @@ where
 }
 
 /// A vectored write on a stream socket.
-pub(crate) fn poll_write_vectored<E: mio::event::Source>(
+pub(crate) fn poll_write_vectored<E: mio::event::Source + std::os::fd::AsRawFd>(
     io: &PollEvented<E>,
     cx: &mut Context<'_>,
     bufs: &[IoSlice<'_>],

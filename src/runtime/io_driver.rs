@@ -15,12 +15,13 @@ pub(crate) const ENV: &str = "FIBER_RUNTIME_IO";
 /// - **`Uring`**: an io_uring per worker, driven only by that worker
 ///   (`SINGLE_ISSUER | DEFER_TASKRUN`; Linux 6.1 or later). A parked worker
 ///   waits in its ring, with the epoll fd, the next timer and its wake-up
-///   in one `io_uring_enter`. A TCP or Unix stream created on a worker (in
-///   a task or a fiber) reports its readiness through a poll in that
-///   worker's ring, and its reads and writes stay direct system calls;
-///   listeners, datagram sockets and the current-thread flavor's sockets
-///   stay on epoll. Receiving into ring buffers and write-behind sends
-///   come in later steps (`docs/design/io_uring.md`). Only a ring's own
+///   in one `io_uring_enter`. A TCP or Unix stream first used on a worker
+///   (in a task or a fiber, wherever it was created) binds to that
+///   worker's ring: its readiness comes from a poll there and its bytes
+///   from a multishot receive into the ring's buffers, while its writes
+///   stay direct system calls; listeners, datagram sockets, streams first
+///   used elsewhere and the current-thread flavor's sockets stay on epoll.
+///   Write-behind sends come in a later step (`docs/design/io_uring.md`). Only a ring's own
 ///   worker can reap it: while that worker is stuck in a long poll, the
 ///   streams bound to it wait for the poll to return, even when the
 ///   worker hand-off has replaced the worker (under epoll another thread

@@ -297,9 +297,11 @@ impl RuntimeMetrics {
     }
 
     /// Number of TCP and Unix streams bound to a worker's io_uring so far
-    /// under [`IoDriver::Uring`](crate::IoDriver): those created on a
-    /// worker of this runtime (in a task or a fiber), whose readiness then
-    /// comes from that ring. Always 0 under epoll.
+    /// under [`IoDriver::Uring`](crate::IoDriver): those first used on a
+    /// worker of this runtime (in a task or a fiber), whose readiness and
+    /// received bytes then come from that worker's ring. A stream binds at
+    /// its first read, write or readiness wait, not when it is created.
+    /// Always 0 under epoll.
     ///
     /// # Examples
     ///

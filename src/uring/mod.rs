@@ -10,8 +10,8 @@
 //!   (the reactor's `mio::Waker`) end the wait too;
 //! - the next timer, as the enter's timeout (`EXT_ARG`).
 //!
-//! TCP and Unix streams created on a worker bind to its ring (steps 2 and
-//! 3 of the design): a multishot poll reports their write readiness, and
+//! TCP and Unix streams first used on a worker bind to its ring (steps 2
+//! and 3 of the design, with §4's lazy binding): a multishot poll reports their write readiness, and
 //! a multishot receive fills buffers of the ring's pool, which readers
 //! copy from (`io/poll_evented.rs`).
 //!
