@@ -238,6 +238,47 @@ fn streams_used_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
     assert_eq!(ct.metrics().io_uring_bound_stream_count(), 0);
 }
 
+/// A plain thread's blocking read and write of a stream not bound yet are
+/// direct system calls and bind nothing: the stream's first use on a
+/// worker afterwards still binds it to that worker's ring.
+#[test]
+fn a_plain_threads_blocking_use_does_not_bind() {
+    use fiber_runtime::io::AsyncReadExt;
+    use std::io::{Read, Write};
+    let mut b = Builder::new_multi_thread();
+    b.worker_threads(2);
+    let Some(rt) = uring(b) else { return };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let mut s = {
+        let _g = rt.enter();
+        fiber_runtime::net::TcpStream::from_std(listener.accept().unwrap().0).unwrap()
+    };
+    peer.write_all(b"ab").unwrap();
+    let mut buf = [0u8; 2];
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            Read::read_exact(&mut s, &mut buf).unwrap();
+            Write::write_all(&mut s, b"cd").unwrap();
+        });
+    });
+    assert_eq!(&buf, b"ab");
+    let mut back = [0u8; 2];
+    peer.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"cd");
+    assert_eq!(rt.metrics().io_uring_bound_stream_count(), 0);
+    peer.write_all(b"ef").unwrap();
+    let got = rt
+        .block_on(rt.spawn(async move {
+            let mut buf = [0u8; 2];
+            AsyncReadExt::read_exact(&mut s, &mut buf).await.unwrap();
+            buf
+        }))
+        .unwrap();
+    assert_eq!(&got, b"ef");
+    assert_eq!(rt.metrics().io_uring_bound_stream_count(), 1);
+}
+
 /// Two tasks make a stream's first use at once, one reading and one
 /// writing through `&TcpStream`, on whichever workers they land: it binds
 /// once (one ring, never two), and both directions work.
