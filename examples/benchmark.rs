@@ -15,7 +15,8 @@
 //! - `echo` reports round trips per second (higher is better: its ratio
 //!   must be at least the target). Server and clients run on the runtime
 //!   under test, over loopback TCP: an accept task spawns one echo task per
-//!   connection, and 50 client tasks each do 2000 round trips of 64 bytes.
+//!   connection, and 50 client tasks each do 2000 round trips of 64 bytes;
+//!   `echo_500` is the same with 500 connections of 200 round trips.
 //! - `timers` reports the overhead of 100k tasks each sleeping once for
 //!   1..=100 ms, all joined: the total time minus the 100 ms that the
 //!   longest sleep takes by itself.
@@ -77,6 +78,9 @@ const SKYNET_SIZE: u64 = 1_000_000;
 const ECHO_CONNS: usize = 50;
 const ECHO_ROUNDS: usize = 2000;
 const ECHO_TRIPS: usize = ECHO_CONNS * ECHO_ROUNDS;
+const ECHO_WIDE_CONNS: usize = 500;
+const ECHO_WIDE_ROUNDS: usize = 200;
+const ECHO_WIDE_TRIPS: usize = ECHO_WIDE_CONNS * ECHO_WIDE_ROUNDS;
 const TIMERS_N: u64 = 100_000;
 /// Memory children per runtime and row (at most; each takes about a second).
 const MEMORY_ROUNDS: usize = 3;
@@ -189,6 +193,23 @@ const WORKLOADS: &[Workload] = &[
         tokio: |rt| {
             per_sec(ECHO_TRIPS, || {
                 rt.block_on(tokio_rt::echo(ECHO_CONNS, ECHO_ROUNDS))
+            })
+        },
+    },
+    Workload {
+        name: "echo_500",
+        size: "500 conns x 200 trips, 64 B",
+        unit: "rt/s",
+        better: Better::Higher,
+        target: 1.3,
+        fiber: |rt| {
+            per_sec(ECHO_WIDE_TRIPS, || {
+                rt.block_on(fiber::echo(ECHO_WIDE_CONNS, ECHO_WIDE_ROUNDS))
+            })
+        },
+        tokio: |rt| {
+            per_sec(ECHO_WIDE_TRIPS, || {
+                rt.block_on(tokio_rt::echo(ECHO_WIDE_CONNS, ECHO_WIDE_ROUNDS))
             })
         },
     },

@@ -14,6 +14,18 @@ use futures::channel::oneshot;
 /// A ping-pong message: a counter, and where to send the reply.
 pub(crate) struct Ping(u64, oneshot::Sender<Ping>);
 
+/// Raises a listening socket's backlog to at least `conns` (Linux takes a
+/// second `listen` on a listening socket as a new backlog; the standard
+/// library's is 128).
+pub(crate) fn deepen_backlog(listener: &std::net::TcpListener, conns: usize) {
+    use std::os::fd::AsRawFd;
+    let backlog = libc::c_int::try_from(conns.max(128)).unwrap_or(libc::c_int::MAX);
+    // SAFETY: `listen` on an fd this borrowed listener owns; it reads no
+    // memory of ours.
+    let r = unsafe { libc::listen(listener.as_raw_fd(), backlog) };
+    assert_eq!(r, 0, "listen: {}", std::io::Error::last_os_error());
+}
+
 /// Bytes per echo round trip.
 pub(crate) const ECHO_MSG: usize = 64;
 
@@ -28,7 +40,7 @@ pub(crate) const fn skynet_sum(size: u64) -> u64 {
 macro_rules! workloads {
     ($name:ident, $krate:ident, $handle:ty, $spawn:path, $yield_now:path) => {
         pub(crate) mod $name {
-            use super::{ECHO_MSG, Ping, TIMERS_MAX_MS, skynet_sum};
+            use super::{ECHO_MSG, Ping, TIMERS_MAX_MS, deepen_backlog, skynet_sum};
             use futures::channel::oneshot;
             use std::future::Future;
             use std::hint::black_box;
@@ -213,12 +225,14 @@ macro_rules! workloads {
             /// an accept task spawns one echo task per connection, and
             /// `conns` client tasks each connect and do `rounds` round
             /// trips (write `ECHO_MSG` bytes, read them back; `TCP_NODELAY`
-            /// on both ends). The listener comes from the standard library
-            /// (backlog 128, so keep `conns` below that), registered with
-            /// `from_std`, the same way for both runtimes.
+            /// on both ends). The listener comes from the standard library,
+            /// its backlog raised to `conns` (a connect beyond the backlog
+            /// waits a second for the SYN's retransmission), registered
+            /// with `from_std`, the same way for both runtimes.
             pub(crate) async fn echo(conns: usize, rounds: usize) {
                 let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
                 std_listener.set_nonblocking(true).unwrap();
+                deepen_backlog(&std_listener, conns);
                 let addr = std_listener.local_addr().unwrap();
                 let total = $spawn(async move {
                     let listener = TcpListener::from_std(std_listener).unwrap();
