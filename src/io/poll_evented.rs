@@ -335,36 +335,26 @@ impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
             (Caller::Fiber(cb), _) => cb.wait(std::future::poll_fn(|cx| {
                 self.poll_read_stream(cx, len, false, &mut read)
             })),
-            (Caller::Thread, Some(Ok(Bind::Ring(id, b)))) => {
-                let poll =
-                    std::future::poll_fn(|cx| self.poll_read_stream(cx, len, false, &mut read));
-                if context::with_ring(*id, |ring| b.is_home(ring)).unwrap_or(false) {
-                    // Only this thread reaps the ring (a fiber unwinding
-                    // here): drive it while waiting.
-                    let mut poll = std::pin::pin!(poll);
-                    let mut cx = Context::from_waker(std::task::Waker::noop());
-                    loop {
-                        if let Poll::Ready(r) = poll.as_mut().poll(&mut cx) {
-                            return r;
-                        }
-                        let wakers = context::with_ring(*id, |ring| {
-                            let mut w = Vec::new();
-                            ring.poll_now(&mut w);
-                            w
-                        });
-                        wakers
-                            .into_iter()
-                            .flatten()
-                            .for_each(std::task::Waker::wake);
-                        std::thread::yield_now();
-                    }
-                }
-                wait::block_on_thread(poll)
-            }
+            (Caller::Thread, Some(Ok(Bind::Ring(id, b)))) => on_thread(
+                *id,
+                b,
+                std::future::poll_fn(|cx| self.poll_read_stream(cx, len, false, &mut read)),
+            ),
             (Caller::Thread, _) => loop {
                 match read(ReadSrc::Socket(io)) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_fd(io.as_raw_fd(), Direction::Read)?
+                        wait_fd(io.as_raw_fd(), Direction::Read)?;
+                        // A task may have bound the stream meanwhile: its
+                        // ring then receives, and reads must go through it.
+                        if let Some(Ok(Bind::Ring(id, b))) = self.registration.get() {
+                            return on_thread(
+                                *id,
+                                b,
+                                std::future::poll_fn(|cx| {
+                                    self.poll_read_stream(cx, len, false, &mut read)
+                                }),
+                            );
+                        }
                     }
                     res => return res,
                 }
@@ -417,6 +407,32 @@ impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
             },
         })
     }
+}
+
+/// Waits on a plain thread for `poll`, an operation of a stream bound to
+/// ring `b` of runtime `id`. On the ring's home worker (a fiber unwinding
+/// there) only this thread reaps the ring, so it drives it while waiting.
+fn on_thread<R>(id: usize, b: &uring::Bound, poll: impl Future<Output = R>) -> R {
+    if context::with_ring(id, |ring| b.is_home(ring)).unwrap_or(false) {
+        let mut poll = std::pin::pin!(poll);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let Poll::Ready(r) = poll.as_mut().poll(&mut cx) {
+                return r;
+            }
+            let wakers = context::with_ring(id, |ring| {
+                let mut w = Vec::new();
+                ring.poll_now(&mut w);
+                w
+            });
+            wakers
+                .into_iter()
+                .flatten()
+                .for_each(std::task::Waker::wake);
+            std::thread::yield_now();
+        }
+    }
+    wait::block_on_thread(poll)
 }
 
 /// Whether the read half of `fd` is closed (`POLLRDHUP`) right now,

@@ -723,6 +723,10 @@ pub(crate) struct Ring {
     polls: usize,
     /// Their receives (and `POLLIN` polls) likewise.
     recvs: usize,
+    /// The buffer pool could not be made (e.g. `RLIMIT_MEMLOCK`): later
+    /// binds fail at once (their streams go to epoll) instead of trying
+    /// again for each stream.
+    pool_refused: Option<io::ErrorKind>,
     /// Sockets whose cancels are queued, not yet submitted.
     cancelling: Vec<Arc<PollState>>,
     /// Polls re-armed after the kernel ended them (tests).
@@ -742,6 +746,7 @@ impl Ring {
             epoll_armed: false,
             polls: 0,
             recvs: 0,
+            pool_refused: None,
             cancelling: Vec::new(),
             #[cfg(test)]
             rearms: 0,
@@ -832,20 +837,36 @@ impl Ring {
 
     /// The receive buffers, made and registered on first use.
     fn pool(&mut self) -> io::Result<&BufPool> {
+        if let Some(kind) = self.pool_refused {
+            return Err(io::Error::new(
+                kind,
+                "the io_uring driver's receive buffers could not be made",
+            ));
+        }
         if self.shared.pool.get().is_none() {
-            let pool = BufPool::new()?;
-            // SAFETY: the descriptor ring is page-aligned memory the pool
-            // keeps mapped for as long as the ring may use it (`BufPool`'s
-            // drop), holding `BUF_COUNT` entries.
-            unsafe {
-                self.ring.submitter().register_buf_ring_with_flags(
-                    pool.entries as u64,
-                    BUF_COUNT,
-                    BUF_GROUP,
-                    0,
-                )?;
+            let made = BufPool::new().and_then(|pool| {
+                // SAFETY: the descriptor ring is page-aligned memory the
+                // pool keeps mapped for as long as the ring may use it
+                // (`BufPool`'s drop), holding `BUF_COUNT` entries.
+                unsafe {
+                    self.ring.submitter().register_buf_ring_with_flags(
+                        pool.entries as u64,
+                        BUF_COUNT,
+                        BUF_GROUP,
+                        0,
+                    )?;
+                }
+                Ok(pool)
+            });
+            match made {
+                Ok(pool) => {
+                    let _ = self.shared.pool.set(pool);
+                }
+                Err(e) => {
+                    self.pool_refused = Some(e.kind());
+                    return Err(e);
+                }
             }
-            let _ = self.shared.pool.set(pool);
         }
         Ok(self.shared.pool.get().expect("set above"))
     }

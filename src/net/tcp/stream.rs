@@ -384,7 +384,10 @@ impl TcpStream {
     ///
     /// # Errors
     ///
-    /// The OS error of the registration with the reactor.
+    /// The OS error of making it non-blocking, or of the registration
+    /// with the reactor (under [`IoDriver::Uring`](crate::IoDriver) the
+    /// stream registers at its first use instead, and that operation
+    /// returns the error).
     ///
     /// # Examples
     ///
