@@ -20,6 +20,9 @@ use std::io::BufRead;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Instant;
+#[path = "shared/stats.rs"]
+mod stats;
+use stats::median;
 
 const MSG: usize = 64;
 
@@ -156,16 +159,6 @@ fn round(kind: &str, io: Option<&str>, conns: usize, trips: usize) -> f64 {
     drop(child.stdin.take());
     child.wait().unwrap();
     rate
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 fn main() {

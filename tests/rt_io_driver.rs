@@ -90,6 +90,14 @@ fn uring(mut b: Builder) -> Option<Runtime> {
     }
 }
 
+/// A two-worker multi-thread runtime with the io_uring driver (as
+/// `uring`).
+fn two_workers() -> Option<Runtime> {
+    let mut b = Builder::new_multi_thread();
+    b.worker_threads(2);
+    uring(b)
+}
+
 /// Wakes from plain threads reach workers parked in their rings, in
 /// either order of the wake and the park, many times over.
 #[test]
@@ -184,9 +192,7 @@ fn streams_used_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
         s.read_exact(&mut buf).await.unwrap();
         buf
     }
-    let mut b = Builder::new_multi_thread();
-    b.worker_threads(2);
-    let Some(rt) = uring(b) else { return };
+    let Some(rt) = two_workers() else { return };
     assert_eq!(rt.metrics().io_uring_bound_stream_count(), 0);
     assert_eq!(&rt.block_on(rt.spawn(round_trip())).unwrap(), b"abc");
     assert_eq!(
@@ -238,6 +244,18 @@ fn streams_used_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
     assert_eq!(ct.metrics().io_uring_bound_stream_count(), 0);
 }
 
+/// A std client connected to `listener`, and the accepted end as a stream
+/// of `rt` that nothing used yet (so not bound).
+fn unused_stream(
+    rt: &Runtime,
+    listener: &std::net::TcpListener,
+) -> (std::net::TcpStream, fiber_runtime::net::TcpStream) {
+    let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let _g = rt.enter();
+    let s = fiber_runtime::net::TcpStream::from_std(listener.accept().unwrap().0).unwrap();
+    (peer, s)
+}
+
 /// A plain thread's blocking read and write of a stream not bound yet are
 /// direct system calls and bind nothing: the stream's first use on a
 /// worker afterwards still binds it to that worker's ring.
@@ -245,15 +263,9 @@ fn streams_used_on_a_worker_bind_to_its_ring_and_others_stay_on_epoll() {
 fn a_plain_threads_blocking_use_does_not_bind() {
     use fiber_runtime::io::AsyncReadExt;
     use std::io::{Read, Write};
-    let mut b = Builder::new_multi_thread();
-    b.worker_threads(2);
-    let Some(rt) = uring(b) else { return };
+    let Some(rt) = two_workers() else { return };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-    let mut s = {
-        let _g = rt.enter();
-        fiber_runtime::net::TcpStream::from_std(listener.accept().unwrap().0).unwrap()
-    };
+    let (mut peer, mut s) = unused_stream(&rt, &listener);
     peer.write_all(b"ab").unwrap();
     let mut buf = [0u8; 2];
     std::thread::scope(|sc| {
@@ -285,17 +297,11 @@ fn a_plain_threads_blocking_use_does_not_bind() {
 #[test]
 fn a_stream_first_used_by_two_tasks_at_once_binds_once() {
     use fiber_runtime::io::{AsyncReadExt, AsyncWriteExt};
-    let mut b = Builder::new_multi_thread();
-    b.worker_threads(2);
-    let Some(rt) = uring(b) else { return };
+    let Some(rt) = two_workers() else { return };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     for i in 0..50u8 {
         let before = rt.metrics().io_uring_bound_stream_count();
-        let mut peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        let s = {
-            let _g = rt.enter();
-            fiber_runtime::net::TcpStream::from_std(listener.accept().unwrap().0).unwrap()
-        };
+        let (mut peer, s) = unused_stream(&rt, &listener);
         let s = std::sync::Arc::new(s);
         let (s1, s2) = (s.clone(), s.clone());
         let w = rt.spawn(async move { (&*s1).write_all(&[i; 4]).await });

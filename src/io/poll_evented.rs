@@ -203,15 +203,20 @@ impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
 
     /// Ends the binding, if any, of the source `io` (taken out of `self`).
     fn unbind(&self, io: &mut E) -> io::Result<()> {
-        match (self.registration.get(), &self.lazy) {
-            (Some(Ok(bind)), None) => bind.deregister(io),
-            (Some(Ok(bind)), Some(_)) => {
+        match (self.bound(), &self.lazy) {
+            (Some(bind), None) => bind.deregister(io),
+            (Some(bind), Some(_)) => {
                 let fd = io.as_raw_fd();
                 bind.deregister(&mut mio::unix::SourceFd(&fd))
             }
             // Never bound, or its binding failed: nothing to undo.
             _ => Ok(()),
         }
+    }
+
+    /// The binding, if the stream has made one.
+    fn bound(&self) -> Option<&Bind> {
+        self.registration.get().and_then(|r| r.as_ref().ok())
     }
 
     pub(crate) fn get_ref(&self) -> &E {
@@ -293,7 +298,7 @@ impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
     pub(crate) fn into_inner(mut self) -> io::Result<E> {
         let mut io = self.io.take().expect("source taken out of PollEvented");
         self.unbind(&mut io)?;
-        if let Some(Ok(Bind::Ring(_, b))) = self.registration.get() {
+        if let Some(Bind::Ring(_, b)) = self.bound() {
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
             while b.receiving() {
                 if std::time::Instant::now() >= deadline {
@@ -329,32 +334,25 @@ impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
         mut read: impl FnMut(ReadSrc<'_, E>) -> io::Result<usize>,
     ) -> io::Result<usize> {
         let io = self.get_ref();
-        // A plain thread's read does not bind the stream (it would pin it
-        // to epoll for life): unbound, it is a direct system call.
-        wait::caller(what, instead, |c| match (c, self.registration.get()) {
-            (Caller::Fiber(cb), _) => cb.wait(std::future::poll_fn(|cx| {
+        wait::caller(what, instead, |c| match c {
+            Caller::Fiber(cb) => cb.wait(std::future::poll_fn(|cx| {
                 self.poll_read_stream(cx, len, false, &mut read)
             })),
-            (Caller::Thread, Some(Ok(Bind::Ring(id, b)))) => on_thread(
-                *id,
-                b,
-                std::future::poll_fn(|cx| self.poll_read_stream(cx, len, false, &mut read)),
-            ),
-            (Caller::Thread, _) => loop {
+            // A plain thread's read does not bind the stream (it would pin
+            // it to epoll for life): unbound, it is a direct system call.
+            // Bound (also by a task while this waited), its ring receives,
+            // and reads must go through it.
+            Caller::Thread => loop {
+                if let Some(Bind::Ring(id, b)) = self.bound() {
+                    return on_thread(
+                        *id,
+                        b,
+                        std::future::poll_fn(|cx| self.poll_read_stream(cx, len, false, &mut read)),
+                    );
+                }
                 match read(ReadSrc::Socket(io)) {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        wait_fd(io.as_raw_fd(), Direction::Read)?;
-                        // A task may have bound the stream meanwhile: its
-                        // ring then receives, and reads must go through it.
-                        if let Some(Ok(Bind::Ring(id, b))) = self.registration.get() {
-                            return on_thread(
-                                *id,
-                                b,
-                                std::future::poll_fn(|cx| {
-                                    self.poll_read_stream(cx, len, false, &mut read)
-                                }),
-                            );
-                        }
+                        wait_fd(io.as_raw_fd(), Direction::Read)?
                     }
                     res => return res,
                 }
@@ -393,9 +391,8 @@ impl<E: mio::event::Source + AsRawFd> PollEvented<E> {
     ) -> io::Result<R> {
         let io = self.get_ref();
         wait::caller(what, instead, |c| match c {
-            Caller::Fiber(cb) => cb.wait(std::future::poll_fn(|cx| match self.bind() {
-                Ok(bind) => bind.poll_io_drained(cx, dir, || op(io), &drained),
-                Err(e) => Poll::Ready(Err(e)),
+            Caller::Fiber(cb) => cb.wait(std::future::poll_fn(|cx| {
+                ready_bind!(self).poll_io_drained(cx, dir, || op(io), &drained)
             })),
             Caller::Thread => loop {
                 match op(io) {
