@@ -55,10 +55,10 @@ impl Driver {
         &self.handle
     }
 
-    /// Blocks until an I/O event, the next timer, or an unpark; hands the
-    /// wakers of the tasks concerned to `wakers`.
-    pub(crate) fn park(&mut self, wakers: &mut Vec<Waker>) {
-        let timeout = self.handle.time.prepare_park();
+    /// Blocks until an I/O event, the next timer, an unpark, or `max` has
+    /// passed; hands the wakers of the tasks concerned to `wakers`.
+    pub(crate) fn park(&mut self, max: Option<Duration>, wakers: &mut Vec<Waker>) {
+        let timeout = crate::util::clock::shorter(self.handle.time.prepare_park(), max);
         self.io.turn(timeout, wakers);
         self.handle.time.after_park(wakers);
     }

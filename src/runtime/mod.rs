@@ -17,6 +17,8 @@ mod handle;
 mod io_driver;
 mod long_poll;
 mod metrics;
+#[cfg(all(test, not(fiber_runtime_loom)))]
+mod rescue_tests;
 #[allow(clippy::module_inception)]
 mod runtime;
 

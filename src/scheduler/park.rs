@@ -20,6 +20,7 @@ use crate::driver::{self, Driver};
 use crate::loom::{Arc, AtomicUsize, Condvar, Mutex, Ordering::SeqCst};
 use crate::uring;
 use std::task::Wake;
+use std::time::Duration;
 
 const EMPTY: usize = 0;
 /// Blocked on the condition variable.
@@ -82,6 +83,8 @@ pub(crate) struct Parker {
     /// left for the caller (`take_deferred`) to wake once it can schedule
     /// them into its own queue.
     deferred: Vec<std::task::Waker>,
+    /// As `deferred`, for the completions of this thread's ring.
+    ring_woken: Vec<std::task::Waker>,
     ring: RingSlot,
 }
 
@@ -119,6 +122,7 @@ impl Parker {
                 wake: ring.as_ref().map(uring::Setup::wake),
             }),
             deferred: Vec::new(),
+            ring_woken: Vec::new(),
             ring: ring.map_or(RingSlot::None, RingSlot::Setup),
         }
     }
@@ -154,7 +158,7 @@ impl Parker {
     pub(crate) fn poll_driver(&mut self) {
         if let RingSlot::On(ring) = &mut self.ring {
             if ring.is_owner() {
-                ring.poll_now(&mut self.deferred);
+                ring.poll_now(&mut self.ring_woken);
             }
         }
         if let Some(slot) = &self.inner.driver {
@@ -166,15 +170,16 @@ impl Parker {
         }
     }
 
-    /// Moves out the wakers the driver collected during the last `park` or
-    /// `poll_driver`; the caller must wake them.
-    pub(crate) fn take_deferred(&mut self, into: &mut Vec<std::task::Waker>) {
-        if into.is_empty() {
-            // Swap buffers: no copying, and both keep their capacity.
-            std::mem::swap(into, &mut self.deferred);
-        } else {
-            into.append(&mut self.deferred);
-        }
+    /// Moves the wakers the driver and the ring collected during the last
+    /// `park` or `poll_driver` into `into`, an empty spare buffer (swapped
+    /// in, so both keep their capacity); the caller must wake them. Returns
+    /// how many of them, at the front, the ring's completions woke.
+    pub(crate) fn take_deferred(&mut self, into: &mut Vec<std::task::Waker>) -> usize {
+        debug_assert!(into.is_empty(), "take_deferred into a buffer in use");
+        std::mem::swap(into, &mut self.ring_woken);
+        let ring = into.len();
+        into.append(&mut self.deferred);
+        ring
     }
 
     pub(crate) fn unparker(&self) -> Unparker {
@@ -187,6 +192,12 @@ impl Parker {
     /// called since the last `park`). If this thread turned the driver,
     /// the wakers it collected wait in `take_deferred`.
     pub(crate) fn park(&mut self) {
+        self.park_for(None);
+    }
+
+    /// As `park`, but returns after `max` at the latest (a worker that
+    /// must look at its peers' queues again: `multi_thread/rescue.rs`).
+    pub(crate) fn park_for(&mut self, max: Option<Duration>) {
         let inner = &*self.inner;
         let deferred = &mut self.deferred;
         // Fast path: a notification is pending.
@@ -198,7 +209,7 @@ impl Parker {
             return;
         }
         if let Some(ring) = ring_here(&mut self.ring, &self.inner) {
-            park_in_ring(inner, ring, deferred);
+            park_in_ring(inner, ring, max, &mut self.ring_woken, deferred);
             return;
         }
         if let Some(slot) = &inner.driver {
@@ -215,7 +226,7 @@ impl Parker {
                         }
                         Err(s) => unreachable!("inconsistent park state {s}"),
                     }
-                    d.park(deferred);
+                    d.park(max, deferred);
                     // Consumes a notification that arrived meanwhile.
                     inner.state.store(EMPTY, SeqCst);
                     return;
@@ -232,8 +243,26 @@ impl Parker {
             }
             Err(s) => unreachable!("inconsistent park state {s}"),
         }
+        let deadline = max.map(|d| std::time::Instant::now() + d);
         loop {
-            guard = inner.condvar.wait(guard);
+            guard = match deadline {
+                None => inner.condvar.wait(guard),
+                Some(at) => {
+                    let left = at.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        // Timed out: leave, unless a notification won.
+                        if inner
+                            .state
+                            .compare_exchange(PARKED, EMPTY, SeqCst, SeqCst)
+                            .is_err()
+                        {
+                            inner.state.store(EMPTY, SeqCst);
+                        }
+                        return;
+                    }
+                    inner.condvar.wait_timeout(guard, left).0
+                }
+            };
             if inner
                 .state
                 .compare_exchange(NOTIFIED, EMPTY, SeqCst, SeqCst)
@@ -241,7 +270,7 @@ impl Parker {
             {
                 return;
             }
-            // Spurious wakeup: wait again.
+            // Spurious wakeup or time left: wait again.
         }
     }
 }
@@ -296,7 +325,13 @@ fn ring_here<'a>(slot: &'a mut RingSlot, inner: &Arc<Inner>) -> Option<&'a mut u
 
 /// `Parker::park` in the ring: as the driver's holder (the epoll fd and
 /// the next timer in the wait) if the driver is free, else until unparked.
-fn park_in_ring(inner: &Inner, ring: &mut uring::Ring, deferred: &mut Vec<std::task::Waker>) {
+fn park_in_ring(
+    inner: &Inner,
+    ring: &mut uring::Ring,
+    max: Option<Duration>,
+    ring_woken: &mut Vec<std::task::Waker>,
+    deferred: &mut Vec<std::task::Waker>,
+) {
     let mut guard = inner
         .driver
         .as_ref()
@@ -309,12 +344,13 @@ fn park_in_ring(inner: &Inner, ring: &mut uring::Ring, deferred: &mut Vec<std::t
         }
         None => (None, None),
     };
+    let timeout = crate::util::clock::shorter(timeout, max);
     let epoll_ready = match inner
         .state
         .compare_exchange(EMPTY, PARKED_RING, SeqCst, SeqCst)
     {
         Ok(_) => {
-            let turn = ring.wait(timeout, epoll, deferred);
+            let turn = ring.wait(timeout, epoll, ring_woken);
             // Consumes a notification that arrived meanwhile.
             inner.state.store(EMPTY, SeqCst);
             // A non-holder's poll left from when it held the driver may

@@ -103,6 +103,17 @@ pub(crate) fn age_ms(stamp: u32, now_ms: u64) -> u32 {
     (now_ms as u32).wrapping_sub(stamp)
 }
 
+/// The shorter of two optional waits (`None`: unbounded).
+pub(crate) fn shorter(
+    a: Option<std::time::Duration>,
+    b: Option<std::time::Duration>,
+) -> Option<std::time::Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 #[cfg(all(test, not(fiber_runtime_loom)))]
 mod tests {
     use super::*;
@@ -111,5 +122,16 @@ mod tests {
     fn ages_wrap_with_the_stamp() {
         assert_eq!(age_ms(10, 15), 5);
         assert_eq!(age_ms(u32::MAX - 1, (u32::MAX as u64) + 4), 5);
+    }
+
+    #[test]
+    fn the_shorter_wait_is_the_bounded_one_or_the_smaller() {
+        use std::time::Duration;
+        let (ms1, ms5) = (Duration::from_millis(1), Duration::from_millis(5));
+        assert_eq!(shorter(None, None), None);
+        assert_eq!(shorter(Some(ms5), None), Some(ms5));
+        assert_eq!(shorter(None, Some(ms1)), Some(ms1));
+        assert_eq!(shorter(Some(ms5), Some(ms1)), Some(ms1));
+        assert_eq!(shorter(Some(ms1), Some(ms5)), Some(ms1));
     }
 }

@@ -1,10 +1,12 @@
 //! The multi-thread, work-stealing scheduler: `worker.rs` (run loop and
 //! shutdown), `queue.rs` (the per-worker ring), `idle.rs` (who searches,
 //! who is parked), `stuck.rs` (the hand-off of a worker stuck in a poll
-//! to a replacement thread).
+//! to a replacement thread), `rescue.rs` (ring wakes that wake no peer,
+//! and the bounded parks that make up for it).
 
 pub(crate) mod idle;
 pub(crate) mod queue;
+mod rescue;
 mod stuck;
 mod worker;
 

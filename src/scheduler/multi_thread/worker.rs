@@ -19,6 +19,10 @@
 //! each other cannot monopolise it. A task that wakes itself (`yield_now`)
 //! goes to the back of the local queue, behind everything else.
 //!
+//! Tasks queued by the completions of this worker's ring (the io_uring
+//! driver) wake no parked peer; while any worker has done so, parking
+//! workers park for a bounded time and look again (`rescue.rs`).
+//!
 //! # Shutdown
 //!
 //! 1. `Handle::shutdown` closes the injector, sets `is_shutdown`,
@@ -42,6 +46,7 @@
 
 use super::idle::Idle;
 use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
+use super::rescue::{self, Rescue};
 use super::stuck::{Handoff, HandoffConfig, LifoSlot, Push, Take};
 use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
@@ -87,6 +92,8 @@ pub(crate) struct Shared {
     shutdown_cores: Mutex<ShutdownCores>,
     /// Replacement threads for stuck workers (`stuck.rs`).
     pub(super) handoff: Handoff,
+    /// Ring-woken tasks queued without a notify (`rescue.rs`).
+    rescue: Rescue,
 }
 
 /// The cores of exited workers, and whether `finalize` already ran (a
@@ -139,6 +146,13 @@ pub(crate) struct Core {
     rand: FastRand,
     pub(super) metrics: LocalMetrics,
     busy_since: Instant,
+    /// Waking what this worker's ring completed: no notify for what is
+    /// queued (`rescue.rs`).
+    waking_ring: bool,
+    /// A notify was left out while `waking_ring`.
+    unannounced: bool,
+    /// Bounded parks in a row without a steal (`rescue.rs`, step 3).
+    rescue_rounds: u32,
 }
 
 /// A worker's scheduler context, installed in the thread-local while it
@@ -204,6 +218,9 @@ pub(crate) fn create(
             rand: FastRand::new(index as u64 + 1),
             metrics: LocalMetrics::new(metrics),
             busy_since: Instant::now(),
+            waking_ring: false,
+            unannounced: false,
+            rescue_rounds: 0,
         }));
     }
     let spare = cores.split_off(num_workers);
@@ -220,6 +237,7 @@ pub(crate) fn create(
                 finalized: false,
             }),
             handoff: Handoff::new(handoff, num_workers, spare),
+            rescue: Rescue::new(),
         },
         common,
     });
@@ -355,20 +373,49 @@ impl Context {
     /// queue instead of the injector.
     pub(super) fn wake_deferred(&self, mut core: Box<Core>) -> Box<Core> {
         let mut wakers = std::mem::take(&mut *self.deferred.borrow_mut());
-        core.park.take_deferred(&mut wakers);
+        let ring = core.park.take_deferred(&mut wakers);
         if wakers.is_empty() {
             *self.deferred.borrow_mut() = wakers;
             return core;
         }
         *self.core.borrow_mut() = Some(core);
-        for w in wakers.drain(..) {
-            w.wake();
-        }
+        self.wake_batch(&mut wakers, ring);
         *self.deferred.borrow_mut() = wakers;
         self.core
             .borrow_mut()
             .take()
             .expect("worker core lost while waking I/O tasks")
+    }
+
+    /// Wakes `wakers`, the first `ring` of them for completions of this
+    /// worker's ring: what those queue wakes no peer, unless `rescue.rs`
+    /// step 1 says so after them. The core must be installed.
+    fn wake_batch(&self, wakers: &mut Vec<std::task::Waker>, ring: usize) {
+        if ring > 0 {
+            self.with_core(|core| core.waking_ring = true);
+            for w in wakers.drain(..ring) {
+                w.wake();
+            }
+            let unannounced = self.with_core(|core| {
+                core.waking_ring = false;
+                std::mem::take(&mut core.unannounced)
+            });
+            if unannounced && self.handle.shared.rescue.after_unannounced() {
+                self.handle.notify_parked();
+            }
+        }
+        for w in wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    /// `f` on the installed core.
+    fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        f(self
+            .core
+            .borrow_mut()
+            .as_mut()
+            .expect("worker core lost while waking I/O tasks"))
     }
 
     fn run_task(&self, task: Runnable, mut core: Box<Core>) -> Box<Core> {
@@ -416,6 +463,15 @@ impl Context {
 
     fn park(&self, mut core: Box<Core>) -> Box<Core> {
         self.check_retire(&mut core);
+        let rescue = &self.handle.shared.rescue;
+        if core.rescue_rounds >= rescue::ROUNDS {
+            // `rescue.rs`, step 3.
+            core.rescue_rounds = 0;
+            rescue.clear();
+            if self.handle.work_pending() {
+                return core;
+            }
+        }
         if core.retiring || !core.transition_to_parked(&self.handle) {
             return core;
         }
@@ -435,7 +491,10 @@ impl Context {
         core.metrics.set_idle();
         crate::util::clock::advance_idle(core.busy_since);
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "park");
-        core.park.park();
+        // Listed as a sleeper above: `rescue.rs`, step 2.
+        let bound = rescue.bound();
+        core.rescue_rounds += u32::from(bound.is_some());
+        core.park.park_for(bound);
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "unpark");
         core.busy_since = Instant::now();
         crate::util::clock::advance(core.busy_since);
@@ -547,6 +606,7 @@ impl Core {
             }
             if let Some(task) = remotes[victim].steal.steal_into(&mut self.run_queue) {
                 self.metrics.steals += 1;
+                self.rescue_rounds = 0;
                 rt_trace!(
                     target: "fiber_runtime::scheduler",
                     worker = self.index,
@@ -770,7 +830,13 @@ impl Handle {
                 Push::Done(Some(prev)) => {
                     core.run_queue
                         .push_back_or_overflow(prev, &self.shared.inject);
-                    true
+                    if core.waking_ring {
+                        // Announced, if need be, after the batch.
+                        core.unannounced = true;
+                        false
+                    } else {
+                        true
+                    }
                 }
                 // Only the LIFO slot, which peers cannot steal: no one to
                 // wake for it.
@@ -796,11 +862,14 @@ impl Handle {
     }
 
     fn notify_if_work_pending(&self) {
-        let pending = self.shared.remotes.iter().any(|r| !r.steal.is_empty())
-            || !self.shared.inject.is_empty();
-        if pending {
+        if self.work_pending() {
             self.notify_parked();
         }
+    }
+
+    /// Whether any queue a worker may take from holds a task.
+    fn work_pending(&self) -> bool {
+        self.shared.remotes.iter().any(|r| !r.steal.is_empty()) || !self.shared.inject.is_empty()
     }
 
     /// Step 1 of shutdown (see the module doc).
@@ -1002,5 +1071,24 @@ impl std::fmt::Debug for Handle {
         f.debug_struct("MultiThread")
             .field("workers", &self.shared.num_workers)
             .finish()
+    }
+}
+
+#[cfg(all(test, not(fiber_runtime_loom)))]
+impl Context {
+    /// For tests (`runtime/rescue_tests.rs`): waits until the other worker
+    /// of a two-worker runtime is parked, then wakes `wakers` as one batch
+    /// of this worker's ring's completions (`rescue.rs`).
+    pub(crate) fn wake_as_ring_batch_once_the_peer_parks(&self, mut wakers: Vec<std::task::Waker>) {
+        let start = Instant::now();
+        while !self.handle.shared.idle.is_parked(1 - self.index) {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "the peer never parked"
+            );
+            std::hint::spin_loop();
+        }
+        let n = wakers.len();
+        self.wake_batch(&mut wakers, n);
     }
 }
