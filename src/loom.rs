@@ -10,7 +10,7 @@
 mod imp {
     pub(crate) use std::sync::Arc;
     pub(crate) use std::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, fence,
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, fence,
     };
     #[allow(unused_imports)]
     pub(crate) use std::thread;
@@ -124,7 +124,7 @@ mod imp {
     pub(crate) use loom::cell::UnsafeCell;
     pub(crate) use loom::sync::Arc;
     pub(crate) use loom::sync::atomic::{
-        AtomicBool, AtomicIsize, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, fence,
+        AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, fence,
     };
     #[allow(unused_imports)]
     pub(crate) use loom::thread;

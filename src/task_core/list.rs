@@ -6,7 +6,13 @@
 //! carries no links. Workers insert into their own shard (under its lock,
 //! which only inserters take, so it stays on one core); removal, done by
 //! whichever thread completes the task, takes no lock at all: one
-//! compare-exchange of the slot back to empty. Inserters reuse empty slots
+//! compare-exchange of the slot back to empty. The two sides count on
+//! lines of their own (tasks added, beside the lock; tasks taken out, on
+//! the removers' line), so that a task spawned on one worker and finished
+//! on another moves no counter's line between them: with one shared
+//! `live` count, beside the segment table both sides read, the list was
+//! a third of a fiber spawn's profile (`BENCHMARKS.md`, issue 13).
+//! Inserters reuse empty slots
 //! once at least a quarter of the used ones are empty, scanning from a
 //! cursor, so the scan is O(1) amortised and the slab stays within 4/3 of
 //! the peak of live tasks.
@@ -36,7 +42,7 @@
 use super::core::NO_SLOT;
 use super::id::Id;
 use super::{JoinHandle, Notified, RawTask, Schedule, SpanKind, SpawnMeta, new_task};
-use crate::loom::{AtomicIsize, AtomicPtr, AtomicUsize, Mutex, Ordering::*};
+use crate::loom::{AtomicPtr, AtomicUsize, Mutex, Ordering::*};
 use crate::util::CachePadded;
 use std::future::Future;
 use std::ptr::NonNull;
@@ -129,20 +135,36 @@ pub(crate) struct OwnedTasks {
 }
 
 struct Shard {
-    /// Taken by inserters (and shutdown) only; on lines of its own, which
-    /// the removers (usually another worker) never touch, so the lock
-    /// stays in the inserting core's cache.
-    synced: CachePadded<Mutex<Synced>>,
+    /// The inserters' lines (module doc), which the removers (usually
+    /// another worker) never touch, so they stay in the inserting core's
+    /// cache.
+    insert: CachePadded<InsertSide>,
+    /// The removers' line: what they (and shutdown) write.
+    remove: CachePadded<RemoveSide>,
+    /// Read by both sides, written by neither after `new` (each segment's
+    /// pointer is written once, by the inserter that allocates it).
     segments: Box<[AtomicPtr<AtomicUsize>]>,
-    /// Live tasks (metrics; and `synced.used` minus this is how many
-    /// slots below `used` are empty, for the inserters). Updated after
-    /// the slot on removal, so it may briefly count one that is gone,
-    /// never one that is not there yet: the empty slots an inserter
-    /// counts are there to be found.
-    live: AtomicIsize,
-    /// Live fibers' tasks among them (`RuntimeMetrics::num_alive_fibers`;
-    /// on the same cache line, which a removal holds already).
-    fibers: AtomicIsize,
+}
+
+/// What inserters write: their lock, and the counts of what they added
+/// (atomics, for the metrics to read without the lock).
+struct InsertSide {
+    /// Taken by inserters, shutdown, and the reports only.
+    synced: Mutex<Synced>,
+    /// Tasks ever inserted (`RuntimeMetrics::spawned_tasks_count`; minus
+    /// `RemoveSide::taken`, the live ones). Written under the lock.
+    added: AtomicUsize,
+    /// Fibers' tasks among them. Written under the lock.
+    fibers_added: AtomicUsize,
+}
+
+/// What removers write: the counts of what they took out. Each is raised
+/// after its slot is emptied, so `added - taken` may briefly count a task
+/// that is gone, never one that is not there yet: the empty slots an
+/// inserter counts are there to be found.
+struct RemoveSide {
+    taken: AtomicUsize,
+    fibers_taken: AtomicUsize,
 }
 
 /// The fields behind the inserters' lock.
@@ -152,25 +174,49 @@ struct Synced {
     /// Where the next scan for an empty slot starts.
     cursor: usize,
     closed: bool,
-    /// Tasks ever inserted (metrics: `RuntimeMetrics::spawned_tasks_count`).
-    inserted: u64,
+    /// `RemoveSide::taken` as last read: a lower bound, read again only
+    /// when it would make the insert take a new slot, so that inserts do
+    /// not read the removers' line each time.
+    taken_seen: usize,
 }
 
 impl Shard {
     fn new() -> Shard {
         Shard {
-            synced: CachePadded::new(Mutex::new(Synced {
-                used: 0,
-                cursor: 0,
-                closed: false,
-                inserted: 0,
-            })),
+            insert: CachePadded::new(InsertSide {
+                synced: Mutex::new(Synced {
+                    used: 0,
+                    cursor: 0,
+                    closed: false,
+                    taken_seen: 0,
+                }),
+                added: AtomicUsize::new(0),
+                fibers_added: AtomicUsize::new(0),
+            }),
+            remove: CachePadded::new(RemoveSide {
+                taken: AtomicUsize::new(0),
+                fibers_taken: AtomicUsize::new(0),
+            }),
             segments: (0..MAX_SEGMENTS)
                 .map(|_| AtomicPtr::new(std::ptr::null_mut()))
                 .collect(),
-            live: AtomicIsize::new(0),
-            fibers: AtomicIsize::new(0),
         }
+    }
+
+    /// Tasks in the shard now (a snapshot: the two counts are read apart).
+    fn live(&self) -> usize {
+        let taken = self.remove.taken.load(Relaxed);
+        let added = self.insert.added.load(Relaxed);
+        // Each task taken was added, but the loads may see a take and not
+        // its add; the counts wrap together.
+        (added.wrapping_sub(taken) as isize).max(0) as usize
+    }
+
+    /// Fibers' tasks in the shard now (as `live`).
+    fn fibers(&self) -> usize {
+        let taken = self.remove.fibers_taken.load(Relaxed);
+        let added = self.insert.fibers_added.load(Relaxed);
+        (added.wrapping_sub(taken) as isize).max(0) as usize
     }
 
     /// The slot at `index`, whose segment exists (it was handed out).
@@ -267,17 +313,25 @@ impl OwnedTasks {
     fn insert(&self, task: RawTask, hint: usize, kind: Kind) -> Result<(), Closed> {
         let shard_idx = hint & self.mask();
         let shard = &self.shards[shard_idx];
-        let mut synced = shard.synced.lock();
+        let mut synced = shard.insert.synced.lock();
         if synced.closed {
             return Err(Closed);
         }
-        synced.inserted += 1;
-        // Inserts update `live` under this lock, so it counts every task
-        // inserted; removals update it after emptying their slot.
-        // (Acquire, with the removals' Release: a removal counted here
-        // emptied its slot before, so one pass of the scan finds it.)
-        let vacant = synced.used as isize - shard.live.load(Acquire);
-        let index = if synced.used > 0 && vacant * 4 > synced.used as isize {
+        // Only inserters write it, under this lock.
+        let added = shard.insert.added.load(Relaxed);
+        // Slots known empty: `used` minus the tasks added and not known
+        // taken. `taken_seen` is a lower bound of the takes, so this is at
+        // most the number of empty slots (each take was of a task added
+        // before), and the scan below ends.
+        let vacant =
+            |synced: &Synced| synced.used as isize - added.wrapping_sub(synced.taken_seen) as isize;
+        let reuse = |synced: &Synced| synced.used > 0 && vacant(synced) * 4 > synced.used as isize;
+        if !reuse(&synced) {
+            // Acquire, with the removals' Release: a take counted here
+            // emptied its slot before, so one pass of the scan finds it.
+            synced.taken_seen = shard.remove.taken.load(Acquire);
+        }
+        let index = if reuse(&synced) {
             // Reuse: at least a quarter of the slots are empty, so the scan
             // is short on average.
             loop {
@@ -305,9 +359,14 @@ impl OwnedTasks {
         let ptr = task.ptr().as_ptr() as usize;
         debug_assert_eq!(ptr & TAG_BITS, 0, "tasks are aligned");
         shard.slot(index).store(ptr | kind.bit(), Release);
-        shard.live.fetch_add(1, Relaxed);
+        // Plain stores: only inserters write them, under the lock.
+        shard.insert.added.store(added.wrapping_add(1), Relaxed);
         if kind == Kind::Fiber {
-            shard.fibers.fetch_add(1, Relaxed);
+            let fibers = shard.insert.fibers_added.load(Relaxed);
+            shard
+                .insert
+                .fibers_added
+                .store(fibers.wrapping_add(1), Relaxed);
         }
         Ok(())
     }
@@ -352,9 +411,9 @@ impl OwnedTasks {
         let Some(val) = taken else {
             return false;
         };
-        shard.live.fetch_sub(1, Release);
+        shard.remove.taken.fetch_add(1, Release);
         if val & FIBER_BIT != 0 {
-            shard.fibers.fetch_sub(1, Relaxed);
+            shard.remove.fibers_taken.fetch_add(1, Relaxed);
         }
         true
     }
@@ -372,13 +431,13 @@ impl OwnedTasks {
     /// joins a task gets its answer.
     pub(crate) fn close_and_shutdown(&self, kind: Kind) {
         for shard in self.shards.iter() {
-            shard.synced.lock().closed = true;
+            shard.insert.synced.lock().closed = true;
         }
         for shard in self.shards.iter() {
             // Take the tasks out under the lock, shut them down without
             // it: dropping a future may finish or spawn other tasks.
             let tasks: Vec<usize> = {
-                let synced = shard.synced.lock();
+                let synced = shard.insert.synced.lock();
                 (0..synced.used)
                     .filter_map(|i| {
                         let slot = shard.slot(i);
@@ -390,9 +449,9 @@ impl OwnedTasks {
                     })
                     .collect()
             };
-            shard.live.fetch_sub(tasks.len() as isize, Release);
+            shard.remove.taken.fetch_add(tasks.len(), Release);
             if kind == Kind::Fiber {
-                shard.fibers.fetch_sub(tasks.len() as isize, Relaxed);
+                shard.remove.fibers_taken.fetch_add(tasks.len(), Relaxed);
             }
             for p in tasks {
                 // SAFETY: a non-empty slot holds a live task's pointer (the
@@ -414,7 +473,7 @@ impl OwnedTasks {
             return None;
         }
         for shard in self.shards.iter() {
-            let synced = shard.synced.lock();
+            let synced = shard.insert.synced.lock();
             for i in 0..synced.used {
                 let slot = shard.slot(i);
                 let val = slot.load(Acquire);
@@ -459,23 +518,20 @@ impl OwnedTasks {
 
     /// Number of tasks ever added to the list (one lock per shard).
     pub(crate) fn inserted_count(&self) -> u64 {
-        self.shards.iter().map(|s| s.synced.lock().inserted).sum()
+        self.shards
+            .iter()
+            .map(|s| s.insert.added.load(Relaxed) as u64)
+            .sum()
     }
 
     /// Number of tasks in the list (a snapshot).
     pub(crate) fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.live.load(Relaxed).max(0) as usize)
-            .sum()
+        self.shards.iter().map(|s| s.live()).sum()
     }
 
     /// Number of fibers' tasks in the list (a snapshot).
     pub(crate) fn fiber_len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.fibers.load(Relaxed).max(0) as usize)
-            .sum()
+        self.shards.iter().map(|s| s.fibers()).sum()
     }
 
     /// A reference to every task in the list now, with its kind (module
@@ -489,7 +545,7 @@ impl OwnedTasks {
         for shard in self.shards.iter() {
             let mut start = 0;
             loop {
-                let synced = shard.synced.lock();
+                let synced = shard.insert.synced.lock();
                 let end = synced.used.min(start + SNAPSHOT_RUN);
                 for i in start..end {
                     let slot = shard.slot(i);
@@ -762,7 +818,7 @@ mod tests {
                 assert!(!raw.header().state.ref_dec());
                 drop((n, j));
             }
-            let used = list.shards[0].synced.lock().used;
+            let used = list.shards[0].insert.synced.lock().used;
             assert!(used <= 200, "round {round}: slab grew to {used}");
         }
         assert_eq!(list.len(), 10);
