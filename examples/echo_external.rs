@@ -161,19 +161,48 @@ fn round(kind: &str, io: Option<&str>, conns: usize, trips: usize) -> f64 {
     rate
 }
 
+const USAGE: &str = "usage: echo_external [--conns N] [--trips N] [--rounds N] (each at least 1; \
+                     FIBER_RUNTIME_IO=epoll|uring runs only that driver)";
+
+/// Exits with the usage after `error` (status 2), or without one for
+/// `--help` (status 0).
+fn usage(error: Option<String>) -> ! {
+    match error {
+        Some(e) => {
+            eprintln!("error: {e}\n{USAGE}");
+            std::process::exit(2)
+        }
+        None => {
+            println!("{USAGE}");
+            std::process::exit(0)
+        }
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let (mut conns, mut trips, mut rounds) = (500usize, 400usize, 5usize);
     while let Some(a) = args.next() {
-        if a == "--serve" {
-            return serve(&args.next().expect("--serve KIND"));
+        match a.as_str() {
+            "--serve" => {
+                let kind = args
+                    .next()
+                    .unwrap_or_else(|| usage(Some("--serve needs a KIND".into())));
+                return serve(&kind);
+            }
+            "--help" | "-h" => usage(None),
+            "--conns" | "--trips" | "--rounds" => {}
+            other => usage(Some(format!("unknown argument {other:?}"))),
         }
-        let v: usize = args.next().and_then(|v| v.parse().ok()).expect("a number");
+        let v = args
+            .next()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or_else(|| usage(Some(format!("{a} needs a number of at least 1"))));
         match a.as_str() {
             "--conns" => conns = v,
             "--trips" => trips = v,
-            "--rounds" => rounds = v,
-            other => panic!("unknown argument {other}"),
+            _ => rounds = v,
         }
     }
     let ios: Vec<Option<&str>> = match std::env::var("FIBER_RUNTIME_IO") {
