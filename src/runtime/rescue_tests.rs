@@ -32,15 +32,26 @@ impl Future for Gate {
 /// parked peer. One such task queued behind a poll that waits for it
 /// still runs: a peer takes it, woken at once (the first round) or from a
 /// bounded park (later rounds, the flag still set). A task wakes `b`,
-/// then `a`, as one ring batch on its worker once the peer parked: `a`
+/// then `a`, as one ring batch on its worker once the peers parked: `a`
 /// takes the LIFO slot (polled next, there) and `b` the queue; `a` spins
-/// until `b` ran, so only the peer can run `b`.
+/// until `b` ran, so only a peer can run `b`.
 #[test]
 fn a_ring_woken_task_queued_behind_a_poll_that_waits_for_it_still_runs() {
+    queued_behind_a_poll_that_waits_for_it(2);
+}
+
+/// The same with two peers, both woken when the flag is set (`rescue.rs`,
+/// step 1).
+#[test]
+fn a_ring_woken_task_is_found_with_two_parked_peers() {
+    queued_behind_a_poll_that_waits_for_it(3);
+}
+
+fn queued_behind_a_poll_that_waits_for_it(workers: usize) {
     // Without the hand-off of a stuck worker, which would rescue it too
     // (after the long-poll threshold).
     let rt = crate::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .worker_handoff(false)
         .build()
         .unwrap();
@@ -96,7 +107,7 @@ fn a_ring_woken_task_queued_behind_a_poll_that_waits_for_it_still_runs() {
                 let Some(scheduler::Context::MultiThread(cx)) = cx else {
                     unreachable!("a task of a multi-thread runtime off its workers")
                 };
-                cx.wake_as_ring_batch_once_the_peer_parks(vec![wb, wa]);
+                cx.wake_as_ring_batch_once_the_peers_park(vec![wb, wa]);
             });
         }))
         .unwrap();

@@ -21,22 +21,29 @@
 //! good. [`Rescue`]'s flag closes it:
 //!
 //! 1. A worker that left ring-woken tasks unannounced (after waking the
-//!    whole batch) fences, then reads the flag. Clear: it sets it and wakes
-//!    a parked peer, as it would have before ([`Rescue::after_unannounced`]).
+//!    whole batch) fences, then reads the flag. Clear: it sets it and
+//!    wakes *every* parked peer ([`Rescue::after_unannounced`]), each of
+//!    which parks again, bounded (step 2). Waking only one would not do
+//!    with three workers or more: a peer parked unbounded before the flag
+//!    was set would stay so, and the one woken may then sit in a long
+//!    poll of its own.
 //! 2. A worker about to park reads the flag *after* listing itself as a
 //!    sleeper; set, it parks for [`PERIOD`] at most, then searches the
 //!    queues again and steals what waits ([`Rescue::bound`]).
-//! 3. After [`ROUNDS`] bounded parks in a row without a steal, it clears
-//!    the flag, fences, and looks at every queue once more before it parks
-//!    for good ([`Rescue::clear`]); work there, it searches instead.
+//! 3. After [`ROUNDS`] bounded parks since its last steal, it clears the
+//!    flag, fences, and looks at every queue once more before it parks
+//!    for good ([`Rescue::clear`]); work there, it goes back to its run
+//!    loop to find it. (A retiring replacement thread, which exits
+//!    instead, skips this step.)
 //!
-//! A task left unannounced in step 1 is found: if the worker read the flag
-//! clear, it woke a peer (the flag set *before* `notify_parked` reads the
-//! sleepers: a peer that read the flag clear in step 2 had listed itself
-//! before, so it is woken; a peer still searching lists itself later and
-//! reads the flag set). If it read the flag set, then either no clear came
-//! after that set, and some peer is awake or in a bounded park (it woke in
-//! step 1, or parked bounded in step 2), or a clear came after it: the two
+//! A task left unannounced in step 1 is found. Say the worker read the
+//! flag clear: it set it before it read the sleepers list, so every peer
+//! parked then is woken, and a peer that lists itself later reads the flag
+//! after listing and sees it set. From then on, until a clear, every park
+//! is bounded, so some worker looks at the queues within [`PERIOD`] unless
+//! every worker is inside a poll, and then the task would wait without
+//! this scheme too. Say it read the flag set: then either no clear came
+//! after that set, and the same holds; or one came after it, and the two
 //! fences order that worker's push before the clearer's look (step 3), so
 //! the clearer sees the task. `loom_an_unannounced_task_is_seen_or_announced`
 //! models the last case.
@@ -51,7 +58,7 @@ use std::time::Duration;
 /// How long a worker parks at most while the flag is set.
 pub(super) const PERIOD: Duration = Duration::from_millis(1);
 
-/// Bounded parks in a row without a steal before a worker clears the flag.
+/// Bounded parks since its last steal before a worker clears the flag.
 pub(super) const ROUNDS: u32 = 16;
 
 /// Whether some worker may have queued ring-woken tasks without waking a
@@ -68,7 +75,7 @@ impl Rescue {
     }
 
     /// Step 1, after a worker queued ring-woken tasks without a notify:
-    /// returns whether it must wake a parked peer after all.
+    /// returns whether it must wake every parked peer after all.
     #[inline]
     pub(super) fn after_unannounced(&self) -> bool {
         // Orders the pushes before the load (step 3's fence pairs with it).
@@ -76,7 +83,7 @@ impl Rescue {
         if self.unannounced.load(Relaxed) {
             return false;
         }
-        // Whoever sets it wakes a peer.
+        // Whoever sets it wakes every parked peer.
         !self.unannounced.swap(true, SeqCst)
     }
 
@@ -123,7 +130,7 @@ mod tests {
         });
     }
 
-    /// Two workers announcing at once: exactly one of them wakes a peer
+    /// Two workers announcing at once: exactly one of them wakes the parked peers
     /// when the flag was clear.
     #[test]
     fn loom_one_of_two_announcers_wakes() {

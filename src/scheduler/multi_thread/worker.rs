@@ -151,7 +151,7 @@ pub(crate) struct Core {
     waking_ring: bool,
     /// A notify was left out while `waking_ring`.
     unannounced: bool,
-    /// Bounded parks in a row without a steal (`rescue.rs`, step 3).
+    /// Bounded parks since the last steal or clear (`rescue.rs`, step 3).
     rescue_rounds: u32,
 }
 
@@ -401,7 +401,7 @@ impl Context {
                 std::mem::take(&mut core.unannounced)
             });
             if unannounced && self.handle.shared.rescue.after_unannounced() {
-                self.handle.notify_parked();
+                self.handle.wake_all_parked();
             }
         }
         for w in wakers.drain(..) {
@@ -463,6 +463,11 @@ impl Context {
 
     fn park(&self, mut core: Box<Core>) -> Box<Core> {
         self.check_retire(&mut core);
+        if core.retiring {
+            // It exits instead (and so must not clear the flag below,
+            // which promises a look at the queues).
+            return core;
+        }
         let rescue = &self.handle.shared.rescue;
         if core.rescue_rounds >= rescue::ROUNDS {
             // `rescue.rs`, step 3.
@@ -472,7 +477,7 @@ impl Context {
                 return core;
             }
         }
-        if core.retiring || !core.transition_to_parked(&self.handle) {
+        if !core.transition_to_parked(&self.handle) {
             return core;
         }
         if core.lifo.is_claimed() {
@@ -861,6 +866,17 @@ impl Handle {
         }
     }
 
+    /// Wakes every worker on the sleepers list without taking it off
+    /// (`rescue.rs`, step 1): each wakes as if spuriously, finds nothing or
+    /// something, and parks again, bounded while the flag is set.
+    fn wake_all_parked(&self) {
+        for (i, remote) in self.shared.remotes.iter().enumerate() {
+            if self.shared.idle.is_parked(i) {
+                remote.unpark.unpark();
+            }
+        }
+    }
+
     fn notify_if_work_pending(&self) {
         if self.work_pending() {
             self.notify_parked();
@@ -1076,15 +1092,19 @@ impl std::fmt::Debug for Handle {
 
 #[cfg(all(test, not(fiber_runtime_loom)))]
 impl Context {
-    /// For tests (`runtime/rescue_tests.rs`): waits until the other worker
-    /// of a two-worker runtime is parked, then wakes `wakers` as one batch
-    /// of this worker's ring's completions (`rescue.rs`).
-    pub(crate) fn wake_as_ring_batch_once_the_peer_parks(&self, mut wakers: Vec<std::task::Waker>) {
+    /// For tests (`runtime/rescue_tests.rs`): waits until every other
+    /// worker is parked, then wakes `wakers` as one batch of this worker's
+    /// ring's completions (`rescue.rs`).
+    pub(crate) fn wake_as_ring_batch_once_the_peers_park(&self, mut wakers: Vec<std::task::Waker>) {
         let start = Instant::now();
-        while !self.handle.shared.idle.is_parked(1 - self.index) {
+        let workers = self.handle.shared.num_workers;
+        while !(0..workers)
+            .filter(|&i| i != self.index)
+            .all(|i| self.handle.shared.idle.is_parked(i))
+        {
             assert!(
                 start.elapsed() < std::time::Duration::from_secs(60),
-                "the peer never parked"
+                "the peers never parked"
             );
             std::hint::spin_loop();
         }
