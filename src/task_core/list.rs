@@ -662,6 +662,50 @@ mod tests {
         });
     }
 
+    /// An insert that reuses a slot on its stale view of the takes
+    /// (`taken_seen`, not read again) racing a removal: the scan still
+    /// finds an empty slot, no two tasks share one, and the counts agree.
+    #[test]
+    fn loom_insert_on_a_stale_view_of_the_takes_racing_remove() {
+        model(|| {
+            let sched = Arc::new(TestSched::default());
+            let list = Arc::new(OwnedTasks::new(1));
+            let spawn = || {
+                let (notified, join) = sched.spawn(async {});
+                let raw = notified_raw(&notified);
+                raw.header().state.ref_inc();
+                list.insert(raw, 0, Kind::Task).unwrap();
+                (notified, join, raw)
+            };
+            let [a, b, c] = [(); 3].map(|_| spawn());
+            assert!(list.remove(a.2));
+            assert!(list.remove(b.2));
+            // Three slots, one live: this insert's view (no takes seen)
+            // says none is empty, so it reads the takes (two) and reuses.
+            let d = spawn();
+            let rc = c.2;
+            let th = {
+                let list = list.clone();
+                thread::spawn(move || assert!(list.remove(rc)))
+            };
+            // Its view (two takes) says one of three is empty: it reuses
+            // without reading the takes again, while `c` may be leaving.
+            let e = spawn();
+            th.join().unwrap();
+            assert_eq!(list.shards[0].insert.synced.lock().used, 3, "no slot added");
+            assert_ne!(d.2.header().owned_slot(), e.2.header().owned_slot());
+            assert_eq!(list.len(), 2);
+            assert!(list.remove(d.2));
+            assert!(list.remove(e.2));
+            assert_eq!(list.len(), 0);
+            for (n, j, raw) in [a, b, c, d, e] {
+                assert!(!raw.header().state.ref_dec());
+                drop(n);
+                drop(j);
+            }
+        });
+    }
+
     /// A removal racing shutdown: exactly one of them takes the task, and
     /// its reference is released exactly once.
     #[test]
