@@ -22,23 +22,32 @@ use std::time::{Duration, Instant};
 /// The name the workers of both runtimes carry here.
 const WORKER: &str = "fiber-runtime-w";
 
+/// This process's threads: (tid, name, the directory of their files).
+fn threads() -> Vec<(String, String, std::path::PathBuf)> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .map(|entry| {
+            let path = entry.path();
+            let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+            let tid = entry.file_name().to_string_lossy().into_owned();
+            (tid, name.trim().to_string(), path)
+        })
+        .collect()
+}
+
 /// Per thread (name/tid): nanoseconds on a CPU, and waiting on a run queue.
 fn thread_times() -> HashMap<String, (u64, u64)> {
     let mut times = HashMap::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return times;
-    };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+    for (tid, name, path) in threads() {
         let stat = std::fs::read_to_string(path.join("schedstat")).unwrap_or_default();
         let v: Vec<u64> = stat
             .split_whitespace()
             .filter_map(|x| x.parse().ok())
             .collect();
         if let [run, wait, ..] = v[..] {
-            let tid = entry.file_name().to_string_lossy().into_owned();
-            times.insert(format!("{}/{tid}", name.trim()), (run, wait));
+            times.insert(format!("{name}/{tid}"), (run, wait));
         }
     }
     times
@@ -56,24 +65,16 @@ fn cpu_idle() -> Vec<u64> {
 
 /// The CPU each worker last ran on (field 39 of its `stat`).
 fn worker_cpus() -> Vec<i64> {
-    let mut cpus = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return cpus;
-    };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if name.trim() != WORKER {
-            continue;
-        }
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        // Fields after the parenthesised name; field 39 is the 37th of them.
-        let rest = stat.rsplit(')').next().unwrap_or("");
-        if let Some(cpu) = rest.split_whitespace().nth(36).and_then(|c| c.parse().ok()) {
-            cpus.push(cpu);
-        }
-    }
-    cpus
+    threads()
+        .into_iter()
+        .filter(|(_, name, _)| name == WORKER)
+        .filter_map(|(_, _, path)| {
+            let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+            // Fields after the parenthesised name; field 39 is the 37th of them.
+            let rest = stat.rsplit(')').next().unwrap_or("");
+            rest.split_whitespace().nth(36)?.parse().ok()
+        })
+        .collect()
 }
 
 fn usage(error: &str) -> ! {

@@ -250,14 +250,10 @@ impl Parker {
                 Some(at) => {
                     let left = at.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
-                        // Timed out: leave, unless a notification won.
-                        if inner
-                            .state
-                            .compare_exchange(PARKED, EMPTY, SeqCst, SeqCst)
-                            .is_err()
-                        {
-                            inner.state.store(EMPTY, SeqCst);
-                        }
+                        // Timed out. PARKED or NOTIFIED (a notification
+                        // that came meanwhile, consumed by this return),
+                        // the state goes back to EMPTY.
+                        inner.state.store(EMPTY, SeqCst);
                         return;
                     }
                     inner.condvar.wait_timeout(guard, left).0

@@ -180,6 +180,14 @@ struct Synced {
     taken_seen: usize,
 }
 
+/// `added - taken`, read apart: each task taken was added, but the loads
+/// may see a take and not its add (then 0); the counts wrap together.
+fn in_list(added: &AtomicUsize, taken: &AtomicUsize) -> usize {
+    let taken = taken.load(Relaxed);
+    let added = added.load(Relaxed);
+    (added.wrapping_sub(taken) as isize).max(0) as usize
+}
+
 impl Shard {
     fn new() -> Shard {
         Shard {
@@ -203,20 +211,14 @@ impl Shard {
         }
     }
 
-    /// Tasks in the shard now (a snapshot: the two counts are read apart).
+    /// Tasks in the shard now (a snapshot).
     fn live(&self) -> usize {
-        let taken = self.remove.taken.load(Relaxed);
-        let added = self.insert.added.load(Relaxed);
-        // Each task taken was added, but the loads may see a take and not
-        // its add; the counts wrap together.
-        (added.wrapping_sub(taken) as isize).max(0) as usize
+        in_list(&self.insert.added, &self.remove.taken)
     }
 
-    /// Fibers' tasks in the shard now (as `live`).
+    /// Fibers' tasks in the shard now (a snapshot).
     fn fibers(&self) -> usize {
-        let taken = self.remove.fibers_taken.load(Relaxed);
-        let added = self.insert.fibers_added.load(Relaxed);
-        (added.wrapping_sub(taken) as isize).max(0) as usize
+        in_list(&self.insert.fibers_added, &self.remove.fibers_taken)
     }
 
     /// The slot at `index`, whose segment exists (it was handed out).

@@ -835,13 +835,10 @@ impl Handle {
                 Push::Done(Some(prev)) => {
                     core.run_queue
                         .push_back_or_overflow(prev, &self.shared.inject);
-                    if core.waking_ring {
-                        // Announced, if need be, after the batch.
-                        core.unannounced = true;
-                        false
-                    } else {
-                        true
-                    }
+                    // While waking a ring batch: announced, if need be,
+                    // after it (`wake_batch`).
+                    core.unannounced |= core.waking_ring;
+                    !core.waking_ring
                 }
                 // Only the LIFO slot, which peers cannot steal: no one to
                 // wake for it.
