@@ -321,6 +321,21 @@ fn reset_moves_a_registered_sleep_earlier_and_later() {
             s.as_mut().await;
             assert!(Instant::now() >= target);
 
+            // Fired while nobody polled it (its wheel entry is freed when it
+            // fires), then moved later: it waits for the new deadline.
+            let mut s = Box::pin(sleep(ms(1)));
+            assert!(futures::poll!(s.as_mut()).is_pending());
+            // A later timer of the same runtime has fired, so this one has.
+            sleep(ms(10)).await;
+            let target = Instant::now() + ms(30);
+            s.as_mut().reset(target);
+            assert!(futures::poll!(s.as_mut()).is_pending());
+            s.as_mut().await;
+            assert!(
+                Instant::now() >= target,
+                "completed on its old, fired timer"
+            );
+
             // Before the first poll (not yet registered).
             let mut s = Box::pin(sleep(Duration::from_secs(3600)));
             let target = Instant::now() + ms(10);

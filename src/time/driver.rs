@@ -4,8 +4,14 @@
 //! One wheel per worker, each behind its own lock: a `Sleep` registers in
 //! the wheel of the worker it is first polled on, so timers of different
 //! workers never contend. The thread turning the driver advances all of
-//! them. A `Sleep` takes its wheel's lock twice in its life: to register,
-//! and to learn that it fired and free its entry in the same step.
+//! them. A `Sleep` takes its wheel's lock once in its life, to register.
+//! Firing frees the entry, and publishes the wheel's time after it (the
+//! shard's `fired_through`): a woken `Sleep` whose deadline tick is at or
+//! before it learns that it fired from one load, without the lock, which
+//! may be another worker's (a task woken by a fire is often polled on
+//! the worker that fired it). Every entry of a wheel waits for a tick
+//! after the wheel's time: one due at once when registered or reset is
+//! not filed at all (`loom_a_timer_polled_while_it_fires_is_ready_or_woken`).
 //!
 //! # Waking the parked driver
 //!
@@ -65,9 +71,17 @@ const WAKE_BASE: u64 = 2;
 /// `wake_at`: parked with no timer, until woken.
 const WAKE_NEVER: u64 = u64::MAX;
 
+/// One worker's wheel, and how far it has fired.
+struct Shard {
+    wheel: Mutex<Wheel>,
+    /// `Wheel::elapsed`, stored under the lock after each advance: every
+    /// timer of this wheel due at or before it has fired and been freed.
+    fired_through: AtomicU64,
+}
+
 /// Shared by every `Sleep` of a runtime and by its driver.
 pub(crate) struct Handle {
-    wheels: Box<[CachePadded<Mutex<Wheel>>]>,
+    wheels: Box<[CachePadded<Shard>]>,
     /// Tick 0.
     start: Instant,
     /// Whether, and when, the thread parked in the driver wakes by itself
@@ -81,11 +95,12 @@ pub(crate) struct Handle {
     is_shutdown: AtomicBool,
 }
 
-/// A registered timer: its wheel and its entry there.
+/// A registered timer: its wheel, its entry there, and its deadline tick.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct TimerKey {
     shard: u32,
     key: Key,
+    tick: u64,
 }
 
 /// The runtime of the timer has shut down.
@@ -96,7 +111,12 @@ impl Handle {
     pub(crate) fn new(unpark: Arc<dyn Unpark>, shards: usize) -> Handle {
         Handle {
             wheels: (0..shards.max(1))
-                .map(|_| CachePadded::new(Mutex::new(Wheel::new())))
+                .map(|_| {
+                    CachePadded::new(Shard {
+                        wheel: Mutex::new(Wheel::new()),
+                        fired_through: AtomicU64::new(0),
+                    })
+                })
                 .collect(),
             start: Instant::now(),
             wake_at: AtomicU64::new(NOT_PARKED),
@@ -129,13 +149,14 @@ impl Handle {
     }
 
     /// Registers a timer for `deadline` in wheel `shard` (modulo the
-    /// number of wheels); returns its key and whether it already fired.
+    /// number of wheels); returns its key, or `None` if it is due already
+    /// (it then has no entry).
     pub(crate) fn register(
         &self,
         shard: usize,
         deadline: Instant,
         waker: &Waker,
-    ) -> Result<(TimerKey, bool), Shutdown> {
+    ) -> Result<Option<TimerKey>, Shutdown> {
         self.register_tick(shard, self.deadline_tick(deadline), waker)
     }
 
@@ -144,35 +165,46 @@ impl Handle {
         shard: usize,
         tick: u64,
         waker: &Waker,
-    ) -> Result<(TimerKey, bool), Shutdown> {
+    ) -> Result<Option<TimerKey>, Shutdown> {
         let shard = shard % self.wheels.len();
-        let mut wheel = self.wheels[shard].lock();
+        let mut wheel = self.wheels[shard].wheel.lock();
         // Under the lock: shutdown drains this wheel after setting the
         // flag, so a timer that misses the flag is drained (module doc).
         if self.is_shutdown.load(Acquire) {
             return Err(Shutdown);
         }
+        if tick <= wheel.elapsed() {
+            return Ok(None);
+        }
         let key = wheel.insert(tick, waker.clone());
-        let fired = wheel.poll_entry(key, waker) == EntryPoll::Fired;
         self.earliest.fetch_min(tick, AcqRel);
         let wake = must_wake(self.wake_at.load(SeqCst), tick);
         drop(wheel);
         if wake {
             self.unpark.unpark();
         }
-        Ok((
-            TimerKey {
-                shard: shard as u32,
-                key,
-            },
-            fired,
-        ))
+        Ok(Some(TimerKey {
+            shard: shard as u32,
+            key,
+            tick,
+        }))
     }
 
-    /// Returns `true` (and frees the entry) if the timer fired; otherwise
+    /// Whether the timer of `key` fired (its entry is then freed), read
+    /// without the lock (module doc). `false` if the runtime shut down:
+    /// the locked path reports that.
+    fn fired(&self, key: TimerKey) -> bool {
+        self.wheels[key.shard as usize].fired_through.load(Acquire) >= key.tick
+            && !self.is_shutdown.load(Acquire)
+    }
+
+    /// Returns `true` (its entry is freed) if the timer fired; otherwise
     /// makes `waker` the one to wake.
     pub(crate) fn poll(&self, key: TimerKey, waker: &Waker) -> Result<bool, Shutdown> {
-        let mut wheel = self.wheels[key.shard as usize].lock();
+        if self.fired(key) {
+            return Ok(true);
+        }
+        let mut wheel = self.wheels[key.shard as usize].wheel.lock();
         if self.is_shutdown.load(Acquire) {
             return Err(Shutdown);
         }
@@ -187,25 +219,40 @@ impl Handle {
         }
     }
 
-    /// Moves a timer (fired or not) to a new deadline.
-    pub(crate) fn reset(&self, key: TimerKey, deadline: Instant) {
+    /// Moves a timer to a new deadline; returns its new key, or `None` if
+    /// it has no entry any more (it had fired, or the new deadline is due
+    /// already): the next poll registers it again.
+    pub(crate) fn reset(&self, key: TimerKey, deadline: Instant) -> Option<TimerKey> {
         let tick = self.deadline_tick(deadline);
-        let mut wheel = self.wheels[key.shard as usize].lock();
+        let mut wheel = self.wheels[key.shard as usize].wheel.lock();
         if self.is_shutdown.load(Acquire) {
             // Drained: the next poll reports the shutdown.
-            return;
+            return Some(key);
         }
-        wheel.reset(key.key, tick);
+        if tick <= wheel.elapsed() {
+            // Due at once: no entry may wait for a tick the wheel passed.
+            let waker = wheel.remove(key.key);
+            drop(wheel);
+            drop(waker);
+            return None;
+        }
+        if !wheel.reset(key.key, tick) {
+            return None;
+        }
         self.earliest.fetch_min(tick, AcqRel);
         let wake = must_wake(self.wake_at.load(SeqCst), tick);
         drop(wheel);
         if wake {
             self.unpark.unpark();
         }
+        Some(TimerKey { tick, ..key })
     }
 
     pub(crate) fn remove(&self, key: TimerKey) {
-        let waker = self.wheels[key.shard as usize].lock().remove(key.key);
+        if self.fired(key) {
+            return;
+        }
+        let waker = self.wheels[key.shard as usize].wheel.lock().remove(key.key);
         drop(waker);
     }
 
@@ -226,7 +273,7 @@ impl Handle {
         let next = self
             .wheels
             .iter()
-            .filter_map(|w| w.lock().next_expiration())
+            .filter_map(|w| w.wheel.lock().next_expiration())
             .min();
         let wake_at = next.map_or(WAKE_NEVER, |t| t.saturating_add(WAKE_BASE));
         self.wake_at.store(wake_at, SeqCst);
@@ -257,9 +304,10 @@ impl Handle {
         self.earliest.store(u64::MAX, SeqCst);
         let mut next = u64::MAX;
         for w in self.wheels.iter() {
-            let mut wheel = w.lock();
+            let mut wheel = w.wheel.lock();
             if wheel.next_expiration().is_some_and(|t| t <= now) {
                 wheel.advance(now, wakers);
+                w.fired_through.store(wheel.elapsed(), Release);
             }
             if let Some(t) = wheel.next_expiration() {
                 next = next.min(t);
@@ -273,7 +321,7 @@ impl Handle {
     pub(crate) fn shutdown(&self) {
         self.is_shutdown.store(true, Release);
         for w in self.wheels.iter() {
-            let wakers = w.lock().drain();
+            let wakers = w.wheel.lock().drain();
             // Outside the lock: a woken task may be polled right here.
             wakers.into_iter().for_each(Waker::wake);
         }
@@ -370,6 +418,64 @@ mod tests {
         });
     }
 
+    /// A `Sleep` polled while its timer fires is either told it fired
+    /// (by the lock-free `fired_through` or under the lock) or left
+    /// pending with its waker, which the fire then wakes; either way the
+    /// entry is freed and nothing is polled again under a stale key.
+    #[test]
+    fn loom_a_timer_polled_while_it_fires_is_ready_or_woken() {
+        model(|| {
+            let (h, _) = handle(1);
+            let wakes = std::sync::Arc::new(CountWakes::default());
+            let waker = Waker::from(wakes.clone());
+            let key = h.register_tick(0, 1, &waker).unwrap().unwrap();
+            let firer = {
+                let h = h.clone();
+                thread::spawn(move || {
+                    let mut wakers = Vec::new();
+                    h.process_at(1, &mut wakers);
+                    wakers.into_iter().for_each(Waker::wake);
+                })
+            };
+            let ready = h.poll(key, &waker).unwrap();
+            firer.join().unwrap();
+            if !ready {
+                assert_eq!(wakes.0.load(SeqCst), 1, "pending, and never woken");
+                assert!(h.poll(key, &waker).unwrap(), "woken, and not fired");
+            }
+            assert_eq!(h.wheels[0].wheel.lock().live(), 0, "the entry leaked");
+            // Due at once now: no entry is made.
+            assert!(h.register_tick(0, 1, &waker).unwrap().is_none());
+        });
+    }
+
+    #[cfg(not(fiber_runtime_loom))]
+    #[test]
+    fn a_reset_timer_keeps_or_drops_its_entry_as_its_new_deadline_says() {
+        let (h, _) = handle(1);
+        let wakes = std::sync::Arc::new(CountWakes::default());
+        let waker = Waker::from(wakes.clone());
+        let t = |h: &Handle| h.tick_instant(0).unwrap();
+        let mut fired = Vec::new();
+        // Pending, moved later: the same entry, the new tick.
+        let key = h.register_tick(0, 10, &waker).unwrap().unwrap();
+        let key = h.reset(key, t(&h) + Duration::from_millis(20)).unwrap();
+        h.process_at(10, &mut fired);
+        assert!(fired.is_empty(), "fired at its old deadline");
+        assert!(!h.poll(key, &waker).unwrap());
+        h.process_at(20, &mut fired);
+        assert_eq!(fired.len(), 1);
+        assert!(h.poll(key, &waker).unwrap());
+        // Fired and not yet polled, then reset: it has no entry any more.
+        let key = h.register_tick(0, 30, &waker).unwrap().unwrap();
+        h.process_at(30, &mut fired);
+        assert!(h.reset(key, t(&h) + Duration::from_millis(40)).is_none());
+        // Pending, moved to a tick the wheel passed: freed, due at once.
+        let key = h.register_tick(0, 50, &waker).unwrap().unwrap();
+        assert!(h.reset(key, t(&h) + Duration::from_millis(5)).is_none());
+        assert_eq!(h.wheels[0].wheel.lock().live(), 0);
+    }
+
     #[cfg(not(fiber_runtime_loom))]
     #[test]
     fn a_far_future_timer_fires_nothing_and_lets_nearer_timers_fire() {
@@ -399,7 +505,7 @@ mod tests {
         let (h, _) = handle(2);
         let wakes = std::sync::Arc::new(CountWakes::default());
         let waker = Waker::from(wakes.clone());
-        let (a, _) = h.register_tick(0, 100, &waker).unwrap();
+        let a = h.register_tick(0, 100, &waker).unwrap().unwrap();
         h.register_tick(1, u64::MAX, &waker).unwrap();
         h.shutdown();
         assert_eq!(wakes.0.load(SeqCst), 2);

@@ -2,8 +2,8 @@
 //! the runtime's timer wheel (6 levels × 64 slots, 1 ms resolution).
 //!
 //! A [`Sleep`] costs no thread and no allocation of its own: it names an
-//! entry in the wheel's slab, registered on first poll and removed as soon
-//! as the `Sleep` is dropped. Timers fire when a worker parks (the parked
+//! entry in the wheel's slab, registered on first poll and freed when it
+//! fires or as soon as the `Sleep` is dropped. Timers fire when a worker parks (the parked
 //! worker's `epoll_wait` times out at the next deadline) or, on busy
 //! workers, at their periodic maintenance; a timer never fires early, and
 //! at 1 ms resolution it fires up to about 1 ms late on an idle runtime.
@@ -183,7 +183,7 @@ impl Sleep {
         this.deadline = deadline;
         this.fired = false;
         if let Some(key) = this.key {
-            this.handle.reset(key, deadline);
+            this.key = this.handle.reset(key, deadline);
         }
     }
 }
@@ -206,12 +206,9 @@ impl Future for Sleep {
                 } else {
                     this.handle
                         .register(shard_hint(), this.deadline, cx.waker())
-                        .map(|(key, fired)| {
-                            this.key = Some(key);
-                            if fired {
-                                this.handle.remove(key);
-                            }
-                            fired
+                        .map(|key| {
+                            this.key = key;
+                            key.is_none()
                         })
                 }
             }

@@ -18,6 +18,8 @@
 //! has grown to the peak number of pending timers, and cancelling one
 //! unlinks it in O(1). A `Key` (index + generation) names an entry; the
 //! generation makes a stale key (of a freed and reused entry) harmless.
+//! An entry is freed when it fires (its key reads as fired from then on)
+//! or when its owner removes it.
 
 use std::task::Waker;
 
@@ -42,7 +44,8 @@ enum EntryState {
     Free,
     /// In a slot list.
     Waiting,
-    /// Expired; the waker was taken and woken.
+    /// Expired while not in a slot list: created or reset with a past
+    /// deadline, or drained at shutdown (`advance` frees what it fires).
     Fired,
 }
 
@@ -105,6 +108,22 @@ impl Wheel {
     #[cfg(test)]
     pub(crate) fn pending(&self) -> usize {
         self.pending
+    }
+
+    /// Entries not free (waiting or fired), for tests.
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.state != EntryState::Free)
+            .count()
+    }
+
+    /// The tick up to which timers have fired: every timer due at or
+    /// before it has fired (an entry's deadline is after it while it
+    /// waits).
+    pub(crate) fn elapsed(&self) -> u64 {
+        self.elapsed
     }
 
     /// Registers a timer for `deadline` (a tick). If the deadline has
@@ -266,10 +285,15 @@ impl Wheel {
             e.next = NIL;
             self.pending -= 1;
             if e.deadline <= due {
-                e.state = EntryState::Fired;
+                // Freed at once: its `Sleep` learns that it fired from
+                // the wheel's time (`driver::Handle::poll`), and its key
+                // goes stale.
+                e.state = EntryState::Free;
                 if let Some(w) = e.waker.take() {
                     wake.push(w);
                 }
+                e.next = self.free_head;
+                self.free_head = cur;
             } else {
                 self.link(cur);
             }
@@ -448,6 +472,23 @@ mod tests {
         }
         assert_eq!(w.pending(), 0);
         assert_eq!(w.next_expiration(), None);
+    }
+
+    #[test]
+    fn a_fired_entry_is_freed_at_once_and_its_key_stays_fired() {
+        let mut w = Wheel::new();
+        let a = w.insert(10, noop());
+        assert_eq!(fire(&mut w, 10), 1);
+        assert_eq!(w.elapsed(), 10);
+        // Its slot is reused without a `remove`...
+        let b = w.insert(30, noop());
+        assert_eq!(b.index, a.index, "the fired entry was not freed");
+        // ...and the stale key reads as fired, touching nothing.
+        assert_eq!(w.poll_entry(a, &noop()), EntryPoll::Fired);
+        assert!(w.remove(a).is_none());
+        assert!(!w.reset(a, 50));
+        assert_eq!(w.poll_entry(b, &noop()), EntryPoll::Pending);
+        assert_eq!(w.pending(), 1);
     }
 
     #[test]
