@@ -64,6 +64,7 @@ pub struct Builder {
     poll_time_histogram: Option<(usize, Duration)>,
     poll_time_sample_interval: u64,
     worker_handoff: bool,
+    spread_workers: bool,
     /// `None`: as many as workers.
     max_handoff_threads: Option<usize>,
     /// Set up by the layers above the runtime (`Builder::dump_on_signal`
@@ -123,6 +124,7 @@ impl Builder {
             )),
             poll_time_sample_interval: HistogramConfig::DEFAULT.sample_every,
             worker_handoff: true,
+            spread_workers: true,
             max_handoff_threads: None,
             start_hooks: Vec::new(),
             io_driver: IoDriver::Auto,
@@ -454,6 +456,34 @@ impl Builder {
         self
     }
 
+    /// Whether a busy worker that the kernel runs on the same CPU as
+    /// another busy worker, while a CPU this process may use runs neither,
+    /// moves itself there (multi-thread flavor, Linux; default `true`). The
+    /// worker stays on that CPU until it parks, or for 20 ms at most, then
+    /// gets its affinity mask back; a worker its user pinned to one CPU
+    /// never moves. Kernels that pack threads onto few CPUs (some virtual
+    /// machines) otherwise run a burst of parallel work at half speed
+    /// until their load balancer steps in. Counted by
+    /// [`RuntimeMetrics::worker_cpu_move_count`].
+    ///
+    /// [`RuntimeMetrics::worker_cpu_move_count`]: crate::RuntimeMetrics::worker_cpu_move_count
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Builder::new_multi_thread()
+    ///     .worker_threads(2)
+    ///     .spread_workers(false)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(rt.block_on(rt.spawn(async { 3 })).unwrap(), 3);
+    /// assert_eq!(rt.metrics().worker_cpu_move_count(0), 0);
+    /// ```
+    pub fn spread_workers(&mut self, enabled: bool) -> &mut Builder {
+        self.spread_workers = enabled;
+        self
+    }
+
     /// Sets the most replacement threads of the worker hand-off alive at
     /// once (see [`worker_handoff`](Self::worker_handoff); 1 to 32767;
     /// default: the number of workers, so that every worker can be
@@ -671,7 +701,8 @@ impl Builder {
                     thread_name: self.thread_name.clone(),
                     thread_stack_size: self.thread_stack_size,
                 };
-                let (handle, cores) = multi_thread::create(workers, handoff, common, rings);
+                let (handle, cores) =
+                    multi_thread::create(workers, handoff, self.spread_workers, common, rings);
                 let sched = scheduler::Handle::MultiThread(handle.clone());
                 blocking.set_handle(sched.clone());
                 let mut threads = Vec::with_capacity(workers);

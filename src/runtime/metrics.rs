@@ -155,6 +155,25 @@ impl RuntimeMetrics {
         self.inner.workers[i].steals
     }
 
+    /// Number of times worker `i` moved itself off a CPU that the kernel
+    /// had it share with another busy worker while a CPU it may use ran
+    /// none (Linux; always 0 elsewhere). Such a move keeps the worker on
+    /// the CPU it moved to until it parks, or for 20 ms at most.
+    ///
+    /// # Panics
+    ///
+    /// Panics if `i >= num_workers()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let rt = fiber_runtime::Runtime::new().unwrap();
+    /// let _ = rt.metrics().worker_cpu_move_count(0);
+    /// ```
+    pub fn worker_cpu_move_count(&self, i: usize) -> u64 {
+        self.inner.workers[i].cpu_moves
+    }
+
     /// Number of times worker `i` parked (went idle).
     ///
     /// # Panics

@@ -115,6 +115,7 @@ pub(crate) struct WorkerMetrics {
     polls: AtomicU64,
     steals: AtomicU64,
     parks: AtomicU64,
+    cpu_moves: AtomicU64,
     busy_ns: AtomicU64,
     forced_yields: AtomicU64,
     /// Local queue length at the last flush (current-thread flavor; the
@@ -138,6 +139,7 @@ impl WorkerMetrics {
             polls: AtomicU64::new(0),
             steals: AtomicU64::new(0),
             parks: AtomicU64::new(0),
+            cpu_moves: AtomicU64::new(0),
             busy_ns: AtomicU64::new(0),
             forced_yields: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
@@ -157,6 +159,7 @@ impl WorkerMetrics {
         self.polls.store(local.polls, Relaxed);
         self.steals.store(local.steals, Relaxed);
         self.parks.store(local.parks, Relaxed);
+        self.cpu_moves.store(local.cpu_moves, Relaxed);
         self.busy_ns.store(local.busy_ns, Relaxed);
         if self.histogram.is_some() {
             let hist = &mut local.hist;
@@ -192,6 +195,7 @@ impl WorkerMetrics {
             polls,
             steals: self.steals.load(Relaxed),
             parks: self.parks.load(Relaxed),
+            cpu_moves: self.cpu_moves.load(Relaxed),
             busy: Duration::from_nanos(self.busy_ns.load(Relaxed)),
             forced_yields: self.forced_yields.load(Relaxed),
             local_queue_depth: self.queue_depth.load(Relaxed) as usize,
@@ -237,6 +241,8 @@ pub(crate) struct LocalMetrics {
     pub(crate) polls: u64,
     pub(crate) steals: u64,
     pub(crate) parks: u64,
+    /// Moves off a CPU another busy worker shared (`spread.rs`).
+    pub(crate) cpu_moves: u64,
     pub(crate) busy_ns: u64,
     pub(crate) forced_yields: u64,
     /// Where this worker publishes (its heartbeat included).
@@ -261,6 +267,7 @@ impl LocalMetrics {
             polls: 0,
             steals: 0,
             parks: 0,
+            cpu_moves: 0,
             busy_ns: 0,
             forced_yields: 0,
             shared,
@@ -406,6 +413,7 @@ pub(crate) struct WorkerSnapshot {
     pub(crate) polls: u64,
     pub(crate) steals: u64,
     pub(crate) parks: u64,
+    pub(crate) cpu_moves: u64,
     pub(crate) busy: Duration,
     pub(crate) forced_yields: u64,
     pub(crate) local_queue_depth: usize,

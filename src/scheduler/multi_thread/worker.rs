@@ -47,6 +47,7 @@
 use super::idle::Idle;
 use super::queue::{self, LOCAL_QUEUE_CAPACITY, Local, Steal};
 use super::rescue::{self, Rescue};
+use super::spread::{LocalSpread, Spread};
 use super::stuck::{Handoff, HandoffConfig, LifoSlot, Push, Take};
 use crate::fiber::pool as fiber_pool;
 use crate::loom::{AtomicBool, AtomicUsize, Mutex, Ordering::*};
@@ -94,6 +95,8 @@ pub(crate) struct Shared {
     pub(super) handoff: Handoff,
     /// Ring-woken tasks queued without a notify (`rescue.rs`).
     rescue: Rescue,
+    /// Where the busy workers run (`spread.rs`).
+    spread: Spread,
 }
 
 /// The cores of exited workers, and whether `finalize` already ran (a
@@ -153,6 +156,8 @@ pub(crate) struct Core {
     unannounced: bool,
     /// Bounded parks since the last steal or clear (`rescue.rs`, step 3).
     rescue_rounds: u32,
+    /// When this worker last moved off a shared CPU (`spread.rs`).
+    spread: LocalSpread,
 }
 
 /// A worker's scheduler context, installed in the thread-local while it
@@ -175,6 +180,7 @@ pub(crate) struct Context {
 pub(crate) fn create(
     num_workers: usize,
     handoff: HandoffConfig,
+    spread: bool,
     common: Common,
     rings: Vec<crate::uring::Setup>,
 ) -> (Arc<Handle>, Vec<Box<Core>>) {
@@ -221,6 +227,7 @@ pub(crate) fn create(
             waking_ring: false,
             unannounced: false,
             rescue_rounds: 0,
+            spread: LocalSpread::default(),
         }));
     }
     let spare = cores.split_off(num_workers);
@@ -238,6 +245,7 @@ pub(crate) fn create(
             }),
             handoff: Handoff::new(handoff, num_workers, spare),
             rescue: Rescue::new(),
+            spread: Spread::new(slots, spread),
         },
         common,
     });
@@ -342,6 +350,14 @@ impl Context {
 
     fn maintenance(&self, core: &mut Core) {
         core.flush_metrics(&self.handle);
+        if self
+            .handle
+            .shared
+            .spread
+            .check(self.index, &mut core.spread)
+        {
+            core.metrics.cpu_moves += 1;
+        }
         // Busy workers still move I/O and timers along.
         core.park.poll_driver();
         if self.handle.shared.is_shutdown.load(Acquire) {
@@ -497,6 +513,10 @@ impl Context {
         crate::util::clock::advance_idle(core.busy_since);
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "park");
         // Listed as a sleeper above: `rescue.rs`, step 2.
+        self.handle
+            .shared
+            .spread
+            .parked(self.index, &mut core.spread);
         let bound = rescue.bound();
         core.rescue_rounds += u32::from(bound.is_some());
         core.park.park_for(bound);

@@ -1,0 +1,222 @@
+//! Spreading busy workers that the kernel stacked on one CPU.
+//!
+//! A kernel may run two busy workers on one CPU while another CPU idles,
+//! and keep them there until its load balancer moves one: a scheduler
+//! tick or more (4 ms at `HZ=250`), which is the whole of a short burst
+//! of work, at half speed. Kernels that pack threads onto few vCPUs do it
+//! on purpose, for threads whose recent utilization is low, which is what
+//! a worker that just woke from idling looks like (`BENCHMARKS.md`, issue
+//! 13, eighth step, seen with `perf sched`).
+//!
+//! Each busy worker publishes the CPU it runs on at its maintenance (one
+//! `sched_getcpu`, which glibc answers from `rseq` without a system call);
+//! a parking worker publishes none. A worker that finds another busy
+//! worker on its own CPU, while a CPU of its affinity mask runs none of
+//! them, claims that CPU (publishes it) and moves there with
+//! `sched_setaffinity` to that CPU alone (the kernel migrates the thread
+//! before the call returns). It stays pinned so that the balancer cannot
+//! pack it back, until it parks or `PIN_FOR` has passed, and then gets its
+//! own mask back. Of two workers on one CPU only one runs at a time, and
+//! the claim comes before the move, so the other sees the CPU taken and
+//! stays. A worker moves at most once per `MIN_GAP`, so a CPU another
+//! process keeps busy costs a few system calls a millisecond at worst.
+//! A worker that its user pinned to one CPU has no CPU to move to.
+
+use crate::util::CachePadded;
+use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// `Spread::cpus` of a worker that is parked (or has not looked yet).
+const NONE: i32 = -1;
+
+/// The least time between two moves of one worker.
+const MIN_GAP: Duration = Duration::from_millis(1);
+
+/// How long a moved worker stays on its CPU at most (it is let go at
+/// once when it parks).
+const PIN_FOR: Duration = Duration::from_millis(20);
+
+/// The CPU each worker slot last ran on while busy.
+pub(super) struct Spread {
+    cpus: Box<[CachePadded<AtomicI32>]>,
+    /// `Builder::spread_workers`.
+    enabled: bool,
+}
+
+/// One worker's side: when it last moved, and the mask to give back.
+#[derive(Default)]
+pub(super) struct LocalSpread {
+    last_move: Option<Instant>,
+    pinned: Option<(sys::Mask, Instant)>,
+}
+
+impl Spread {
+    pub(super) fn new(slots: usize, enabled: bool) -> Spread {
+        Spread {
+            cpus: (0..slots)
+                .map(|_| CachePadded::new(AtomicI32::new(NONE)))
+                .collect(),
+            enabled,
+        }
+    }
+
+    /// Worker `index` is about to park: it occupies no CPU, and a worker
+    /// that moved is let go.
+    pub(super) fn parked(&self, index: usize, local: &mut LocalSpread) {
+        if self.cpus[index].load(Relaxed) != NONE {
+            self.cpus[index].store(NONE, Relaxed);
+        }
+        if let Some((mask, _)) = local.pinned.take() {
+            sys::restore(&mask);
+        }
+    }
+
+    /// At worker `index`'s maintenance: publishes its CPU, and moves it if
+    /// another busy worker shares that CPU and a free one exists; returns
+    /// whether it moved.
+    pub(super) fn check(&self, index: usize, local: &mut LocalSpread) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let Some(cpu) = sys::current_cpu() else {
+            return false;
+        };
+        let slot = &self.cpus[index];
+        if slot.load(Relaxed) != cpu {
+            slot.store(cpu, Relaxed);
+        }
+        if let Some((mask, at)) = &local.pinned {
+            if at.elapsed() >= PIN_FOR {
+                sys::restore(mask);
+                local.pinned = None;
+            }
+            return false;
+        }
+        let busy: Vec<i32>;
+        {
+            let others = self.cpus.iter().enumerate().filter(|&(i, _)| i != index);
+            if !others.clone().any(|(_, c)| c.load(Relaxed) == cpu) {
+                return false;
+            }
+            busy = others.map(|(_, c)| c.load(Relaxed)).collect();
+        }
+        let now = Instant::now();
+        if local
+            .last_move
+            .is_some_and(|t| now.duration_since(t) < MIN_GAP)
+        {
+            return false;
+        }
+        local.last_move = Some(now);
+        // Claimed before the move, which may take a while (the kernel
+        // wakes the target CPU), and meanwhile the worker it shares the
+        // CPU with runs: that one must not move there too.
+        let claim = |to: i32| slot.store(to, Relaxed);
+        match sys::move_off(&busy, claim) {
+            Some(mask) => {
+                local.pinned = Some((mask, now));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The first CPU of `allowed` that none of `busy` runs on.
+fn free_cpu(allowed: impl IntoIterator<Item = usize>, busy: &[i32]) -> Option<usize> {
+    allowed
+        .into_iter()
+        .find(|&c| !busy.iter().any(|&b| usize::try_from(b) == Ok(c)))
+}
+
+#[cfg(target_os = "linux")]
+mod sys {
+    /// An affinity mask.
+    pub(super) type Mask = libc::cpu_set_t;
+
+    const SIZE: usize = std::mem::size_of::<libc::cpu_set_t>();
+
+    /// The CPU this thread runs on.
+    pub(super) fn current_cpu() -> Option<i32> {
+        // SAFETY: `sched_getcpu` has no preconditions.
+        let cpu = unsafe { libc::sched_getcpu() };
+        (cpu >= 0).then_some(cpu)
+    }
+
+    /// Moves this thread to a CPU of its affinity mask that none of
+    /// `busy` runs on (`claim`ed first), and keeps it there; returns the
+    /// mask to `restore`.
+    pub(super) fn move_off(busy: &[i32], claim: impl FnOnce(i32)) -> Option<Mask> {
+        // SAFETY: `cpu_set_t` is plain bits; all zeros is the empty set.
+        let mut mask: Mask = unsafe { std::mem::zeroed() };
+        // SAFETY: `mask` is a writable `cpu_set_t` of `SIZE` bytes.
+        if unsafe { libc::sched_getaffinity(0, SIZE, &mut mask) } != 0 {
+            return None;
+        }
+        // SAFETY: `c` is below the set's capacity.
+        let allowed = (0..8 * SIZE).filter(|&c| unsafe { libc::CPU_ISSET(c, &mask) });
+        let to = super::free_cpu(allowed, busy)?;
+        // SAFETY: all zeros is the empty set.
+        let mut one: Mask = unsafe { std::mem::zeroed() };
+        // SAFETY: `to` is below the set's capacity.
+        unsafe { libc::CPU_SET(to, &mut one) };
+        claim(to as i32);
+        // SAFETY: `one` is a valid `cpu_set_t` of `SIZE` bytes; the kernel
+        // migrates this thread before the call returns.
+        if unsafe { libc::sched_setaffinity(0, SIZE, &one) } != 0 {
+            return None;
+        }
+        Some(mask)
+    }
+
+    /// Gives this thread back the affinity mask `move_off` found.
+    pub(super) fn restore(mask: &Mask) {
+        // SAFETY: `mask` is a valid `cpu_set_t` of `SIZE` bytes. If it
+        // fails (the cgroup's CPUs changed meanwhile), the thread keeps
+        // the one CPU, as a thread pinned by its user would.
+        unsafe { libc::sched_setaffinity(0, SIZE, mask) };
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+mod sys {
+    pub(super) type Mask = ();
+
+    pub(super) fn current_cpu() -> Option<i32> {
+        None
+    }
+
+    pub(super) fn move_off(_busy: &[i32], _claim: impl FnOnce(i32)) -> Option<Mask> {
+        None
+    }
+
+    pub(super) fn restore(_mask: &Mask) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_free_cpu_is_an_allowed_one_no_busy_worker_runs_on() {
+        assert_eq!(free_cpu([0, 1], &[0]), Some(1));
+        assert_eq!(free_cpu([0, 1, 2, 3], &[0, 1, NONE, 3]), Some(2));
+        // Parked workers (`NONE`) occupy nothing.
+        assert_eq!(free_cpu([0, 1], &[NONE, NONE]), Some(0));
+        // Every allowed CPU taken, or none allowed: stay.
+        assert_eq!(free_cpu([0, 1], &[1, 0]), None);
+        assert_eq!(free_cpu([], &[0]), None);
+        // A busy worker on a CPU outside the mask does not matter.
+        assert_eq!(free_cpu([2, 3], &[0, 2]), Some(3));
+    }
+
+    #[test]
+    fn a_parking_worker_gives_up_its_cpu_and_its_pin() {
+        let spread = Spread::new(2, true);
+        let mut local = LocalSpread::default();
+        spread.cpus[0].store(3, Relaxed);
+        spread.parked(0, &mut local);
+        assert_eq!(spread.cpus[0].load(Relaxed), NONE);
+        assert!(local.pinned.is_none());
+    }
+}
