@@ -1,13 +1,14 @@
 //! Busy workers that the kernel runs on one CPU while another is free
-//! move apart (`scheduler/multi_thread/spread.rs`), and every worker gets
-//! its own affinity mask back once it parks. Linux only, and only where
+//! move apart (`scheduler/multi_thread/spread.rs`), and every worker keeps
+//! its own affinity mask. Linux only, and only where
 //! this process may use two CPUs or more.
 #![cfg(target_os = "linux")]
 
 mod util;
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+use std::sync::{Arc, Mutex};
 use util::{run_with_timeout, wait_until};
 
 const SIZE: usize = std::mem::size_of::<libc::cpu_set_t>();
@@ -46,21 +47,14 @@ fn stack_on(cpu: usize, mask: &libc::cpu_set_t) {
     }
 }
 
-/// The thread ids of this process's workers.
-fn worker_tids() -> Vec<libc::pid_t> {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .flatten()
-        .filter(|e| {
-            std::fs::read_to_string(e.path().join("comm"))
-                .is_ok_and(|c| c.trim() == "fiber-runtime-w")
-        })
-        .filter_map(|e| e.file_name().to_str()?.parse().ok())
-        .collect()
+/// The calling thread's id.
+fn tid() -> libc::pid_t {
+    // SAFETY: `gettid` has no preconditions.
+    unsafe { libc::gettid() }
 }
 
 #[test]
-fn busy_workers_on_one_cpu_move_apart_and_get_their_mask_back_when_they_park() {
+fn busy_workers_on_one_cpu_move_apart_and_keep_their_mask() {
     let mask = mask_of(0);
     let cpus = cpus_of(&mask);
     if cpus.len() < 2 {
@@ -79,6 +73,8 @@ fn busy_workers_on_one_cpu_move_apart_and_get_their_mask_back_when_they_park() {
                 .sum::<u64>()
         };
         let moved = Arc::new(AtomicBool::new(false));
+        // The threads that ran the tasks: this runtime's workers.
+        let workers = Arc::new(Mutex::new(HashSet::new()));
         rt.block_on(async {
             // More busy tasks than workers, so that both stay busy (the
             // idle one steals); each puts its worker on the first CPU now
@@ -86,8 +82,10 @@ fn busy_workers_on_one_cpu_move_apart_and_get_their_mask_back_when_they_park() {
             let tasks: Vec<_> = (0..8)
                 .map(|_| {
                     let (moved, moves, cpu) = (moved.clone(), moves.clone(), cpus[0]);
+                    let workers = workers.clone();
                     fiber_runtime::spawn(async move {
                         while !moved.load(SeqCst) {
+                            workers.lock().unwrap().insert(tid());
                             stack_on(cpu, &mask);
                             for _ in 0..2000 {
                                 fiber_runtime::yield_now().await;
@@ -104,10 +102,12 @@ fn busy_workers_on_one_cpu_move_apart_and_get_their_mask_back_when_they_park() {
             }
         });
         assert!(moves() > 0);
-        // Idle now: each worker parks, and a pinned one is let go first.
+        // A move pins a worker only for as long as it takes: every worker
+        // has the mask it had (the tasks' last `stack_on` gave it back, and
+        // a move after it gives back the same).
+        let workers: Vec<_> = workers.lock().unwrap().iter().copied().collect();
         wait_until("every worker has its mask back", || {
-            let tids = worker_tids();
-            tids.len() == 2 && tids.iter().all(|&t| cpus_of(&mask_of(t)) == cpus)
+            workers.iter().all(|&t| cpus_of(&mask_of(t)) == cpus)
         });
         drop(rt);
     });

@@ -458,12 +458,13 @@ impl Builder {
 
     /// Whether a busy worker that the kernel runs on the same CPU as
     /// another busy worker, while a CPU this process may use runs neither,
-    /// moves itself there (multi-thread flavor, Linux; default `true`). The
-    /// worker stays on that CPU until it parks, or for 20 ms at most, then
-    /// gets its affinity mask back; a worker its user pinned to one CPU
-    /// never moves. Kernels that pack threads onto few CPUs (some virtual
-    /// machines) otherwise run a burst of parallel work at half speed
-    /// until their load balancer steps in. Counted by
+    /// moves itself there (multi-thread flavor, Linux; default `true`): two
+    /// `sched_setaffinity` calls, to that CPU alone and back to the mask
+    /// the worker had, so no thread is left pinned (nor one it starts);
+    /// at most once a millisecond per worker. A worker its user pinned to
+    /// one CPU never moves. Kernels that pack threads onto few CPUs (some
+    /// virtual machines) otherwise run a burst of parallel work at half
+    /// speed until their load balancer steps in. Counted by
     /// [`RuntimeMetrics::worker_cpu_move_count`].
     ///
     /// [`RuntimeMetrics::worker_cpu_move_count`]: crate::RuntimeMetrics::worker_cpu_move_count

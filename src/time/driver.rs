@@ -229,6 +229,11 @@ impl Handle {
             // Drained: the next poll reports the shutdown.
             return Some(key);
         }
+        if key.tick <= wheel.elapsed() {
+            // Fired, so freed: the key may name a reused entry by now (its
+            // generation wraps), which must not be touched.
+            return None;
+        }
         if tick <= wheel.elapsed() {
             // Due at once: no entry may wait for a tick the wheel passed.
             let waker = wheel.remove(key.key);

@@ -10,17 +10,20 @@
 //!
 //! Each busy worker publishes the CPU it runs on at its maintenance (one
 //! `sched_getcpu`, which glibc answers from `rseq` without a system call);
-//! a parking worker publishes none. A worker that finds another busy
-//! worker on its own CPU, while a CPU of its affinity mask runs none of
-//! them, claims that CPU (publishes it) and moves there with
+//! a parking or exiting worker publishes none. A worker that finds another
+//! busy worker on its own CPU, while a CPU of its affinity mask runs none
+//! of them, claims that CPU (publishes it) and moves there: one
 //! `sched_setaffinity` to that CPU alone (the kernel migrates the thread
-//! before the call returns). It stays pinned so that the balancer cannot
-//! pack it back, until it parks or `PIN_FOR` has passed, and then gets its
-//! own mask back. Of two workers on one CPU only one runs at a time, and
-//! the claim comes before the move, so the other sees the CPU taken and
-//! stays. A worker moves at most once per `MIN_GAP`, so a CPU another
-//! process keeps busy costs a few system calls a millisecond at worst.
-//! A worker that its user pinned to one CPU has no CPU to move to.
+//! before the call returns) and one back to the mask it read just before,
+//! which moves nothing. The thread is never left pinned, so a thread it
+//! starts (a blocking-pool thread, a user's `std::thread::spawn`), which
+//! inherits its mask, inherits the mask it had. Of two workers on one CPU
+//! only one runs at a time, and the claim comes before the move, so the
+//! other sees the CPU taken and stays. The balancer may stack them again
+//! at a later tick; they then move again, at most once per `MIN_GAP` per
+//! worker, so a CPU that another process keeps busy costs a few system
+//! calls a millisecond at worst. A worker that its user pinned to one CPU
+//! has no CPU to move to.
 
 use crate::util::CachePadded;
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
@@ -32,10 +35,6 @@ const NONE: i32 = -1;
 /// The least time between two moves of one worker.
 const MIN_GAP: Duration = Duration::from_millis(1);
 
-/// How long a moved worker stays on its CPU at most (it is let go at
-/// once when it parks).
-const PIN_FOR: Duration = Duration::from_millis(20);
-
 /// The CPU each worker slot last ran on while busy.
 pub(super) struct Spread {
     cpus: Box<[CachePadded<AtomicI32>]>,
@@ -43,11 +42,10 @@ pub(super) struct Spread {
     enabled: bool,
 }
 
-/// One worker's side: when it last moved, and the mask to give back.
+/// One worker's side: when it last moved.
 #[derive(Default)]
 pub(super) struct LocalSpread {
     last_move: Option<Instant>,
-    pinned: Option<(sys::Mask, Instant)>,
 }
 
 impl Spread {
@@ -60,14 +58,11 @@ impl Spread {
         }
     }
 
-    /// Worker `index` is about to park: it occupies no CPU, and a worker
-    /// that moved is let go.
-    pub(super) fn parked(&self, index: usize, local: &mut LocalSpread) {
+    /// Worker `index` is about to park, or leaves its run loop: it
+    /// occupies no CPU.
+    pub(super) fn parked(&self, index: usize) {
         if self.cpus[index].load(Relaxed) != NONE {
             self.cpus[index].store(NONE, Relaxed);
-        }
-        if let Some((mask, _)) = local.pinned.take() {
-            sys::restore(&mask);
         }
     }
 
@@ -84,13 +79,6 @@ impl Spread {
         let slot = &self.cpus[index];
         if slot.load(Relaxed) != cpu {
             slot.store(cpu, Relaxed);
-        }
-        if let Some((mask, at)) = &local.pinned {
-            if at.elapsed() >= PIN_FOR {
-                sys::restore(mask);
-                local.pinned = None;
-            }
-            return false;
         }
         let busy: Vec<i32>;
         {
@@ -112,17 +100,12 @@ impl Spread {
         // wakes the target CPU), and meanwhile the worker it shares the
         // CPU with runs: that one must not move there too.
         let claim = |to: i32| slot.store(to, Relaxed);
-        match sys::move_off(&busy, claim) {
-            Some(mask) => {
-                local.pinned = Some((mask, now));
-                true
-            }
-            None => false,
-        }
+        sys::move_off(&busy, claim)
     }
 }
 
 /// The first CPU of `allowed` that none of `busy` runs on.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn free_cpu(allowed: impl IntoIterator<Item = usize>, busy: &[i32]) -> Option<usize> {
     allowed
         .into_iter()
@@ -131,9 +114,6 @@ fn free_cpu(allowed: impl IntoIterator<Item = usize>, busy: &[i32]) -> Option<us
 
 #[cfg(target_os = "linux")]
 mod sys {
-    /// An affinity mask.
-    pub(super) type Mask = libc::cpu_set_t;
-
     const SIZE: usize = std::mem::size_of::<libc::cpu_set_t>();
 
     /// The CPU this thread runs on.
@@ -144,53 +124,48 @@ mod sys {
     }
 
     /// Moves this thread to a CPU of its affinity mask that none of
-    /// `busy` runs on (`claim`ed first), and keeps it there; returns the
-    /// mask to `restore`.
-    pub(super) fn move_off(busy: &[i32], claim: impl FnOnce(i32)) -> Option<Mask> {
+    /// `busy` runs on (`claim`ed first), and gives it its mask back;
+    /// returns whether it moved.
+    pub(super) fn move_off(busy: &[i32], claim: impl FnOnce(i32)) -> bool {
         // SAFETY: `cpu_set_t` is plain bits; all zeros is the empty set.
-        let mut mask: Mask = unsafe { std::mem::zeroed() };
+        let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `mask` is a writable `cpu_set_t` of `SIZE` bytes.
         if unsafe { libc::sched_getaffinity(0, SIZE, &mut mask) } != 0 {
-            return None;
+            return false;
         }
         // SAFETY: `c` is below the set's capacity.
         let allowed = (0..8 * SIZE).filter(|&c| unsafe { libc::CPU_ISSET(c, &mask) });
-        let to = super::free_cpu(allowed, busy)?;
+        let Some(to) = super::free_cpu(allowed, busy) else {
+            return false;
+        };
         // SAFETY: all zeros is the empty set.
-        let mut one: Mask = unsafe { std::mem::zeroed() };
+        let mut one: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `to` is below the set's capacity.
         unsafe { libc::CPU_SET(to, &mut one) };
         claim(to as i32);
         // SAFETY: `one` is a valid `cpu_set_t` of `SIZE` bytes; the kernel
         // migrates this thread before the call returns.
         if unsafe { libc::sched_setaffinity(0, SIZE, &one) } != 0 {
-            return None;
+            return false;
         }
-        Some(mask)
-    }
-
-    /// Gives this thread back the affinity mask `move_off` found.
-    pub(super) fn restore(mask: &Mask) {
-        // SAFETY: `mask` is a valid `cpu_set_t` of `SIZE` bytes. If it
-        // fails (the cgroup's CPUs changed meanwhile), the thread keeps
-        // the one CPU, as a thread pinned by its user would.
-        unsafe { libc::sched_setaffinity(0, SIZE, mask) };
+        // SAFETY: `mask` is a valid `cpu_set_t` of `SIZE` bytes, read just
+        // above; `to` is in it, so the kernel leaves the thread there.
+        // Should it fail (the cgroup's CPUs changed in between), the thread
+        // is left on `to` alone, as if its user had pinned it.
+        unsafe { libc::sched_setaffinity(0, SIZE, &mask) };
+        true
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 mod sys {
-    pub(super) type Mask = ();
-
     pub(super) fn current_cpu() -> Option<i32> {
         None
     }
 
-    pub(super) fn move_off(_busy: &[i32], _claim: impl FnOnce(i32)) -> Option<Mask> {
-        None
+    pub(super) fn move_off(_busy: &[i32], _claim: impl FnOnce(i32)) -> bool {
+        false
     }
-
-    pub(super) fn restore(_mask: &Mask) {}
 }
 
 #[cfg(test)]
@@ -211,12 +186,10 @@ mod tests {
     }
 
     #[test]
-    fn a_parking_worker_gives_up_its_cpu_and_its_pin() {
+    fn a_parking_worker_gives_up_its_cpu() {
         let spread = Spread::new(2, true);
-        let mut local = LocalSpread::default();
         spread.cpus[0].store(3, Relaxed);
-        spread.parked(0, &mut local);
+        spread.parked(0);
         assert_eq!(spread.cpus[0].load(Relaxed), NONE);
-        assert!(local.pinned.is_none());
     }
 }

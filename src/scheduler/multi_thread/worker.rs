@@ -306,6 +306,8 @@ impl Context {
                 core = self.wake_deferred(core);
             }
         }
+        // Leaving (shutdown, or a replacement retiring): no CPU of ours.
+        self.handle.shared.spread.parked(self.index);
         if core.retiring {
             // A replacement thread leaves (`stuck.rs`), unless the runtime
             // shuts down first.
@@ -513,10 +515,7 @@ impl Context {
         crate::util::clock::advance_idle(core.busy_since);
         rt_trace!(target: "fiber_runtime::scheduler", worker = self.index, "park");
         // Listed as a sleeper above: `rescue.rs`, step 2.
-        self.handle
-            .shared
-            .spread
-            .parked(self.index, &mut core.spread);
+        self.handle.shared.spread.parked(self.index);
         let bound = rescue.bound();
         core.rescue_rounds += u32::from(bound.is_some());
         core.park.park_for(bound);
