@@ -157,8 +157,8 @@ impl RuntimeMetrics {
 
     /// Number of times worker `i` moved itself off a CPU that the kernel
     /// had it share with another busy worker while a CPU it may use ran
-    /// none (Linux; always 0 elsewhere). Such a move keeps the worker on
-    /// the CPU it moved to until it parks, or for 20 ms at most.
+    /// none (Linux; always 0 elsewhere; see
+    /// [`Builder::spread_workers`](crate::Builder::spread_workers)).
     ///
     /// # Panics
     ///
@@ -511,7 +511,9 @@ impl RuntimeMetrics {
     /// assert_eq!(rt.metrics().long_poll_count(), 0);
     /// ```
     pub fn long_poll_count(&self) -> u64 {
-        self.inner.workers.iter().map(|w| w.long_polls).sum()
+        // Every worker slot's, a replacement thread's too: a poll that a
+        // stuck worker's replacement ran long is reported as well.
+        self.inner.long_polls
     }
 
     /// Number of worker hand-offs so far: times a worker stuck in one poll

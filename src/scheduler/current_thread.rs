@@ -506,8 +506,10 @@ impl Handle {
     }
 
     pub(crate) fn metrics(&self) -> Snapshot {
+        let worker = self.shared.metrics.snapshot();
         Snapshot {
-            workers: vec![self.shared.metrics.snapshot()],
+            long_polls: worker.long_polls,
+            workers: vec![worker],
             alive_tasks: self.shared.owned.len(),
             alive_fibers: self.shared.owned.fiber_len(),
             global_queue_depth: self.shared.inject.len(),

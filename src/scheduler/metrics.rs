@@ -442,6 +442,9 @@ pub(crate) struct Snapshot {
     pub(crate) handoffs: u64,
     /// Replacement threads alive (multi-thread flavor).
     pub(crate) replacement_threads: usize,
+    /// Long polls reported, on every worker slot: a replacement thread's
+    /// too, whose other counts are not in `workers`.
+    pub(crate) long_polls: u64,
 }
 
 #[cfg(all(test, not(fiber_runtime_loom)))]

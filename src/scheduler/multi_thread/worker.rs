@@ -975,6 +975,12 @@ impl Handle {
             io_uring_binds: self.common.driver.ring_counters.binds(),
             handoffs: self.shared.handoff.count(),
             replacement_threads: self.shared.handoff.live(),
+            long_polls: self
+                .shared
+                .remotes
+                .iter()
+                .map(|r| r.metrics.heartbeat.long_polls())
+                .sum(),
         }
     }
 }
