@@ -6,15 +6,16 @@
 //! ticks: sum them over many rounds). Linux only.
 //!
 //! ```sh
-//! cargo run --release --example placement -- [--rounds N] [--tokio]
+//! cargo run --release --example placement -- [--rounds N] [--tokio | --no-spread]
 //! ```
 //!
 //! It prints one line per round, then a summary: the rounds slower than
 //! 1.5 × the fastest, the CPUs' idle time during them, and in how many of
 //! them the two workers were last seen on the same CPU. `--tokio` runs
 //! tokio's multi-thread runtime instead (its workers named as ours, so
-//! that the same lines count them). `BENCHMARKS.md` (issue 13, seventh
-//! step) reads its output.
+//! that the same lines count them); `--no-spread` runs ours with
+//! `Builder::spread_workers(false)`. `BENCHMARKS.md` (issue 13, seventh
+//! and eighth steps) reads its output.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -78,16 +79,17 @@ fn worker_cpus() -> Vec<i64> {
 }
 
 fn usage(error: &str) -> ! {
-    eprintln!("error: {error}\nusage: placement [--rounds N] [--tokio]");
+    eprintln!("error: {error}\nusage: placement [--rounds N] [--tokio | --no-spread]");
     std::process::exit(2)
 }
 
 fn main() {
-    let (mut rounds, mut tokio) = (60usize, false);
+    let (mut rounds, mut tokio, mut spread) = (60usize, false, true);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--tokio" => tokio = true,
+            "--no-spread" => spread = false,
             "--rounds" => {
                 rounds = args
                     .next()
@@ -106,6 +108,7 @@ fn main() {
     let ours = (!tokio).then(|| {
         fiber_runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .spread_workers(spread)
             .build()
             .expect("a runtime")
     });
