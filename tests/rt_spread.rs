@@ -62,8 +62,11 @@ fn busy_workers_on_one_cpu_move_apart_and_keep_their_mask() {
         return;
     }
     run_with_timeout("spreading two stacked workers", move || {
+        // No hand-off: the thread ids collected below stay this runtime's
+        // two workers.
         let rt = fiber_runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .worker_handoff(false)
             .build()
             .unwrap();
         let handle = rt.handle().clone();
@@ -94,11 +97,15 @@ fn busy_workers_on_one_cpu_move_apart_and_keep_their_mask() {
                                 moved.store(true, SeqCst);
                             }
                         }
+                        // Right after the move, from whichever worker runs
+                        // this: a thread it starts inherits its mask, which
+                        // must be the whole one (a move pins nothing).
+                        std::thread::spawn(|| cpus_of(&mask_of(0))).join().unwrap()
                     })
                 })
                 .collect();
             for t in tasks {
-                t.await.unwrap();
+                assert_eq!(t.await.unwrap(), cpus, "a thread started by a worker");
             }
         });
         assert!(moves() > 0);

@@ -462,7 +462,9 @@ impl Builder {
     /// `sched_setaffinity` calls, to that CPU alone and back to the mask
     /// the worker had, so no thread is left pinned (nor one it starts);
     /// at most once a millisecond per worker. A worker its user pinned to
-    /// one CPU never moves. Kernels that pack threads onto few CPUs (some
+    /// one CPU never moves. Since Linux 6.2 the mask given back is kept as
+    /// the thread's own, so a moved worker does not gain CPUs its cpuset
+    /// gains later. Kernels that pack threads onto few CPUs (some
     /// virtual machines) otherwise run a burst of parallel work at half
     /// speed until their load balancer steps in. Counted by
     /// [`RuntimeMetrics::worker_cpu_move_count`].

@@ -158,7 +158,8 @@ impl RuntimeMetrics {
     /// Number of times worker `i` moved itself off a CPU that the kernel
     /// had it share with another busy worker while a CPU it may use ran
     /// none (Linux; always 0 elsewhere; see
-    /// [`Builder::spread_workers`](crate::Builder::spread_workers)).
+    /// [`Builder::spread_workers`](crate::Builder::spread_workers)). A
+    /// replacement thread's moves (the worker hand-off) are not in it.
     ///
     /// # Panics
     ///

@@ -24,6 +24,13 @@
 //! worker, so a CPU that another process keeps busy costs a few system
 //! calls a millisecond at worst. A worker that its user pinned to one CPU
 //! has no CPU to move to.
+//!
+//! Limits: the mask given back is the one the thread had just before,
+//! and since Linux 6.2 the kernel keeps a mask set this way as the
+//! thread's own, so a moved worker does not pick up CPUs that its cpuset
+//! gains later (a container widened at run time) until it is restarted.
+//! A worker in a long poll keeps its published CPU until its next
+//! maintenance, busy or not.
 
 use crate::util::CachePadded;
 use std::sync::atomic::{AtomicI32, Ordering::Relaxed};
@@ -100,15 +107,24 @@ impl Spread {
         // wakes the target CPU), and meanwhile the worker it shares the
         // CPU with runs: that one must not move there too.
         let claim = |to: i32| slot.store(to, Relaxed);
-        sys::move_off(&busy, claim)
+        let moved = sys::move_off(&busy, index, claim);
+        if !moved {
+            // No claim stands for a move that failed.
+            slot.store(cpu, Relaxed);
+        }
+        moved
     }
 }
 
-/// The first CPU of `allowed` that none of `busy` runs on.
+/// A CPU of `allowed` that none of `busy` runs on, looking from the
+/// `start`-th (modulo their number) on, so that workers of two stacked
+/// pairs looking at once (each from its own index) rarely pick the same.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn free_cpu(allowed: impl IntoIterator<Item = usize>, busy: &[i32]) -> Option<usize> {
-    allowed
-        .into_iter()
+fn free_cpu(allowed: impl IntoIterator<Item = usize>, busy: &[i32], start: usize) -> Option<usize> {
+    let allowed: Vec<usize> = allowed.into_iter().collect();
+    let n = allowed.len();
+    (0..n)
+        .map(|i| allowed[(start + i) % n])
         .find(|&c| !busy.iter().any(|&b| usize::try_from(b) == Ok(c)))
 }
 
@@ -124,9 +140,9 @@ mod sys {
     }
 
     /// Moves this thread to a CPU of its affinity mask that none of
-    /// `busy` runs on (`claim`ed first), and gives it its mask back;
-    /// returns whether it moved.
-    pub(super) fn move_off(busy: &[i32], claim: impl FnOnce(i32)) -> bool {
+    /// `busy` runs on (`claim`ed first; the search starts at the
+    /// `start`-th), and gives it its mask back; returns whether it moved.
+    pub(super) fn move_off(busy: &[i32], start: usize, claim: impl FnOnce(i32)) -> bool {
         // SAFETY: `cpu_set_t` is plain bits; all zeros is the empty set.
         let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         // SAFETY: `mask` is a writable `cpu_set_t` of `SIZE` bytes.
@@ -135,7 +151,7 @@ mod sys {
         }
         // SAFETY: `c` is below the set's capacity.
         let allowed = (0..8 * SIZE).filter(|&c| unsafe { libc::CPU_ISSET(c, &mask) });
-        let Some(to) = super::free_cpu(allowed, busy) else {
+        let Some(to) = super::free_cpu(allowed, busy, start) else {
             return false;
         };
         // SAFETY: all zeros is the empty set.
@@ -163,7 +179,7 @@ mod sys {
         None
     }
 
-    pub(super) fn move_off(_busy: &[i32], _claim: impl FnOnce(i32)) -> bool {
+    pub(super) fn move_off(_busy: &[i32], _start: usize, _claim: impl FnOnce(i32)) -> bool {
         false
     }
 }
@@ -174,15 +190,19 @@ mod tests {
 
     #[test]
     fn the_free_cpu_is_an_allowed_one_no_busy_worker_runs_on() {
-        assert_eq!(free_cpu([0, 1], &[0]), Some(1));
-        assert_eq!(free_cpu([0, 1, 2, 3], &[0, 1, NONE, 3]), Some(2));
+        assert_eq!(free_cpu([0, 1], &[0], 0), Some(1));
+        assert_eq!(free_cpu([0, 1, 2, 3], &[0, 1, NONE, 3], 0), Some(2));
         // Parked workers (`NONE`) occupy nothing.
-        assert_eq!(free_cpu([0, 1], &[NONE, NONE]), Some(0));
+        assert_eq!(free_cpu([0, 1], &[NONE, NONE], 0), Some(0));
         // Every allowed CPU taken, or none allowed: stay.
-        assert_eq!(free_cpu([0, 1], &[1, 0]), None);
-        assert_eq!(free_cpu([], &[0]), None);
+        assert_eq!(free_cpu([0, 1], &[1, 0], 0), None);
+        assert_eq!(free_cpu([], &[0], 3), None);
         // A busy worker on a CPU outside the mask does not matter.
-        assert_eq!(free_cpu([2, 3], &[0, 2]), Some(3));
+        assert_eq!(free_cpu([2, 3], &[0, 2], 0), Some(3));
+        // Two workers looking at once from their own indexes pick apart.
+        assert_eq!(free_cpu([0, 1, 2, 3], &[0, 0], 2), Some(2));
+        assert_eq!(free_cpu([0, 1, 2, 3], &[0, 0], 3), Some(3));
+        assert_eq!(free_cpu([0, 1, 2, 3], &[0, 0], 5), Some(1));
     }
 
     #[test]
