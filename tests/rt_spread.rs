@@ -47,6 +47,18 @@ fn stack_on(cpu: usize, mask: &libc::cpu_set_t) {
     }
 }
 
+/// This thread's mask and its CPUs, if there are two or more (else the
+/// test is skipped, saying so).
+fn two_cpus_or_more() -> Option<(libc::cpu_set_t, Vec<usize>)> {
+    let mask = mask_of(0);
+    let cpus = cpus_of(&mask);
+    if cpus.len() < 2 {
+        eprintln!("skipped: this process may use one CPU only");
+        return None;
+    }
+    Some((mask, cpus))
+}
+
 /// The calling thread's id.
 fn tid() -> libc::pid_t {
     // SAFETY: `gettid` has no preconditions.
@@ -55,12 +67,9 @@ fn tid() -> libc::pid_t {
 
 #[test]
 fn busy_workers_on_one_cpu_move_apart_and_keep_their_mask() {
-    let mask = mask_of(0);
-    let cpus = cpus_of(&mask);
-    if cpus.len() < 2 {
-        eprintln!("skipped: this process may use one CPU only");
+    let Some((mask, cpus)) = two_cpus_or_more() else {
         return;
-    }
+    };
     run_with_timeout("spreading two stacked workers", move || {
         // No hand-off: the thread ids collected below stay this runtime's
         // two workers.
@@ -122,12 +131,9 @@ fn busy_workers_on_one_cpu_move_apart_and_keep_their_mask() {
 
 #[test]
 fn with_spread_workers_off_no_worker_moves() {
-    let mask = mask_of(0);
-    let cpus = cpus_of(&mask);
-    if cpus.len() < 2 {
-        eprintln!("skipped: this process may use one CPU only");
+    let Some((mask, cpus)) = two_cpus_or_more() else {
         return;
-    }
+    };
     run_with_timeout("stacked workers, spreading off", move || {
         let rt = fiber_runtime::Builder::new_multi_thread()
             .worker_threads(2)

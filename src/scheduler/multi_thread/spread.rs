@@ -87,13 +87,16 @@ impl Spread {
         if slot.load(Relaxed) != cpu {
             slot.store(cpu, Relaxed);
         }
-        let busy: Vec<i32>;
-        {
-            let others = self.cpus.iter().enumerate().filter(|&(i, _)| i != index);
-            if !others.clone().any(|(_, c)| c.load(Relaxed) == cpu) {
-                return false;
-            }
-            busy = others.map(|(_, c)| c.load(Relaxed)).collect();
+        // The CPUs the other workers published.
+        let others = || {
+            self.cpus
+                .iter()
+                .enumerate()
+                .filter(move |&(i, _)| i != index)
+                .map(|(_, c)| c.load(Relaxed))
+        };
+        if !others().any(|c| c == cpu) {
+            return false;
         }
         let now = Instant::now();
         if local
@@ -103,6 +106,8 @@ impl Spread {
             return false;
         }
         local.last_move = Some(now);
+        // Only now (at most once per `MIN_GAP`): the allocation.
+        let busy: Vec<i32> = others().collect();
         // Claimed before the move, which may take a while (the kernel
         // wakes the target CPU), and meanwhile the worker it shares the
         // CPU with runs: that one must not move there too.
