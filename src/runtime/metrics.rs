@@ -439,9 +439,11 @@ impl RuntimeMetrics {
     /// interval. From half the threshold up (where the monitor sees every
     /// poll), a poll counts once, for itself, even when it is the sampled
     /// one: an outlier does not stand for the short polls around it. Published with the other per-worker counters
-    /// (about every 61 polls and whenever the worker parks): for a parked
-    /// worker the counts sum exactly to
-    /// [`worker_poll_count`](Self::worker_poll_count).
+    /// (about every 61 polls and whenever the worker parks). In any
+    /// snapshot the counts sum to at least
+    /// [`worker_poll_count`](Self::worker_poll_count) (the histogram is
+    /// read after the count, and may hold polls published since); for a
+    /// parked worker, exactly to it.
     ///
     /// [`poll_time_sample_interval`]: crate::Builder::poll_time_sample_interval
     ///

@@ -38,7 +38,10 @@
 //! over their total weight (an estimate from the same samples).
 
 use super::monitor::Heartbeat;
-use crate::loom::{AtomicU64, Ordering::Relaxed};
+use crate::loom::{
+    AtomicU64,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -156,7 +159,6 @@ impl WorkerMetrics {
     pub(crate) fn flush(&self, local: &mut LocalMetrics) {
         local.forced_yields += crate::task_core::coop::take_forced_yields();
         self.forced_yields.store(local.forced_yields, Relaxed);
-        self.polls.store(local.polls, Relaxed);
         self.steals.store(local.steals, Relaxed);
         self.parks.store(local.parks, Relaxed);
         self.cpu_moves.store(local.cpu_moves, Relaxed);
@@ -183,14 +185,22 @@ impl WorkerMetrics {
                 self.timed_weight.store(hist.timed_weight, Relaxed);
             }
         }
+        // Last, and released: a snapshot that reads this count (acquiring)
+        // reads buckets at least as new as the ones stored above, which
+        // sum to it. Stored first, a reader between the two could see the
+        // new count beside the old buckets (CI saw 466 polls against 421).
+        self.polls.store(local.polls, Release);
     }
 
     pub(crate) fn set_queue_depth(&self, depth: usize) {
         self.queue_depth.store(depth as u64, Relaxed);
     }
 
+    /// The published counters. The histogram, read after the poll count
+    /// (`flush` stores that last), accounts for at least that many polls:
+    /// exactly that many once the worker stopped polling and flushed.
     pub(crate) fn snapshot(&self) -> WorkerSnapshot {
-        let polls = self.polls.load(Relaxed);
+        let polls = self.polls.load(Acquire);
         WorkerSnapshot {
             polls,
             steals: self.steals.load(Relaxed),
@@ -445,6 +455,49 @@ pub(crate) struct Snapshot {
     /// Long polls reported, on every worker slot: a replacement thread's
     /// too, whose other counts are not in `workers`.
     pub(crate) long_polls: u64,
+}
+
+#[cfg(test)]
+mod loom_tests {
+    use super::*;
+    use crate::loom::{model, thread};
+
+    /// A snapshot taken while the worker flushes: its histogram accounts
+    /// for at least the polls it reports (fails with the poll count
+    /// stored before the buckets, or with both relaxed), and for exactly
+    /// those once the worker flushed for the last time.
+    #[test]
+    fn loom_a_snapshot_racing_a_flush_never_reports_polls_its_histogram_lacks() {
+        model(|| {
+            let shared = Arc::new(WorkerMetrics::new(Some(HistogramConfig {
+                buckets: 4,
+                first_end_ns: 1,
+                sample_every: 4,
+                individual_ns: u64::MAX,
+            })));
+            let worker = {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let mut local = LocalMetrics::new(shared.clone());
+                    for polls in [2, 5] {
+                        while local.polls < polls {
+                            local.polls += 1;
+                            local.begin_poll(0x1000);
+                            local.end_poll();
+                        }
+                        shared.flush(&mut local);
+                    }
+                })
+            };
+            let s = shared.snapshot();
+            let total: u64 = s.histogram.unwrap().counts.iter().sum();
+            assert!(total >= s.polls, "{total} < {} polls", s.polls);
+            worker.join().unwrap();
+            let s = shared.snapshot();
+            assert_eq!(s.polls, 5);
+            assert_eq!(s.histogram.unwrap().counts.iter().sum::<u64>(), 5);
+        });
+    }
 }
 
 #[cfg(all(test, not(fiber_runtime_loom)))]
