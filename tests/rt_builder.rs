@@ -170,6 +170,9 @@ fn thread_name_is_applied_to_every_worker() {
     let rt = Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .thread_name("custom-worker")
+        // Three spinning tasks on two CPUs: a worker held 100 ms would get
+        // a replacement thread (`custom-worker-handoff-0`) to run the third.
+        .worker_handoff(false)
         .build()
         .unwrap();
     // Hold WORKERS tasks at once: they can only run on WORKERS distinct

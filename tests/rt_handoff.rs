@@ -294,6 +294,9 @@ fn the_cap_on_replacement_threads_is_respected() {
     let rt = Builder::new_multi_thread()
         .worker_threads(2)
         .max_handoff_threads(1)
+        // Only this test hands workers off: the detector, finding a plugged
+        // worker after 100 ms, could take the one slot first.
+        .long_poll_threshold(None)
         .build()
         .unwrap();
     let plug = plug_workers(&rt, 2);

@@ -4,7 +4,10 @@
 //! Per-worker counters are published in batches (when a worker parks, and
 //! every so many polls), so on the multi-thread flavor they are checked
 //! with "eventually" waits; the current-thread flavor publishes them when
-//! `block_on` returns, which is a deterministic point.
+//! `block_on` returns, which is a deterministic point. Tests that hold
+//! workers or count per-worker values build their runtime without worker
+//! hand-off: a replacement thread would run the held tasks, and its
+//! counts are no worker's.
 
 mod util;
 
@@ -234,7 +237,7 @@ fn current_thread_global_queue_depth_counts_tasks_spawned_from_outside() {
 
 #[test]
 fn multi_thread_global_queue_depth_counts_tasks_no_worker_took() {
-    let rt = util::multi_thread(2);
+    let rt = util::multi_thread_without_handoff(2);
     let plug = plug_workers(&rt, 2);
     let handles: Vec<_> = (0..5).map(|_| rt.spawn(async {})).collect();
     assert_eq!(rt.metrics().global_queue_depth(), 5);
@@ -273,7 +276,7 @@ fn current_thread_poll_count_is_published_when_block_on_returns() {
 #[test]
 fn multi_thread_poll_count_eventually_counts_every_poll() {
     for workers in [1, 2, 4] {
-        let rt = util::multi_thread(workers);
+        let rt = util::multi_thread_without_handoff(workers);
         assert_eq!(total_polls(&rt), 0);
         let handles: Vec<_> = (0..100).map(|_| rt.spawn(async {})).collect();
         for h in handles {
@@ -315,7 +318,7 @@ fn current_thread_parks_when_block_on_waits() {
 
 #[test]
 fn an_idle_worker_steals_from_a_blocked_one() {
-    let rt = util::multi_thread(2);
+    let rt = util::multi_thread_without_handoff(2);
     let steals_before = total(&rt.metrics(), RuntimeMetrics::worker_steal_count);
     let result = rt.block_on(rt.spawn(async {
         let me = thread::current().id();
@@ -341,7 +344,7 @@ fn an_idle_worker_steals_from_a_blocked_one() {
 
 #[test]
 fn counters_never_decrease() {
-    let rt = util::multi_thread(2);
+    let rt = util::multi_thread_without_handoff(2);
     let snapshot = |rt: &Runtime| {
         let m = rt.metrics();
         (0..2)
@@ -664,7 +667,7 @@ fn io_ready_count_grows_when_a_socket_becomes_readable() {
 /// go to the run queue, the last stays in the LIFO slot (not counted).
 #[test]
 fn multi_thread_worker_local_queue_depth_counts_queued_tasks() {
-    let rt = util::multi_thread(1);
+    let rt = util::multi_thread_without_handoff(1);
     let latch = Latch::new();
     let l = latch.clone();
     let (queued_tx, queued_rx) = mpsc::channel();
@@ -689,7 +692,7 @@ fn multi_thread_worker_local_queue_depth_counts_queued_tasks() {
 /// the depths never exceed what was queued, and end at 0.
 #[test]
 fn multi_thread_worker_local_queue_depth_drains_to_zero() {
-    let rt = util::multi_thread(2);
+    let rt = util::multi_thread_without_handoff(2);
     let latch = Latch::new();
     let l = latch.clone();
     let (queued_tx, queued_rx) = mpsc::channel();

@@ -96,7 +96,7 @@ fn run_all(flavor: Flavor, output: Output) {
 
 fn run(flavor: Flavor, output: Output, abort: Abort, join: Join) {
     let ctx = format!("{flavor:?} / {output:?} / abort {abort:?} / join {join:?}");
-    let rt = flavor.build();
+    let rt = flavor.build_without_handoff();
     let counters = Counters::new();
     let output_drops = Arc::new(AtomicUsize::new(0));
     let gate = Gate::new();

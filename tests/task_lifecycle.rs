@@ -26,7 +26,7 @@ fn hold_workers(rt: &Runtime, flavor: Flavor) -> Option<Plug> {
 }
 
 fn lifecycle_step_by_step(flavor: Flavor) {
-    let rt = flavor.build();
+    let rt = flavor.build_without_handoff();
     let counters = Counters::new();
     let gate = Gate::new();
     let g = gate.clone();

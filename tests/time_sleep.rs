@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use util::{
     CountingWaker, Flavor, TIMEOUT, drive_until, expect_panic, ms, poll_once, run,
-    run_with_timeout, run_with_timeout_in, silence_expected_panics, tracked,
+    run_with_timeout, run_with_timeout_in, silence_expected_panics, tracked, until_conclusive,
 };
 
 const OUTSIDE: &str = "outside a fiber-runtime runtime";
@@ -42,29 +42,33 @@ where
 
 #[test]
 fn timers_complete_in_deadline_order() {
-    // On one worker thread: with two, timers that one late driver turn
-    // fires together (seen under ASan in CI) wake tasks that two workers
-    // then run in either order, which says nothing of the wheel's order.
-    for flavor in [Flavor::CurrentThread, Flavor::MultiThread(1)] {
-        let order = run(flavor, "timer ordering", || async {
-            let order = Arc::new(Mutex::new(Vec::new()));
-            let handles: Vec<_> = [30, 10, 20]
-                .into_iter()
-                .map(|d| {
-                    let order = order.clone();
-                    fiber_runtime::spawn(async move {
-                        sleep(ms(d)).await;
-                        order.lock().unwrap().push(d);
-                    })
+    // On the current-thread flavor only, whose run queue is FIFO: timers
+    // that one late driver turn fires together (seen under ASan in CI)
+    // wake their tasks in deadline order, but on the multi-thread flavor
+    // the last one woken takes the LIFO slot and runs first, and with two
+    // workers they run in either order. The wheel's own firing order is
+    // `wheel.rs`'s `timers_fire_in_deadline_order_across_levels`.
+    // The deadlines are fixed before the tasks start: a stall between
+    // their first polls moves none of them.
+    let order = run(Flavor::CurrentThread, "timer ordering", || async {
+        let start = Instant::now();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let handles: Vec<_> = [30, 10, 20]
+            .into_iter()
+            .map(|d| {
+                let order = order.clone();
+                fiber_runtime::spawn(async move {
+                    sleep_until(start + ms(d)).await;
+                    order.lock().unwrap().push(d);
                 })
-                .collect();
-            for h in handles {
-                h.await.unwrap();
-            }
-            Arc::try_unwrap(order).unwrap().into_inner().unwrap()
-        });
-        assert_eq!(order, [10, 20, 30], "{flavor:?}");
-    }
+            })
+            .collect();
+        for h in handles {
+            h.await.unwrap();
+        }
+        Arc::try_unwrap(order).unwrap().into_inner().unwrap()
+    });
+    assert_eq!(order, [10, 20, 30]);
 }
 
 #[test]
@@ -165,10 +169,13 @@ fn a_sleep_dropped_in_a_select_never_fires() {
                     fired.store(true, SeqCst);
                 })
             };
-            let quick = Box::pin(sleep(ms(5)));
-            match select(slow, quick).await {
-                Either::Left(_) => panic!("the 30 ms branch won against 5 ms"),
-                Either::Right(((), slow)) => drop(slow),
+            // `select` polls its first future first: `quick` is ready on
+            // its second poll, so the sleep is polled (registered) exactly
+            // once, however late the second poll comes.
+            let quick = Box::pin(fiber_runtime::yield_now());
+            match select(quick, slow).await {
+                Either::Left(((), slow)) => drop(slow),
+                Either::Right(_) => unreachable!("polled once, never second"),
             }
             // Well past the dropped timer's deadline.
             sleep(ms(60)).await;
@@ -180,73 +187,101 @@ fn a_sleep_dropped_in_a_select_never_fires() {
 #[test]
 fn a_sleep_in_an_aborted_task_never_fires() {
     for flavor in Flavor::ALL {
-        let rt = flavor.build();
-        let fired = Arc::new(AtomicBool::new(false));
-        let counters = util::Counters::new();
-        let handle = rt.spawn(tracked(&counters, {
-            let fired = fired.clone();
-            async move {
-                sleep(ms(30)).await;
-                fired.store(true, SeqCst);
-            }
-        }));
-        drive_until(&rt, "the sleeping task was polled", || {
-            counters.polls() >= 1
+        until_conclusive("aborting a sleeping task", || {
+            a_sleep_in_an_aborted_task_never_fires_on(flavor)
         });
-        handle.abort();
-        let err =
-            block_on_bounded(&rt, "awaiting an aborted sleeping task", move || handle).unwrap_err();
-        assert!(err.is_cancelled(), "{flavor:?}: {err}");
-        assert_eq!(
-            counters.drops(),
-            1,
-            "{flavor:?}: the task's future was dropped"
-        );
-        drive_until(&rt, "no task is alive", || {
-            rt.metrics().num_alive_tasks() == 0
-        });
-        block_on_bounded(&rt, "sleeping past the deadline", || async {
-            sleep(ms(60)).await
-        });
-        assert!(
-            !fired.load(SeqCst),
-            "{flavor:?}: the aborted task's sleep fired"
-        );
-        assert_eq!(counters.polls(), 1, "{flavor:?}: polled after abort");
     }
+}
+
+/// `None` if the abort came too late to say anything: after the sleep's
+/// deadline, when the task may have finished.
+fn a_sleep_in_an_aborted_task_never_fires_on(flavor: Flavor) -> Option<()> {
+    let rt = flavor.build();
+    let fired = Arc::new(AtomicBool::new(false));
+    let counters = util::Counters::new();
+    // Before the sleep is made: its deadline is at least 30 ms on.
+    let start = Instant::now();
+    let handle = rt.spawn(tracked(&counters, {
+        let fired = fired.clone();
+        async move {
+            sleep(ms(30)).await;
+            fired.store(true, SeqCst);
+        }
+    }));
+    drive_until(&rt, "the sleeping task was polled", || {
+        counters.polls() >= 1
+    });
+    handle.abort();
+    if start.elapsed() >= ms(30) {
+        return None;
+    }
+    let err =
+        block_on_bounded(&rt, "awaiting an aborted sleeping task", move || handle).unwrap_err();
+    assert!(err.is_cancelled(), "{flavor:?}: {err}");
+    assert_eq!(
+        counters.drops(),
+        1,
+        "{flavor:?}: the task's future was dropped"
+    );
+    drive_until(&rt, "no task is alive", || {
+        rt.metrics().num_alive_tasks() == 0
+    });
+    block_on_bounded(&rt, "sleeping past the deadline", || async {
+        sleep(ms(60)).await
+    });
+    assert!(
+        !fired.load(SeqCst),
+        "{flavor:?}: the aborted task's sleep fired"
+    );
+    assert_eq!(counters.polls(), 1, "{flavor:?}: polled after abort");
+    Some(())
 }
 
 #[test]
 fn a_dropped_sleep_lets_go_of_its_waker_and_never_wakes_it() {
     for flavor in Flavor::ALL {
-        let rt = flavor.build();
-        let (count, waker) = CountingWaker::new();
-        // Ours and `waker`'s.
-        let baseline = Arc::strong_count(&count);
-        {
-            let _guard = rt.enter();
-            let mut s = Box::pin(sleep(ms(20)));
-            assert!(poll_once(&mut s, &waker).is_pending());
-            assert!(
-                Arc::strong_count(&count) > baseline,
-                "{flavor:?}: a registered sleep holds a clone of its waker"
-            );
-            drop(s);
-        }
-        assert_eq!(
-            Arc::strong_count(&count),
-            baseline,
-            "{flavor:?}: the timer wheel kept the waker of a dropped sleep"
-        );
-        block_on_bounded(&rt, "sleeping past the dropped deadline", || async {
-            sleep(ms(50)).await
+        until_conclusive("dropping a registered sleep", || {
+            a_dropped_sleep_lets_go_of_its_waker_on(flavor)
         });
-        assert_eq!(
-            count.wakes(),
-            0,
-            "{flavor:?}: a dropped sleep woke its task"
+    }
+}
+
+/// `None` if the sleep was dropped too late to say anything: after its
+/// deadline, when a worker may have fired it.
+fn a_dropped_sleep_lets_go_of_its_waker_on(flavor: Flavor) -> Option<()> {
+    let rt = flavor.build();
+    let (count, waker) = CountingWaker::new();
+    // Ours and `waker`'s.
+    let baseline = Arc::strong_count(&count);
+    {
+        let _guard = rt.enter();
+        let start = Instant::now();
+        let mut s = Box::pin(sleep(ms(20)));
+        assert!(poll_once(&mut s, &waker).is_pending());
+        let held = Arc::strong_count(&count) > baseline;
+        drop(s);
+        if start.elapsed() >= ms(20) {
+            return None;
+        }
+        assert!(
+            held,
+            "{flavor:?}: a registered sleep holds a clone of its waker"
         );
     }
+    assert_eq!(
+        Arc::strong_count(&count),
+        baseline,
+        "{flavor:?}: the timer wheel kept the waker of a dropped sleep"
+    );
+    block_on_bounded(&rt, "sleeping past the dropped deadline", || async {
+        sleep(ms(50)).await
+    });
+    assert_eq!(
+        count.wakes(),
+        0,
+        "{flavor:?}: a dropped sleep woke its task"
+    );
+    Some(())
 }
 
 #[test]

@@ -69,18 +69,31 @@ fn a_future_too_slow_gives_elapsed_and_is_dropped() {
 fn a_timed_out_future_never_runs_past_its_await_point() {
     for flavor in Flavor::ALL {
         run(flavor, "timed-out side effects", || async {
-            let after = Arc::new(AtomicBool::new(false));
-            let inner = {
-                let after = after.clone();
-                async move {
-                    sleep(ms(40)).await;
-                    after.store(true, SeqCst);
+            for _ in 0..util::CONCLUSIVE_TRIES {
+                let after = Arc::new(AtomicBool::new(false));
+                // Before the inner sleep is made: its deadline is at least
+                // 40 ms on.
+                let start = Instant::now();
+                let inner = {
+                    let after = after.clone();
+                    async move {
+                        sleep(ms(40)).await;
+                        after.store(true, SeqCst);
+                    }
+                };
+                let r = timeout(ms(10), inner).await;
+                if start.elapsed() >= ms(40) {
+                    // A stall past the inner deadline: `Timeout` polls the
+                    // inner future first, which may then have finished.
+                    continue;
                 }
-            };
-            assert!(timeout(ms(10), inner).await.is_err());
-            // Well past the inner sleep's deadline.
-            sleep(ms(80)).await;
-            assert!(!after.load(SeqCst), "a dropped future resumed");
+                assert!(r.is_err(), "finished before its deadline: {r:?}");
+                // Well past the inner sleep's deadline.
+                sleep(ms(80)).await;
+                assert!(!after.load(SeqCst), "a dropped future resumed");
+                return;
+            }
+            panic!("stalled past the deadline in every run");
         });
     }
 }

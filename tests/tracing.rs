@@ -833,10 +833,13 @@ fn a_spawned_tasks_span_is_a_root_that_follows_from_its_spawner() {
     }
 }
 
+/// Events are found by their thread's name: no hand-off, whose
+/// replacement thread (`{name}-handoff-0`) would record some of them.
 fn named_runtime(name: &str, workers: usize) -> Runtime {
     Builder::new_multi_thread()
         .worker_threads(workers)
         .thread_name(name)
+        .worker_handoff(false)
         .build()
         .unwrap()
 }
@@ -896,7 +899,7 @@ fn workers_record_park_and_unpark() {
 fn an_idle_worker_records_its_steal() {
     let name = unique("steal");
     let rt = named_runtime(&name, 2);
-    let stolen = rt.block_on(async {
+    rt.block_on(async {
         fiber_runtime::spawn(async {
             // This worker queues two tasks (the first leaves the LIFO slot
             // for the queue, which peers may steal from), then holds the
@@ -912,12 +915,14 @@ fn an_idle_worker_records_its_steal() {
         })
         .await
         .unwrap();
-        (0..2)
-            .map(|i| Handle::current().metrics().worker_steal_count(i))
-            .sum::<u64>()
+    });
+    // The thief publishes its count when it parks or at maintenance, which
+    // may come after the task it stole ran.
+    util::wait_until("the steal is published", || {
+        let m = rt.metrics();
+        (0..2).map(|i| m.worker_steal_count(i)).sum::<u64>() >= 1
     });
     drop(rt);
-    assert!(stolen >= 1, "the test did not reach a steal");
     let evs = events_on_thread(&name, "fiber_runtime::scheduler", "steal");
     assert!(!evs.is_empty(), "no steal event");
     for e in evs {

@@ -63,6 +63,15 @@ impl Flavor {
         }
     }
 
+    /// [`build`](Self::build), with no worker hand-off
+    /// ([`multi_thread_without_handoff`]).
+    pub(crate) fn build_without_handoff(self) -> Runtime {
+        match self {
+            Flavor::CurrentThread => current_thread(),
+            Flavor::MultiThread(n) => multi_thread_without_handoff(n),
+        }
+    }
+
     pub(crate) fn workers(self) -> usize {
         match self {
             Flavor::CurrentThread => 1,
@@ -82,6 +91,40 @@ pub(crate) fn multi_thread(workers: usize) -> Runtime {
         .worker_threads(workers)
         .build()
         .expect("building a multi_thread runtime")
+}
+
+/// A multi-thread runtime whose workers are never handed off
+/// (`Builder::worker_handoff(false)`): for tests that hold workers on
+/// purpose ([`plug_workers`]), where a replacement thread would run what
+/// the test holds back, and for tests that count per-worker polls or
+/// steals, of which a replacement thread's are no part. A poll blocked
+/// 100 ms (a stalled CI machine is enough) starts one.
+pub(crate) fn multi_thread_without_handoff(workers: usize) -> Runtime {
+    Builder::new_multi_thread()
+        .worker_threads(workers)
+        .worker_handoff(false)
+        .build()
+        .expect("building a multi_thread runtime")
+}
+
+/// How many runs [`until_conclusive`] makes before it gives up.
+pub(crate) const CONCLUSIVE_TRIES: usize = 20;
+
+/// Runs `attempt` until one run is conclusive (returns `Some`), at most
+/// [`CONCLUSIVE_TRIES`] times. For tests whose subject is a real
+/// deadline: a run in which the machine stalled past the deadline before
+/// the test could act (the run checks this itself, from `Instant`s it
+/// took) says nothing of what the test checks, and is made again. Never a
+/// bound on how long anything takes: a run's result is asserted only when
+/// its precondition held.
+#[track_caller]
+pub(crate) fn until_conclusive<T>(what: &str, mut attempt: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..CONCLUSIVE_TRIES {
+        if let Some(t) = attempt() {
+            return t;
+        }
+    }
+    panic!("{what}: the machine stalled past the deadline in each of {CONCLUSIVE_TRIES} runs");
 }
 
 /// Runs the future `make` builds on a fresh runtime of `flavor`, on a
@@ -520,7 +563,9 @@ pub(crate) struct Plug {
 
 /// Plugs all `workers` workers of `rt`: returns once each of them is
 /// blocked in a plug task (`workers` plug tasks running at once can only
-/// be on `workers` distinct threads).
+/// be on `workers` distinct threads). `rt` must not hand a plugged worker
+/// off by itself ([`multi_thread_without_handoff`], or no long-poll
+/// detector), or a replacement thread runs what the plug holds back.
 #[track_caller]
 pub(crate) fn plug_workers(rt: &Runtime, workers: usize) -> Plug {
     let latch = Latch::new();
