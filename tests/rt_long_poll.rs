@@ -636,6 +636,9 @@ fn settled_metrics(rt: &Runtime, polls: u64) -> fiber_runtime::RuntimeMetrics {
 fn histograms_sum_to_poll_counts(flavor: Flavor, sample_every: u64) {
     let rt = builder(flavor)
         .poll_time_sample_interval(sample_every)
+        // A poll stalled 100 ms would start a replacement thread, whose
+        // polls are no worker's: `settled_metrics` would never see them.
+        .worker_handoff(false)
         .build()
         .unwrap();
     rt.block_on(async {
