@@ -14,7 +14,10 @@ use std::future::pending;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
-use util::{Counters, DropToken, Flavor, expect_panic, ms, run, silence_expected_panics, tracked};
+use util::{
+    Counters, DropToken, Flavor, expect_panic, ms, run, silence_expected_panics, tracked,
+    until_conclusive,
+};
 
 const OUTSIDE: &str = "outside a fiber-runtime runtime";
 
@@ -68,8 +71,8 @@ fn a_future_too_slow_gives_elapsed_and_is_dropped() {
 #[test]
 fn a_timed_out_future_never_runs_past_its_await_point() {
     for flavor in Flavor::ALL {
-        run(flavor, "timed-out side effects", || async {
-            for _ in 0..util::CONCLUSIVE_TRIES {
+        until_conclusive("timed-out side effects", || {
+            run(flavor, "timed-out side effects", || async {
                 let after = Arc::new(AtomicBool::new(false));
                 // Before the inner sleep is made: its deadline is at least
                 // 40 ms on.
@@ -85,15 +88,14 @@ fn a_timed_out_future_never_runs_past_its_await_point() {
                 if start.elapsed() >= ms(40) {
                     // A stall past the inner deadline: `Timeout` polls the
                     // inner future first, which may then have finished.
-                    continue;
+                    return None;
                 }
                 assert!(r.is_err(), "finished before its deadline: {r:?}");
                 // Well past the inner sleep's deadline.
                 sleep(ms(80)).await;
                 assert!(!after.load(SeqCst), "a dropped future resumed");
-                return;
-            }
-            panic!("stalled past the deadline in every run");
+                Some(())
+            })
         });
     }
 }

@@ -108,7 +108,7 @@ pub(crate) fn multi_thread_without_handoff(workers: usize) -> Runtime {
 }
 
 /// How many runs [`until_conclusive`] makes before it gives up.
-pub(crate) const CONCLUSIVE_TRIES: usize = 20;
+const CONCLUSIVE_TRIES: usize = 20;
 
 /// Runs `attempt` until one run is conclusive (returns `Some`), at most
 /// [`CONCLUSIVE_TRIES`] times. For tests whose subject is a real
